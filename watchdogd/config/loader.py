@@ -1,0 +1,159 @@
+"""Load a config file into a :class:`Config`, or raise one :class:`ConfigError` listing every
+mistake as ``file:line: field.path: message``."""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel
+
+from watchdogd.config.rules import check_rules, did_you_mean
+from watchdogd.config.schema import Config
+from watchdogd.config.source import ConfigSource, Path_, parse_config_text, read_config_source
+from watchdogd.errors import ConfigError, ConfigProblem
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and cross-check ``path``."""
+    return _validate(read_config_source(path, environ))
+
+
+def load_config_text(
+    text: str, file: str = "<config>", environ: Mapping[str, str] | None = None
+) -> Config:
+    """As :func:`load_config`, for text already in memory (tests, the demo)."""
+    return _validate(parse_config_text(text, file, environ or {}))
+
+
+def _validate(source: ConfigSource) -> Config:
+    if not isinstance(source.data, dict):
+        raise ConfigError(
+            source.file, [ConfigProblem(1, (), "expected a mapping at the top level")]
+        )
+    try:
+        config = Config.model_validate(source.data)
+    except pydantic.ValidationError as err:
+        problems = [_problem(source, error) for error in err.errors()]
+        raise ConfigError(source.file, _unique(_without_consequences(problems))) from None
+    findings = check_rules(config)
+    if findings:
+        problems = [
+            ConfigProblem(source.line_of(path), path, message) for path, message in findings
+        ]
+        raise ConfigError(source.file, _unique(problems))
+    config.remember_secrets(frozenset(source.secrets))
+    return config
+
+
+def _without_consequences(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    """Drop a threshold's error when its gate's metric is already wrong: the unit of ``above``
+    depends on the metric, so the second message would only mislead."""
+    bad_metrics = {p.path[:-1] for p in problems if p.path and p.path[-1] == "metric"}
+    return [
+        p
+        for p in problems
+        if not (p.path and p.path[-1] in ("above", "below") and p.path[:-1] in bad_metrics)
+    ]
+
+
+def _unique(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    return list(dict.fromkeys(problems))
+
+
+def _problem(source: ConfigSource, error: Any) -> ConfigProblem:
+    loc: tuple[str | int, ...] = tuple(error["loc"])
+    path = _data_path(source.data, loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        hint = did_you_mean(key, sorted(_allowed_keys(loc[:-1])))
+        return ConfigProblem(source.line_of(path), path, f"unknown key{hint}")
+    if kind == "missing":
+        return ConfigProblem(source.line_of(path[:-1]), path, "required, but missing")
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind in {"union_tag_invalid", "union_tag_not_found"}:
+        message = _tag_message(error)
+    if kind in {"enum", "literal_error"}:
+        expected = str((error.get("ctx") or {}).get("expected", ""))
+        choices = [c.strip(" '") for c in expected.replace(" or ", ", ").split(",")]
+        hint = did_you_mean(str(error["input"]), choices)
+        message = f"unknown value {error['input']!r}; expected {expected}{hint}"
+    return ConfigProblem(source.line_of(path), path, message)
+
+
+def _tag_message(error: Any) -> str:
+    context = error.get("ctx") or {}
+    expected = context.get("expected_tags", "")
+    tag = context.get("tag")
+    if tag is None:
+        return f'needs a "type": one of {expected}'
+    choices = [t.strip(" '") for t in str(expected).split(",")]
+    return f'unknown type "{tag}"; expected one of {expected}{did_you_mean(str(tag), choices)}'
+
+
+def _data_path(data: Any, loc: tuple[str | int, ...]) -> Path_:
+    """The part of pydantic's ``loc`` that exists in the data, dropping union tags and the like;
+    a final key that is not in the data (a missing field) is kept."""
+    path: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+        elif index == len(loc) - 1 and isinstance(part, str):
+            pass  # a missing key: name it
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+def _allowed_keys(loc: tuple[str | int, ...]) -> set[str]:
+    """The keys the model at ``loc`` accepts, for "did you mean"."""
+    kinds: list[Any] = [Config]
+    for part in loc:
+        kinds = [child for kind in kinds for child in _children(kind, part)]
+    keys: set[str] = set()
+    for kind in kinds:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            for name, field in kind.model_fields.items():
+                keys.add(field.alias or name)
+    return keys
+
+
+def _children(kind: Any, part: str | int) -> list[Any]:
+    """The types one step below ``kind`` along ``part`` (a field, an index or a union tag)."""
+    kind = _unwrap(kind)
+    if isinstance(kind, list):
+        members = kind
+        tagged = [m for m in members if _literal_tag(m) == part]
+        return tagged or [c for m in members for c in _children(m, part)]
+    origin = typing.get_origin(kind)
+    if origin in (list, dict) and (isinstance(part, int) or origin is dict):
+        return [typing.get_args(kind)[-1]]
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        for name, field in kind.model_fields.items():
+            if part in (name, field.alias):
+                return [field.annotation]
+    return []
+
+
+def _unwrap(kind: Any) -> Any:
+    while typing.get_origin(kind) is typing.Annotated:
+        kind = typing.get_args(kind)[0]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return [_unwrap(member) for member in typing.get_args(kind) if member is not type(None)]
+    return kind
+
+
+def _literal_tag(kind: Any) -> Any:
+    if isinstance(kind, type) and issubclass(kind, BaseModel) and "type" in kind.model_fields:
+        args = typing.get_args(kind.model_fields["type"].annotation)
+        return args[0] if args else None
+    return None

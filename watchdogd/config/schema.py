@@ -1,0 +1,474 @@
+"""The shape of ``watchdogd.yaml`` as typed, validated objects.
+
+Every model forbids unknown keys, so a typo is an error with a "did you mean", not a silently
+ignored setting. Durations are stored in seconds and ratios as fractions (see ``units``).
+Cross-field rules (a gate names an existing check, names are unique, …) live in ``rules``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from watchdogd.config.units import ByteSize, Duration, parse_duration, parse_ratio
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+StatusList = Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- daemon-wide settings -------------------------------------------------------------------
+
+
+class DockerSettings(Strict):
+    host: str = "unix:///var/run/docker.sock"
+    timeout: Duration = 10.0
+    poll_interval: Duration = 5.0
+
+
+class LogSettings(Strict):
+    format: Literal["json", "console", "auto"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ServerSettings(Strict):
+    max_body: ByteSize = 1024 * 1024
+    shutdown_timeout: Duration = 30.0
+
+
+class Defaults(Strict):
+    """Per-target settings a target inherits unless it sets its own."""
+
+    window: Duration = 300.0
+    bake_time: Duration = 300.0
+    cooldown: Duration = 600.0
+    max_rollbacks_per_hour: Annotated[int, Field(ge=0)] = 3
+    dry_run: bool = False
+    auto_rollback: bool = True
+    history: Annotated[int, Field(ge=2, le=1000)] = 20
+    stop_timeout: Duration = 10.0
+
+
+class Notifier(Strict):
+    """A destination for messages: ``json://host/path`` (generic JSON webhook, ``jsons://`` for
+    TLS) or any Apprise URL."""
+
+    name: Name
+    url: str
+    timeout: Duration = 5.0
+
+
+# --- targets: what is watched and rolled back -----------------------------------------------
+
+
+class ComposeRef(Strict):
+    project: str
+    service: str
+
+
+class SwarmRef(Strict):
+    service: str
+
+
+class ReleaseDir(Strict):
+    """``path/releases/<version>/`` plus a ``path/current`` symlink, as on many plain VMs."""
+
+    path: Path
+    releases: str = "releases"
+    current: str = "current"
+    restart: Annotated[list[str], Field(min_length=1)] | None = None
+
+
+class TargetKind(StrEnum):
+    CONTAINER = "container"
+    COMPOSE = "compose"
+    SWARM = "swarm"
+    RELEASE_DIR = "release_dir"
+
+
+# --- checks: where samples come from --------------------------------------------------------
+
+
+class CheckBase(Strict):
+    name: Name
+    interval: Duration = 5.0
+    timeout: Duration = 3.0
+
+
+class ContainerHealthCheck(CheckBase):
+    type: Literal["container_health"]
+
+
+class HttpCheck(CheckBase):
+    type: Literal["http"]
+    url: str
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = {}
+    body: str | None = None
+    json_body: Any = Field(default=None, alias="json")
+    expect_status: StatusList = [200]
+    body_match: str | None = None
+    tls_verify: bool = True
+
+
+class AuthStep(Strict):
+    name: Name
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str
+    headers: dict[str, str] = {}
+    body: str | None = None
+    json_body: Any = Field(default=None, alias="json")
+    expect_status: StatusList = [200]
+    extract: dict[Name, str] = {}
+
+
+class AuthFlowCheck(CheckBase):
+    type: Literal["auth_flow"]
+    interval: Duration = 10.0
+    timeout: Duration = 10.0
+    tls_verify: bool = True
+    steps: Annotated[list[AuthStep], Field(min_length=1)]
+
+
+class ScrapeCheck(CheckBase):
+    type: Literal["scrape"]
+    url: str
+    requests: str
+    errors: str | None = None
+    latency_histogram: str | None = None
+
+
+class PromqlCheck(CheckBase):
+    type: Literal["promql"]
+    interval: Duration = 15.0
+    url: str
+    query: str
+
+
+Check = Annotated[
+    ContainerHealthCheck | HttpCheck | AuthFlowCheck | ScrapeCheck | PromqlCheck,
+    Field(discriminator="type"),
+]
+
+
+# --- gates: when a check's window counts as bad ---------------------------------------------
+
+
+class GateMetric(StrEnum):
+    ERROR_RATE = "error_rate"
+    FAILURE_RATE = "failure_rate"
+    LATENCY_P50 = "latency_p50"
+    LATENCY_P95 = "latency_p95"
+    LATENCY_P99 = "latency_p99"
+    LATENCY_MEAN = "latency_mean"
+    LATENCY_MAX = "latency_max"
+    UNHEALTHY = "unhealthy"
+    VALUE = "value"
+
+
+RATE_METRICS = frozenset({GateMetric.ERROR_RATE, GateMetric.FAILURE_RATE})
+LATENCY_METRICS = frozenset(
+    {
+        GateMetric.LATENCY_P50,
+        GateMetric.LATENCY_P95,
+        GateMetric.LATENCY_P99,
+        GateMetric.LATENCY_MEAN,
+        GateMetric.LATENCY_MAX,
+    }
+)
+
+
+class GateConfig(Strict):
+    """``above``/``below`` take the metric's unit: a ratio for rates, a duration for latency, a
+    plain number for PromQL values. ``unhealthy`` takes neither."""
+
+    check: Name
+    metric: GateMetric
+    above: float | None = None
+    below: float | None = None
+    for_: Duration = Field(default=0.0, alias="for")
+    min_samples: Annotated[int, Field(ge=1)] = 20
+    min_errors: Annotated[int, Field(ge=1)] = 3
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.999
+    consecutive_failures: Annotated[int, Field(ge=0)] = 3
+
+    @model_validator(mode="before")
+    @classmethod
+    def _thresholds_in_metric_units(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        metric = data.get("metric")
+        parser = (
+            parse_ratio
+            if metric in RATE_METRICS
+            else parse_duration
+            if metric in LATENCY_METRICS
+            else None
+        )
+        if metric == GateMetric.UNHEALTHY:
+            message = "an unhealthy gate takes no threshold; use for: to wait"
+            return {k: _Invalid(message) if k in ("above", "below") else v for k, v in data.items()}
+        if parser is None:
+            return data
+        converted = dict(data)
+        for key in ("above", "below"):
+            if converted.get(key) is not None:
+                try:
+                    converted[key] = parser(converted[key])
+                except ValueError as err:
+                    # Re-raised per field below, so the error names ``above``, not the gate.
+                    converted[key] = _Invalid(str(err))
+        return converted
+
+    @field_validator("above", "below", mode="wrap")
+    @classmethod
+    def _report_unit_errors(cls, value: Any, handler: Any) -> Any:
+        if isinstance(value, _Invalid):
+            raise ValueError(value.message)
+        return handler(value)
+
+    @property
+    def name(self) -> str:
+        return f"{self.check}:{self.metric.value}"
+
+
+class _Invalid:
+    """A threshold that failed its unit parser; carried to the field validator for the message."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class AlertRule(Strict):
+    """Alertmanager alerts whose labels equal every pair in ``match`` trigger the playbook."""
+
+    match: Annotated[dict[str, str], Field(min_length=1)]
+
+
+# --- playbook steps -------------------------------------------------------------------------
+
+
+class OnFailure(StrEnum):
+    ABORT = "abort"
+    CONTINUE = "continue"
+
+
+class ExecAction(Strict):
+    """Run a command inside the bad release's container (e.g. a schema downgrade)."""
+
+    command: Annotated[list[str], Field(min_length=1)]
+    user: str | None = None
+    workdir: str | None = None
+    env: dict[str, str] = {}
+
+
+class CommandAction(Strict):
+    """Run a local process on the watchdogd host."""
+
+    command: Annotated[list[str], Field(min_length=1)]
+    cwd: Path | None = None
+    env: dict[str, str] = {}
+
+
+class SqlAction(Strict):
+    """Run a SQL file against PostgreSQL in one transaction."""
+
+    dsn: str
+    file: Path
+    lock_timeout: Duration = 5.0
+    statement_timeout: Duration = 60.0
+
+
+class RedisInvalidateAction(Strict):
+    url: str
+    pattern: str | None = None
+    flush: bool = False
+
+    @model_validator(mode="after")
+    def _pattern_or_flush(self) -> RedisInvalidateAction:
+        if (self.pattern is None) == (not self.flush):
+            raise ValueError('give exactly one of "pattern" or "flush: true"')
+        return self
+
+
+class HttpAction(Strict):
+    url: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = {}
+    json_body: Any = Field(default=None, alias="json")
+    expect_status: StatusList = [200, 201, 202, 204]
+
+
+class RollbackAction(Strict):
+    stop_timeout: Duration | None = None
+
+
+class WaitHealthyAction(Strict):
+    timeout: Duration = 30.0
+
+
+class NotifyAction(Strict):
+    to: Name
+    message: str | None = None
+
+
+STEP_ACTIONS: dict[str, type[Strict]] = {
+    "notify": NotifyAction,
+    "exec": ExecAction,
+    "command": CommandAction,
+    "sql": SqlAction,
+    "redis_invalidate": RedisInvalidateAction,
+    "http": HttpAction,
+    "rollback": RollbackAction,
+    "wait_healthy": WaitHealthyAction,
+}
+# Steps that converge on the same end state however often they run; the others are never
+# repeated after a crash, only reported.
+IDEMPOTENT_ACTIONS = frozenset({"rollback", "wait_healthy", "redis_invalidate", "notify"})
+STEP_COMMON_KEYS = ("timeout", "retries", "on_failure", "idempotent")
+
+
+class Step(Strict):
+    """One playbook step: exactly one action key (``notify``, ``rollback``, …) plus the common
+    ``timeout``, ``retries``, ``on_failure`` and ``idempotent``."""
+
+    action: str
+    notify: NotifyAction | None = None
+    exec: ExecAction | None = None
+    command: CommandAction | None = None
+    sql: SqlAction | None = None
+    redis_invalidate: RedisInvalidateAction | None = None
+    http: HttpAction | None = None
+    rollback: RollbackAction | None = None
+    wait_healthy: WaitHealthyAction | None = None
+    timeout: Duration = 60.0
+    retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    on_failure: OnFailure = OnFailure.ABORT
+    idempotent: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_action(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError(
+                "expected a step like {notify: team} or {rollback: {}}, "
+                f"one of: {', '.join(STEP_ACTIONS)}"
+            )
+        actions = [key for key in data if key in STEP_ACTIONS]
+        if len(actions) != 1:
+            found = ", ".join(actions) if actions else "none"
+            raise ValueError(
+                f"a step needs exactly one action of {', '.join(STEP_ACTIONS)} (found {found})"
+            )
+        action = actions[0]
+        converted = dict(data, action=action)
+        if action == "notify" and isinstance(data[action], str):
+            converted[action] = {"to": data[action]}
+        if data[action] is None:
+            converted[action] = {}
+        return converted
+
+    @property
+    def spec(self) -> Strict:
+        spec = getattr(self, self.action)
+        assert spec is not None  # noqa: S101 - guaranteed by _one_action
+        return spec  # type: ignore[no-any-return]
+
+    @property
+    def is_idempotent(self) -> bool:
+        if self.idempotent is not None:
+            return self.idempotent
+        return self.action in IDEMPOTENT_ACTIONS
+
+    @property
+    def attempts(self) -> int:
+        """Tries in all: idempotent steps retry twice by default, the others never."""
+        retries = self.retries if self.retries is not None else (2 if self.is_idempotent else 0)
+        return retries + 1
+
+
+class TargetConfig(Strict):
+    name: Name
+    kind: TargetKind | None = None
+    container: str | None = None
+    compose: ComposeRef | None = None
+    swarm: SwarmRef | None = None
+    release_dir: ReleaseDir | None = None
+    window: Duration | None = None
+    bake_time: Duration | None = None
+    cooldown: Duration | None = None
+    max_rollbacks_per_hour: Annotated[int, Field(ge=0)] | None = None
+    dry_run: bool | None = None
+    auto_rollback: bool | None = None
+    history: Annotated[int, Field(ge=2, le=1000)] | None = None
+    stop_timeout: Duration | None = None
+    checks: list[Check] = []
+    gates: list[GateConfig] = []
+    alerts: list[AlertRule] = []
+    playbook: list[Step] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kind" not in data:
+            present = [kind.value for kind in TargetKind if kind.value in data]
+            if len(present) == 1:
+                return dict(data, kind=present[0])
+        return data
+
+    def setting(self, name: str, defaults: Defaults) -> Any:
+        """The target's own value for a ``defaults`` key, or the inherited one."""
+        own = getattr(self, name)
+        return getattr(defaults, name) if own is None else own
+
+
+class Config(Strict):
+    listen: str = "127.0.0.1:9797"
+    api_token_file: Path | None = None
+    api_token: str | None = None
+    state_dir: Path = Path("/var/lib/watchdogd")
+    docker: DockerSettings = DockerSettings()
+    log: LogSettings = LogSettings()
+    server: ServerSettings = ServerSettings()
+    defaults: Defaults = Defaults()
+    notify: list[Notifier] = []
+    targets: list[TargetConfig] = []
+    # Values that came from ${ENV} expansion; the logger and the API redact them.
+    _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        return self._secrets
+
+    def remember_secrets(self, values: frozenset[str]) -> None:
+        self._secrets = values
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f'expected "host:port" like "127.0.0.1:9797", got {value!r}')
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    def target(self, name: str) -> TargetConfig:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
