@@ -8,7 +8,8 @@ edge that called it, so the core and the daemon only ever see these:
     ├── SourceUnavailable    a signal source cannot reach what it watches: data is unknown, not bad
     ├── StoreError           the state store cannot be read or written
     ├── TargetError          a target could not be inspected or changed (Docker, release dir)
-    └── StepFailed           a playbook step failed; carries the step and the reason
+    ├── StepFailed           a playbook step failed; carries the step and the reason
+    └── ControlRefused       an API request the daemon refuses; carries the HTTP status
 """
 
 from __future__ import annotations
@@ -72,3 +73,13 @@ class StepFailed(WatchdogError):
         self.step = step
         self.reason = reason
         super().__init__(f"{step}: {reason}")
+
+
+class ControlRefused(WatchdogError):
+    """An operator or webhook request the daemon will not carry out (unknown target, a playbook
+    already running, a guard). ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(message)

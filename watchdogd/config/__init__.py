@@ -2,5 +2,6 @@
 
 from watchdogd.config.loader import load_config, load_config_text
 from watchdogd.config.schema import Config, TargetConfig
+from watchdogd.config.summary import summarize
 
-__all__ = ["Config", "TargetConfig", "load_config", "load_config_text"]
+__all__ = ["Config", "TargetConfig", "load_config", "load_config_text", "summarize"]

@@ -1,0 +1,368 @@
+"""A sliding window of samples for one (target, check) pair.
+
+Rules this module keeps:
+
+1. No I/O and no clock. Every call takes ``now``: seconds on a monotonic-style clock.
+2. Ingest is O(1) amortised and allocates nothing per sample beyond dict increments, because
+   a scrape of a busy service can feed thousands of samples a second per window.
+3. Memory is bounded whatever the sample rate: at most ``buckets`` x ``latency bins`` counters,
+   and the number of latency bins is fixed by the clamped latency range.
+
+Theory of operation
+-------------------
+The window is a ring of ``span / bucket`` buckets (default 300 x 1 s). Bucket number
+``floor(now / bucket)`` holds that slice of time: sample count, error count, latency count,
+sum and max, and a sparse histogram of latency bins. The window at ``now`` is the live buckets
+``floor(now / bucket) - n + 1 .. floor(now / bucket)``, so it covers the last ``span`` seconds
+rounded to whole buckets. Buckets are expired lazily: when ``now`` moves past them, on ``add*``
+or ``stats``. A jump further than the whole span clears everything at once, so the cost of a
+jump is at most O(buckets).
+
+A sample whose ``now`` lies slightly in the past (clock jitter between sources) still lands in
+its own bucket if that bucket is live; an older sample is dropped. A late sample counts, but it
+does not change the "most recent" fields (``last_ok``, ``consecutive_failures``).
+
+Latency quantiles use a log-spaced histogram in the style of DDSketch (Masson, Rim and Lee,
+VLDB 2019): with ``gamma = (1 + a) / (1 - a)``, a latency ``x`` goes into bin
+``ceil(log(x) / log(gamma))``, and a bin reports ``2 * gamma**i / (gamma + 1)``, which is within
+relative error ``a`` of every value in the bin. Latencies are clamped to
+[``MIN_LATENCY``, ``MAX_LATENCY``]; values at or below ``MIN_LATENCY`` share a zero bin that
+reports 0.0. The window keeps one merged histogram up to date as buckets come and go, so
+``stats`` only sorts the (few hundred at most) occupied bins.
+
+Quantiles follow the nearest-rank definition: the q-quantile of n values is the value of
+1-based rank ``ceil(q * n)`` in ascending order. The reported value is within relative error
+``relative_accuracy`` of that exact value, and never above the exact maximum.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["MAX_LATENCY", "MIN_LATENCY", "Window", "WindowStats"]
+
+MIN_LATENCY = 1e-6
+"""Seconds. Latencies at or below this go into the zero bin: no probe is that fast."""
+
+MAX_LATENCY = 1e5
+"""Seconds. Latencies above this are clamped, which is what bounds the number of bins."""
+
+# Nearest-rank percentiles, as integer percents so that ranks are exact integer arithmetic
+# (0.95 * 100 is not 95 in binary floating point).
+_PERCENTS = (50, 95, 99)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """A snapshot of one window at one ``now``. Latencies are in seconds."""
+
+    count: int
+    errors: int
+    error_ratio: float | None
+    latency_count: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    mean: float | None
+    max: float | None
+    consecutive_failures: int
+    last_ok: bool | None
+    last_sample_at: float | None
+    last_value: float | None
+
+    def latency(self, which: str) -> float | None:
+        """Return the latency statistic named ``which``: p50, p95, p99, mean or max."""
+        if which == "p50":
+            return self.p50
+        if which == "p95":
+            return self.p95
+        if which == "p99":
+            return self.p99
+        if which == "mean":
+            return self.mean
+        if which == "max":
+            return self.max
+        raise ValueError(f"unknown latency statistic {which!r}")
+
+
+class Window:
+    """Counts, errors and latency quantiles over the last ``span`` seconds."""
+
+    __slots__ = (
+        "_bins",
+        "_count",
+        "_errors",
+        "_gamma",
+        "_head",
+        "_inv_log_gamma",
+        "_last_ok",
+        "_last_ok_at",
+        "_last_ok_bucket",
+        "_last_sample_at",
+        "_last_value",
+        "_last_value_at",
+        "_last_value_bucket",
+        "_lat_count",
+        "_lat_max",
+        "_lat_sum",
+        "_max_index",
+        "_merged",
+        "_n",
+        "_run",
+        "_width",
+        "_zero_index",
+    )
+
+    def __init__(
+        self, span: float = 300.0, bucket: float = 1.0, relative_accuracy: float = 0.01
+    ) -> None:
+        if not bucket > 0.0:
+            raise ValueError(f"bucket must be positive, got {bucket!r}")
+        if not 0.0 < relative_accuracy < 1.0:
+            raise ValueError(f"relative_accuracy must be in (0, 1), got {relative_accuracy!r}")
+        n = round(span / bucket)
+        if n < 1 or not math.isclose(n * bucket, span, rel_tol=1e-9):
+            raise ValueError(f"span {span!r} is not a whole number of {bucket!r} s buckets")
+        self._n = n
+        self._width = bucket
+        self._gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
+        self._inv_log_gamma = 1.0 / math.log(self._gamma)
+        # Every value above MIN_LATENCY maps to an index >= ceil(log(MIN_LATENCY) / log(gamma)),
+        # so the zero bin sits just below that and sorts first.
+        self._zero_index = math.ceil(math.log(MIN_LATENCY) * self._inv_log_gamma) - 1
+        self._max_index = math.ceil(math.log(MAX_LATENCY) * self._inv_log_gamma)
+
+        # One list per column rather than one object per bucket: add() then does plain
+        # list-slot arithmetic, and sum()/max() over a column run in C.
+        self._count = [0] * n
+        self._errors = [0] * n
+        self._lat_count = [0] * n
+        self._lat_sum = [0.0] * n
+        self._lat_max = [0.0] * n  # latencies are >= 0, so 0.0 doubles as "empty"
+        self._bins: list[dict[int, int]] = [{} for _ in range(n)]
+        self._merged: dict[int, int] = {}  # sum of all live buckets' bins
+        self._head: int | None = None  # absolute number of the newest bucket
+
+        self._last_ok: bool | None = None
+        self._last_ok_at = -math.inf
+        self._last_ok_bucket = 0
+        self._run = 0  # trailing run of failed samples
+        self._last_value: float | None = None
+        self._last_value_at = -math.inf
+        self._last_value_bucket = 0
+        self._last_sample_at: float | None = None
+
+    @property
+    def span(self) -> float:
+        """Seconds covered by the window, a whole number of buckets."""
+        return self._n * self._width
+
+    @property
+    def bin_count(self) -> int:
+        """Latency bins currently allocated, over all buckets and the merged histogram."""
+        return len(self._merged) + sum(len(bins) for bins in self._bins)
+
+    @property
+    def max_bins_per_histogram(self) -> int:
+        """The most bins one bucket (or the merged histogram) can ever hold."""
+        return self._max_index - self._zero_index + 1
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def add(self, now: float, ok: bool, latency: float | None = None, count: int = 1) -> None:
+        """Record ``count`` probes or requests with the same outcome (and latency, if given)."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count!r}")
+        slot = self._slot(now)
+        if slot is None:
+            return
+        self._count[slot] += count
+        if not ok:
+            self._errors[slot] += count
+        if latency is not None:
+            self._record_latency(slot, latency, count)
+        self._note_outcome(now, failed=0 if ok else count, succeeded=ok)
+
+    def add_counts(self, now: float, requests: int, errors: int) -> None:
+        """Record counter deltas from a scrape: ``requests`` seen, ``errors`` of them failed.
+
+        The order of outcomes inside a delta is unknown, so the trailing failure run only
+        grows when the whole delta failed; a delta with any success ends the run, which errs
+        towards not taking the hard-down fast path.
+        """
+        if requests < 0 or not 0 <= errors <= requests:
+            raise ValueError(f"need 0 <= errors <= requests, got {errors!r} of {requests!r}")
+        if requests == 0:
+            self._freshen(now)
+            return
+        slot = self._slot(now)
+        if slot is None:
+            return
+        self._count[slot] += requests
+        self._errors[slot] += errors
+        self._note_outcome(now, failed=errors, succeeded=errors < requests)
+
+    def add_latency(self, now: float, latency: float, count: int = 1) -> None:
+        """Record ``count`` latencies without outcomes (histogram deltas from a scrape)."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count!r}")
+        slot = self._slot(now)
+        if slot is None:
+            return
+        self._record_latency(slot, latency, count)
+        self._freshen(now)
+
+    def add_value(self, now: float, value: float) -> None:
+        """Record the latest reading of a gauge (for example the result of a PromQL query)."""
+        slot = self._slot(now)
+        if slot is None:
+            return
+        # Readings are point-in-time, not counts: only the newest one matters.
+        if now >= self._last_value_at:
+            self._last_value = value
+            self._last_value_at = now
+            self._last_value_bucket = math.floor(now / self._width)
+        self._freshen(now)
+
+    def _slot(self, now: float) -> int | None:
+        """Expire buckets up to ``now`` and return the ring slot for it, or None if too old."""
+        number = math.floor(now / self._width)
+        head = self._head
+        if head is None or number > head:
+            self._advance(number)
+        elif number <= head - self._n:
+            return None
+        return number % self._n
+
+    def _record_latency(self, slot: int, latency: float, count: int) -> None:
+        if not latency >= 0.0:  # also rejects NaN, which would poison the sums
+            raise ValueError(f"latency must be a non-negative number, got {latency!r}")
+        latency = min(latency, MAX_LATENCY)
+        if latency > MIN_LATENCY:
+            key = math.ceil(math.log(latency) * self._inv_log_gamma)
+        else:
+            key = self._zero_index
+        bins = self._bins[slot]
+        bins[key] = bins.get(key, 0) + count
+        merged = self._merged
+        merged[key] = merged.get(key, 0) + count
+        self._lat_count[slot] += count
+        self._lat_sum[slot] += latency * count
+        self._lat_max[slot] = max(self._lat_max[slot], latency)
+
+    def _note_outcome(self, now: float, failed: int, succeeded: bool) -> None:
+        if now >= self._last_ok_at:
+            # A success anywhere in the newest batch ends the run; its failures are then
+            # of unknown order, so they do not start a new one.
+            self._run = 0 if succeeded else self._run + failed
+            self._last_ok = succeeded
+            self._last_ok_at = now
+            self._last_ok_bucket = math.floor(now / self._width)
+        self._freshen(now)
+
+    def _freshen(self, now: float) -> None:
+        if self._last_sample_at is None or now > self._last_sample_at:
+            self._last_sample_at = now
+
+    # -- expiry ---------------------------------------------------------------------------
+
+    def _advance(self, number: int) -> None:
+        """Make ``number`` the newest bucket, clearing every bucket it overtakes."""
+        head = self._head
+        self._head = number
+        if head is None:
+            return  # first sample: the ring is already empty
+        if number - head >= self._n:
+            self._clear_all()
+            return
+        for passed in range(head + 1, number + 1):
+            self._clear_slot(passed % self._n)
+
+    def _clear_slot(self, slot: int) -> None:
+        bins = self._bins[slot]
+        if bins:
+            merged = self._merged
+            for key, count in bins.items():
+                left = merged[key] - count
+                if left:
+                    merged[key] = left
+                else:
+                    del merged[key]
+            bins.clear()
+        self._count[slot] = 0
+        self._errors[slot] = 0
+        self._lat_count[slot] = 0
+        self._lat_sum[slot] = 0.0
+        self._lat_max[slot] = 0.0
+
+    def _clear_all(self) -> None:
+        n = self._n
+        self._count = [0] * n
+        self._errors = [0] * n
+        self._lat_count = [0] * n
+        self._lat_sum = [0.0] * n
+        self._lat_max = [0.0] * n
+        for bins in self._bins:
+            bins.clear()
+        self._merged.clear()
+
+    # -- read -----------------------------------------------------------------------------
+
+    def stats(self, now: float) -> WindowStats:
+        """Summarise the live buckets at ``now``; buckets older than the span are expired."""
+        number = math.floor(now / self._width)
+        if self._head is not None and number > self._head:
+            self._advance(number)
+        # The oldest live bucket; anything "latest" that is older has left the window.
+        oldest = (self._head if self._head is not None else number) - self._n + 1
+
+        count = sum(self._count)
+        errors = sum(self._errors)
+        latency_count = sum(self._lat_count)
+        p50 = p95 = p99 = mean = maximum = None
+        if latency_count:
+            maximum = max(self._lat_max)
+            p50, p95, p99 = self._percentiles(latency_count, maximum)
+            mean = sum(self._lat_sum) / latency_count
+
+        ok_live = self._last_ok is not None and self._last_ok_bucket >= oldest
+        value_live = self._last_value is not None and self._last_value_bucket >= oldest
+        return WindowStats(
+            count=count,
+            errors=errors,
+            error_ratio=errors / count if count else None,
+            latency_count=latency_count,
+            p50=p50,
+            p95=p95,
+            p99=p99,
+            mean=mean,
+            max=maximum,
+            consecutive_failures=self._run if ok_live else 0,
+            last_ok=self._last_ok if ok_live else None,
+            last_sample_at=self._last_sample_at,
+            last_value=self._last_value if value_live else None,
+        )
+
+    def _percentiles(self, total: int, maximum: float) -> tuple[float, float, float]:
+        # Nearest rank: ceil(p * total / 100), computed in integers.
+        ranks = [-(-p * total // 100) for p in _PERCENTS]
+        found: list[float] = []
+        merged = self._merged
+        cumulative = 0
+        wanted = 0  # index into ranks of the next percentile to find
+        rank = ranks[0]
+        for key in sorted(merged):
+            cumulative += merged[key]
+            while cumulative >= rank:
+                found.append(min(self._bin_value(key), maximum))
+                wanted += 1
+                if wanted == len(ranks):
+                    return found[0], found[1], found[2]
+                rank = ranks[wanted]
+        raise AssertionError("merged histogram holds fewer latencies than the buckets")
+
+    def _bin_value(self, key: int) -> float:
+        if key == self._zero_index:
+            return 0.0
+        return 2.0 * self._gamma**key / (self._gamma + 1.0)

@@ -1,0 +1,69 @@
+"""Logging through structlog: JSON off a TTY, readable on one, secrets redacted at the logger.
+
+Redaction sits in the processor chain, so no call site can forget it: every string value of
+every event is scrubbed of the config's secrets (values that came from ``${ENV}`` and the API
+token) before it is rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "***"
+_secrets: tuple[str, ...] = ()
+
+
+def set_secrets(values: Iterable[str]) -> None:
+    """Replace the set of strings no log line may contain (longest first, so overlaps go)."""
+    global _secrets  # noqa: PLW0603 - one process-wide list, read by the processor below
+    _secrets = tuple(sorted((v for v in values if len(v) >= 3), key=len, reverse=True))
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_processor(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if _secrets:
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = redact(value)
+            elif not isinstance(value, int | float | bool) and value is not None:
+                event[key] = redact(str(value))
+    return event
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
+    """Set up structlog once for the process; ``fmt`` is ``json``, ``console`` or ``auto``."""
+    out = stream or sys.stderr
+    use_console = fmt == "console" or (fmt == "auto" and out.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=out.isatty())
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )

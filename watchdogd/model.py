@@ -1,0 +1,60 @@
+"""Values that cross module boundaries: releases and the facts of an incident.
+
+Plain frozen dataclasses, JSON-friendly, so the store can journal them and the API can show
+them without translation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Release:
+    """What a target runs: an image (digest, or image ID where there is none) plus a fingerprint
+    of its configuration. ``spec`` holds what a driver needs to put this release back (for a
+    container, its inspect output); it takes no part in identity."""
+
+    target: str
+    image: str
+    config_hash: str
+    image_ref: str = ""
+    spec: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        """A short, stable name for this release, shown to users and accepted by ``--to``."""
+        digest = hashlib.sha256(f"{self.image}\0{self.config_hash}".encode()).hexdigest()
+        return digest[:12]
+
+    @property
+    def label(self) -> str:
+        """How people name it: the reference they deployed, else the image."""
+        return self.image_ref or self.image
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Release:
+        return cls(**json.loads(text))
+
+
+def fingerprint(config: Any) -> str:
+    """A stable hash of JSON-able configuration, for ``Release.config_hash``."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Why a playbook started: a gate with its numbers, an alert, an operator, or a quarantined
+    release coming back."""
+
+    kind: str  # "gate" | "alert" | "manual" | "quarantine"
+    name: str  # the gate, the alert name, the operator's reason
+    reason: str  # a sentence with the numbers
+    numbers: dict[str, float | int | str | None] = field(default_factory=dict)

@@ -1,0 +1,202 @@
+"""The OpenAPI 3.1 document served at ``/api/v1/openapi.json``.
+
+Kept beside the routes it describes; a test checks that every route the server registers is
+documented here and nothing else is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed request; nothing changed.",
+        401: "Missing or wrong bearer token; nothing changed.",
+        404: "No such target.",
+        409: "Refused by a guard (playbook running, cooldown, rate limit, frozen).",
+        413: "Body over the size limit; nothing changed.",
+    }
+    return {str(code): _json(_ERROR, text[code]) for code in codes}
+
+
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_OBJECT = {"type": "object"}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "watchdogd", "version": "1", "description": "Status and control API."},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}},
+            },
+            "Target": {
+                "type": "object",
+                "required": ["name", "state", "checks", "gates"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "state": {"type": "string"},
+                    "since": {"type": "number"},
+                    "current_release": {"type": ["object", "null"]},
+                    "known_good_release": {"type": ["object", "null"]},
+                    "quarantined": {"type": "array", "items": _OBJECT},
+                    "checks": {"type": "array", "items": _OBJECT},
+                    "gates": {"type": "array", "items": _OBJECT},
+                    "incident": {"type": ["object", "null"]},
+                },
+            },
+        },
+    },
+    "paths": {
+        "/healthz": {
+            "get": {
+                "summary": "The process is alive.",
+                "responses": {"200": _json(_OBJECT, "Alive.")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Sources running and the store open.",
+                "responses": {
+                    "200": _json(_OBJECT, "Ready."),
+                    "503": _json(_OBJECT, "Not ready, with reasons."),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics.",
+                "responses": {
+                    "200": {"description": "Text exposition format.", "content": {"text/plain": {}}}
+                },
+            }
+        },
+        "/hooks/alertmanager": {
+            "post": {
+                "summary": "Alertmanager webhook, payload version 4.",
+                "security": _AUTH,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _OBJECT}},
+                },
+                "responses": {
+                    "200": _json(
+                        _OBJECT, "Alerts recorded; matching firing alerts start playbooks."
+                    )
+                }
+                | _errors(400, 401, 413),
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "summary": "This document.",
+                "responses": {"200": _json(_OBJECT, "OpenAPI 3.1.")},
+            }
+        },
+        "/api/v1/targets": {
+            "get": {
+                "summary": "Every target's state, releases, windows and gate verdicts.",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "targets": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Target"},
+                                }
+                            },
+                        },
+                        "All targets.",
+                    )
+                },
+            }
+        },
+        "/api/v1/targets/{name}": {
+            "get": {
+                "summary": "One target.",
+                "parameters": [_NAME],
+                "responses": {"200": _json({"$ref": "#/components/schemas/Target"}, "The target.")}
+                | _errors(404),
+            }
+        },
+        "/api/v1/targets/{name}/rollback": {
+            "post": {
+                "summary": "Start the target's playbook now, to the known-good release or to `to`.",
+                "security": _AUTH,
+                "parameters": [_NAME],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "to": {"type": "string"},
+                                    "reason": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"202": _json(_OBJECT, "Playbook started.")}
+                | _errors(400, 401, 404, 409, 413),
+            }
+        },
+        "/api/v1/targets/{name}/freeze": {
+            "post": {
+                "summary": "Stop automatic action on the target.",
+                "security": _AUTH,
+                "parameters": [_NAME],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"reason": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": _json(_OBJECT, "Frozen.")} | _errors(400, 401, 404, 409, 413),
+            }
+        },
+        "/api/v1/targets/{name}/unfreeze": {
+            "post": {
+                "summary": "Resume automatic action; the current release is baked again.",
+                "security": _AUTH,
+                "parameters": [_NAME],
+                "responses": {"200": _json(_OBJECT, "Unfrozen.")} | _errors(401, 404, 409),
+            }
+        },
+        "/api/v1/events": {
+            "get": {
+                "summary": "The audit log, newest first, paged with `before`.",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                    {"name": "before", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "target", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _json(_OBJECT, "A page of events and the cursor of the next.")}
+                | _errors(400),
+            }
+        },
+    },
+}

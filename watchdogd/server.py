@@ -1,0 +1,217 @@
+"""The HTTP surface: ``/metrics``, health, the Alertmanager webhook and the control API.
+
+Built on aiohttp's server. Every handler validates before it acts: a request that is refused
+(401, 400, 404, 413) changes no state. Mutating endpoints need ``Authorization: Bearer <token>``,
+compared in constant time. Read-only endpoints are open to whoever can reach the listen
+address, which is loopback by default, as with Prometheus' own API.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Protocol
+
+import pydantic
+import structlog
+from aiohttp import web
+
+from watchdogd.alertmanager import WebhookPayload
+from watchdogd.errors import ControlRefused
+from watchdogd.metrics import Metrics
+from watchdogd.openapi import OPENAPI
+
+log = structlog.get_logger(__name__)
+
+CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
+MAX_PAGE = 500
+
+
+class Control(Protocol):
+    """What the server asks of the daemon."""
+
+    def readiness(self) -> list[str]:
+        """Reasons the daemon is not ready; empty when it is."""
+
+    def target_names(self) -> list[str]: ...
+
+    def target_status(self, name: str) -> dict[str, Any]:
+        """Raises KeyError for an unknown target."""
+
+    async def rollback(self, name: str, to: str | None, reason: str) -> dict[str, Any]: ...
+
+    async def freeze(self, name: str, reason: str) -> dict[str, Any]: ...
+
+    async def unfreeze(self, name: str) -> dict[str, Any]: ...
+
+    def events(
+        self, limit: int, before: int | None, target: str | None
+    ) -> list[dict[str, Any]]: ...
+
+    async def receive_alerts(self, payload: WebhookPayload) -> dict[str, Any]: ...
+
+
+def build_app(
+    control: Control, metrics: Metrics, token: str | None, max_body: int
+) -> web.Application:
+    app = web.Application(client_max_size=max_body)
+    handlers = _Handlers(control, metrics, token)
+    app.add_routes(
+        [
+            web.get("/metrics", handlers.metrics),
+            web.get("/healthz", handlers.healthz),
+            web.get("/readyz", handlers.readyz),
+            web.post("/hooks/alertmanager", handlers.alertmanager),
+            web.get("/api/v1/openapi.json", handlers.openapi),
+            web.get("/api/v1/targets", handlers.targets),
+            web.get("/api/v1/targets/{name}", handlers.target),
+            web.post("/api/v1/targets/{name}/rollback", handlers.rollback),
+            web.post("/api/v1/targets/{name}/freeze", handlers.freeze),
+            web.post("/api/v1/targets/{name}/unfreeze", handlers.unfreeze),
+            web.get("/api/v1/events", handlers.events),
+        ]
+    )
+    return app
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class _Handlers:
+    def __init__(self, control: Control, metrics: Metrics, token: str | None) -> None:
+        self._control = control
+        self._metrics = metrics
+        self._token = token.encode() if token else None
+
+    # --- auth and body helpers -------------------------------------------------------------
+
+    def _refuse_unauthorized(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if self._token is None:
+            self._metrics.webhook_rejected.labels("no_token_configured").inc()
+            return _error(401, "watchdogd has no API token configured (api_token_file)")
+        # compare_digest on bytes of any length: no early exit that leaks the token's prefix.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), self._token
+        ):
+            self._metrics.webhook_rejected.labels("unauthorized").inc()
+            return _error(401, "missing or wrong bearer token")
+        return None
+
+    async def _json_body(self, request: web.Request, *, optional: bool = False) -> Any:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self._metrics.webhook_rejected.labels("too_large").inc()
+            raise
+        if not raw and optional:
+            return {}
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            self._metrics.webhook_rejected.labels("malformed").inc()
+            raise web.HTTPBadRequest(
+                text=json.dumps({"error": f"malformed JSON: {err}"}),
+                content_type="application/json",
+            ) from None
+
+    # --- probes and metrics ----------------------------------------------------------------
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_METRICS}
+        )
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        reasons = self._control.readiness()
+        if reasons:
+            return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+    # --- Alertmanager ----------------------------------------------------------------------
+
+    async def alertmanager(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unauthorized(request)
+        if refused is not None:
+            return refused
+        body = await self._json_body(request)
+        try:
+            payload = WebhookPayload.model_validate(body)
+        except pydantic.ValidationError as err:
+            self._metrics.webhook_rejected.labels("schema").inc()
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            return _error(400, f"not an Alertmanager v4 payload: {where}: {first['msg']}")
+        result = await self._control.receive_alerts(payload)
+        return web.json_response(result)
+
+    # --- control API -----------------------------------------------------------------------
+
+    async def targets(self, _request: web.Request) -> web.Response:
+        names = self._control.target_names()
+        return web.json_response({"targets": [self._control.target_status(n) for n in names]})
+
+    async def target(self, request: web.Request) -> web.Response:
+        try:
+            return web.json_response(self._control.target_status(request.match_info["name"]))
+        except KeyError:
+            return _error(404, f"no target named {request.match_info['name']!r}")
+
+    async def rollback(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unauthorized(request)
+        if refused is not None:
+            return refused
+        body = await self._json_body(request, optional=True)
+        if not isinstance(body, dict):
+            return _error(400, 'expected a JSON object like {"reason": "…"}')
+        to, reason = body.get("to"), body.get("reason", "requested through the API")
+        if not (to is None or isinstance(to, str)) or not isinstance(reason, str):
+            return _error(400, '"to" and "reason" must be strings')
+        return await self._act(
+            self._control.rollback(request.match_info["name"], to, reason[:500]), 202
+        )
+
+    async def freeze(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unauthorized(request)
+        if refused is not None:
+            return refused
+        body = await self._json_body(request, optional=True)
+        reason = body.get("reason", "frozen through the API") if isinstance(body, dict) else None
+        if not isinstance(reason, str):
+            return _error(400, '"reason" must be a string')
+        return await self._act(self._control.freeze(request.match_info["name"], reason[:500]), 200)
+
+    async def unfreeze(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unauthorized(request)
+        if refused is not None:
+            return refused
+        return await self._act(self._control.unfreeze(request.match_info["name"]), 200)
+
+    async def _act(self, action: Any, status: int) -> web.Response:
+        try:
+            result = await action
+        except ControlRefused as err:
+            return _error(err.status, err.message)
+        return web.json_response(result, status=status)
+
+    async def events(self, request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            limit = min(int(query.get("limit", "100")), MAX_PAGE)
+            before = int(query["before"]) if "before" in query else None
+        except ValueError:
+            return _error(400, '"limit" and "before" must be integers')
+        if limit < 1:
+            return _error(400, '"limit" must be at least 1')
+        target = query.get("target")
+        events = self._control.events(limit, before, target)
+        next_before = events[-1]["id"] if len(events) == limit else None
+        return web.json_response({"events": events, "next_before": next_before})

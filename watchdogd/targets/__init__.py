@@ -1,0 +1,1 @@
+"""What can be rolled back: containers, Compose services, Swarm services, release directories."""
