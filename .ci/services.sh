@@ -19,6 +19,7 @@ CI_PACKAGES=(
     make
     python3-venv
     ca-certificates
+    systemd
 )
 
 CI_DOCKERD_LOG=${CI_DOCKERD_LOG:-/var/log/dockerd.log}

@@ -74,19 +74,22 @@ def _run(
     BREACHED, or None. Without ``bad`` the whole run is healthy and counts triggers only.
     """
     rng = random.Random(seed)
+    uniform, gauss = rng.random, rng.gauss  # bound once: this loop runs millions of times
     window = Window()
+    add = window.add
     gates = [Gate(ERROR_GATE), Gate(LATENCY_GATE)]
     breached = [False] * len(gates)
     interval = 1.0 / rate_per_s
-    phase = rng.random() * interval
+    phase = uniform() * interval
     k = 0  # index of the next sample; its time is phase + k * interval
     triggers = 0
+    traffic = HEALTHY
     for now in range(1, seconds + 1):
         while (at := phase + k * interval) <= now:
-            traffic = bad if bad is not None and at >= bad_from else HEALTHY
-            ok = rng.random() >= traffic.error_rate
-            latency = traffic.latency_median * math.exp(traffic.latency_sigma * rng.gauss())
-            window.add(at, ok, latency)
+            if bad is not None and at >= bad_from:
+                traffic = bad
+            ok = uniform() >= traffic.error_rate
+            add(at, ok, traffic.latency_median * math.exp(traffic.latency_sigma * gauss()))
             k += 1
         stats = window.stats(now)
         for i, gate in enumerate(gates):

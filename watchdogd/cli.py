@@ -7,35 +7,20 @@ Exit codes: 0 success, 1 the job failed, 2 the config or the command line is wro
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from watchdogd import __version__
-from watchdogd.config import Config, load_config
+from watchdogd.client import ClientError, call, resolve_endpoint
+from watchdogd.config import load_config, summarize
 from watchdogd.errors import ConfigError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 3
-
-
-def summarize(config: Config) -> str:
-    """One line that says what a config watches, for ``check-config`` and the daemon's STATUS."""
-    checks = sum(len(t.checks) for t in config.targets)
-    gates = sum(len(t.gates) for t in config.targets)
-
-    def plural(count: int, noun: str) -> str:
-        return f"{count} {noun}{'' if count == 1 else 's'}"
-
-    return ", ".join(
-        [
-            plural(len(config.targets), "target"),
-            plural(checks, "check"),
-            plural(gates, "gate"),
-            plural(len(config.notify), "notifier"),
-        ]
-    )
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -46,6 +31,104 @@ def _check_config(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     print(f"{args.file}: OK: {summarize(config)}")
     return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    # The daemon pulls in aiohttp, docker and the rest: load it only for `run`.
+    from watchdogd.daemon import run_daemon  # noqa: PLC0415
+
+    return run_daemon(args.config)
+
+
+def _api(
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
+) -> Any:
+    endpoint = resolve_endpoint(args.url, args.token, args.config)
+    return call(endpoint, method, path, body)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _release_label(release: dict[str, Any] | None) -> str:
+    if not release:
+        return "-"
+    return str(release.get("image_ref") or release.get("image") or "-")[:40]
+
+
+def _status(args: argparse.Namespace) -> int:
+    data = _api(args, "GET", "/api/v1/targets")
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
+    rows = [("TARGET", "STATE", "CURRENT", "KNOWN-GOOD", "GATES")]
+    for target in data["targets"]:
+        breached = [g["gate"] for g in target["gates"] if g["verdict"] == "breached"]
+        unknown = [g["gate"] for g in target["gates"] if g["verdict"] == "unknown"]
+        gates = (
+            f"breached: {', '.join(breached)}"
+            if breached
+            else f"{len(unknown)} unknown"
+            if unknown
+            else "ok"
+        )
+        rows.append(
+            (
+                target["name"],
+                target["state"],
+                _release_label(target.get("current_release")),
+                _release_label(target.get("known_good_release")),
+                gates,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace) -> int:
+    query = f"/api/v1/events?limit={args.limit}" + (f"&target={args.target}" if args.target else "")
+    data = _api(args, "GET", query)
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
+    for event in data["events"]:
+        print(f"{event['at']}  {event['target'] or '-':<16} {event['kind']:<18} {event['message']}")
+    return EXIT_OK
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"reason": args.reason}
+    if args.to:
+        body["to"] = args.to
+    data = _api(args, "POST", f"/api/v1/targets/{args.target}/rollback", body)
+    if args.json:
+        _print_json(data)
+    else:
+        print(f"{args.target}: rollback started (incident {data.get('incident')})")
+    return EXIT_OK
+
+
+def _freeze(args: argparse.Namespace) -> int:
+    verb = "freeze" if args.command == "freeze" else "unfreeze"
+    body = {"reason": args.reason} if verb == "freeze" else None
+    data = _api(args, "POST", f"/api/v1/targets/{args.target}/{verb}", body)
+    if args.json:
+        _print_json(data)
+    else:
+        print(f"{args.target}: {data.get('state', verb + 'd')}")
+    return EXIT_OK
+
+
+def _add_client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="daemon URL (default: from --config, or WATCHDOGD_URL)")
+    parser.add_argument("--token", help="API token (default: WATCHDOGD_TOKEN, or the config's)")
+    parser.add_argument("--config", help="read URL and token from this watchdogd.yaml")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +142,43 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and summarize it")
     check.add_argument("file", help="path to watchdogd.yaml")
     check.set_defaults(handler=_check_config)
+
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--config", required=True, help="path to watchdogd.yaml")
+    run.set_defaults(handler=_run)
+
+    status = commands.add_parser("status", help="a table of targets")
+    _add_client_flags(status)
+    status.set_defaults(handler=_status)
+
+    history = commands.add_parser("history", help="releases, incidents and decisions")
+    history.add_argument("target", nargs="?")
+    history.add_argument("--limit", type=int, default=50)
+    _add_client_flags(history)
+    history.set_defaults(handler=_history)
+
+    rollback = commands.add_parser("rollback", help="roll a target back now")
+    rollback.add_argument("target")
+    rollback.add_argument("--to", help="a release id (default: the newest known-good)")
+    rollback.add_argument("--reason", default="requested from the command line")
+    _add_client_flags(rollback)
+    rollback.set_defaults(handler=_rollback)
+
+    for verb, text in (("freeze", "stop automatic action"), ("unfreeze", "resume it")):
+        sub = commands.add_parser(verb, help=f"{text} on a target")
+        sub.add_argument("target")
+        if verb == "freeze":
+            sub.add_argument("--reason", default="frozen from the command line")
+        _add_client_flags(sub)
+        sub.set_defaults(handler=_freeze)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except ClientError as err:
+        print(f"watchdogd: {err}", file=sys.stderr)
+        return err.exit_code

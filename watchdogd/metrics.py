@@ -8,7 +8,7 @@ probe for the sake of metrics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import (
@@ -34,28 +34,46 @@ QUANTILES = ("0.5", "0.95", "0.99")
 class CheckView(Protocol):
     """What the collector reads of one check's window."""
 
-    check: str
-    requests: int
-    error_ratio: float | None
-    quantiles: dict[str, float | None]  # "0.5" | "0.95" | "0.99" -> seconds
-    source_up: bool
+    @property
+    def check(self) -> str: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def error_ratio(self) -> float | None: ...
+    @property
+    def quantiles(self) -> Mapping[str, float | None]:
+        """Seconds by quantile: ``"0.5"``, ``"0.95"``, ``"0.99"``."""
+
+    @property
+    def source_up(self) -> bool: ...
 
 
 class GateView(Protocol):
-    gate: str
-    breached: bool
-    verdict: str
+    @property
+    def gate(self) -> str: ...
+    @property
+    def breached(self) -> bool: ...
+    @property
+    def verdict(self) -> str: ...
 
 
 class TargetView(Protocol):
     """What the collector reads of one target, refreshed by the target's evaluation tick."""
 
-    target: str
-    state: str
-    container_healthy: bool | None
-    releases: list[tuple[str, str]]  # (image, state) pairs: current, known_good, quarantined
-    checks: list[CheckView]
-    gates: list[GateView]
+    @property
+    def target(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def container_healthy(self) -> bool | None: ...
+    @property
+    def releases(self) -> Sequence[tuple[str, str]]:
+        """(image, state) pairs: current, known_good, quarantined."""
+
+    @property
+    def checks(self) -> Sequence[CheckView]: ...
+    @property
+    def gates(self) -> Sequence[GateView]: ...
 
 
 class Metrics:

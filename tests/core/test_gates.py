@@ -89,25 +89,27 @@ class TestRates:
         """One failure out of 60 (1.7 %) is not evidence of more than 1 %."""
         result = self.gate(metric).evaluate(make_stats(60, 1), 0.0)
         assert (result.verdict, result.value, result.samples) == (Verdict.OK, 1 / 60, 60)
-        assert "3 needed" in result.reason
+        assert f"only 1 of the {GateSpec.min_errors} errors needed" in result.reason
 
     def test_significant_excess_breaches(self, metric: GateMetric) -> None:
-        """17 errors out of 400 (4.25 %) breaches a 1 % gate and says why."""
-        result = self.gate(metric).evaluate(make_stats(400, 17), 0.0)
+        """40 errors out of 800 (5 %) breaches a 1 % gate and says why."""
+        result = self.gate(metric).evaluate(make_stats(800, 40), 0.0)
         assert result.verdict is Verdict.BREACHED
         assert result.threshold == 0.01
         assert "Wilson lower bound" in result.reason
-        assert "> 1% over 400 samples" in result.reason
+        assert "> 1% over 800 samples" in result.reason
 
     def test_excess_without_significance_is_ok(self, metric: GateMetric) -> None:
-        """4 errors in 200 (2 %) is above 1 % but not significantly."""
-        assert verdict(self.gate(metric), make_stats(200, 4)) is Verdict.OK
+        """4 errors in 200 (2 %) is above 1 % but not significantly, even without min_errors."""
+        result = self.gate(metric, min_errors=0).evaluate(make_stats(200, 4), 0.0)
+        assert result.verdict is Verdict.OK
+        assert "<= 1% over 200 samples" in result.reason
 
     def test_min_errors(self, metric: GateMetric) -> None:
         """A significant bound still needs min_errors errors."""
         stats = make_stats(20, 2)
-        assert wilson_lower_bound(2, 20, 0.99) > 0.01
-        assert verdict(self.gate(metric), stats) is Verdict.OK
+        assert wilson_lower_bound(2, 20, GateSpec.confidence) > 0.01
+        assert verdict(self.gate(metric, min_errors=3), stats) is Verdict.OK
         assert verdict(self.gate(metric, min_errors=2), stats) is Verdict.BREACHED
 
     def test_too_few_samples_is_unknown(self, metric: GateMetric) -> None:

@@ -274,9 +274,13 @@ class TestLatency:
 
     @pytest.mark.parametrize("latency", [-0.1, math.nan])
     def test_invalid_latency_rejected(self, latency: float) -> None:
-        """Negative or NaN latencies are rejected before they reach the sums."""
+        """Negative or NaN latencies are rejected and leave the window untouched."""
+        window = Window()
+        window.add(0.0, ok=True, latency=0.2)
         with pytest.raises(ValueError, match="latency"):
-            Window().add(0.0, ok=True, latency=latency)
+            window.add(1.0, ok=False, latency=latency)
+        stats = window.stats(1.0)
+        assert (stats.count, stats.errors, stats.latency_count, stats.last_ok) == (1, 0, 1, True)
 
     def test_latency_accessor(self) -> None:
         """WindowStats.latency() reads the statistic by name and rejects unknown names."""

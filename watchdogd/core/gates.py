@@ -11,7 +11,10 @@ Rules this module keeps:
    samples breaches a rate gate at once, whatever ``min_samples`` says. The run must be
    improbable at the threshold rate even when one looks for it anywhere in the window (see
    ``HARD_DOWN_ALPHA``).
-4. The only state is the ``for:`` timer. It starts when the instantaneous condition becomes
+4. A health check is a state, not a rate: for ``unhealthy`` the newest sample decides, and a
+   failed one is already a breached condition, so ``consecutive_failures`` adds nothing there.
+   ``for_`` is how an operator asks for patience.
+5. The only state is the ``for:`` timer. It starts when the instantaneous condition becomes
    breached and resets on anything else, including UNKNOWN and a down source.
 
 Verdicts
@@ -25,19 +28,29 @@ bound that the decision used is in ``reason``. For the fast path it is still the
 
 Defaults and why
 ----------------
-The defaults were checked with ``benchmarks/decision_sim.py`` (a 1 % error-rate gate over a
-5-minute window; healthy traffic at 0.5 % errors; 1 and 20 samples a second):
+The defaults differ from the first draft (confidence 0.999, min_errors 3). They were chosen
+with ``benchmarks/decision_sim.py`` (a 1 % error-rate gate over a 300 x 1 s window, healthy
+traffic at 0.5 % errors, 1 and 20 samples/s) and a Poisson count of how often the window's
+error count crosses the breach level by chance: about ``288 * lam * P(X = k - 1)`` per day for
+``lam`` background errors per window and breach level ``k``.
 
-* ``confidence = 0.99`` (z = 2.33). At 0.999 a 5 % error rate at 20 samples/s takes about 60 s
-  to lift the lower bound of a 300 s window above 1 % (the old good samples dilute it); at 0.99
-  it takes about 50 s. The false-trigger cost is paid at low rates, where 300 samples cannot
-  tell 0.5 % from 1 % anyway: see the simulation's false-trigger rows.
-* ``min_errors = 3``: below three errors the Wilson bound of a small window can exceed 1 % on
-  noise alone (2 of 20 gives a lower bound of 2.3 % at 99 %).
-* ``consecutive_failures = 3`` with ``HARD_DOWN_ALPHA = 1e-3``: three failed probes in a row at
-  one probe a second is a hard-down service, caught in three seconds. At 20 samples a second
-  with 0.5 % background errors, three in a row happen about once every five days by chance, so
-  the scan bound asks for four there.
+* ``confidence = 0.995`` (z = 2.58) sets the speed at high volume. With 6000 samples in the
+  window, 5 % errors must outweigh five minutes of good samples before the lower bound passes
+  1 %: about 60 s at 0.999 (a coin flip against a 60 s target), about 53 s at 0.995.
+* ``min_errors = 20`` sets the noise floor at low volume. Wilson alone, at any confidence
+  fast enough for the line above, breaches on chance clusters when the window holds a few
+  hundred samples or fewer: with min_errors 3 and 0.999, 0.06 false breaches a day at
+  1 sample/s and 0.4 a day at 0.1 samples/s; at 0.995 and min_errors 10, still 0.28 a day near
+  1.5 samples/s. Twenty errors keep every rate from 0.1 to 20 samples/s below 0.01 false
+  breaches a day. The price: a window that holds few samples needs 20 errors before the
+  statistics speak (at 1 sample/s, about 7 % errors; at one probe per 10 s, two thirds of the
+  probes). The hard-down fast path still catches outages at any volume, and a low-volume probe
+  gate whose healthy failure rate is near zero can safely set a smaller ``min_errors``.
+* ``consecutive_failures = 3`` with ``HARD_DOWN_ALPHA = 1e-3``: three failed samples in a row
+  at 1 sample/s is caught in 3 s. Its cost is 86400 * rate * 0.005**3 chance runs a day at
+  0.5 % background errors (0.011 at 1 sample/s, 0.03 at 3 samples/s), which no choice of run
+  length can avoid while still catching a hard-down service in three samples. Above about
+  3.3 samples/s a full window asks for four (one chance run in about 1000 days at 20/s).
 """
 
 from __future__ import annotations
@@ -103,8 +116,8 @@ class GateSpec:
     below: float | None = None
     for_: float = 0.0
     min_samples: int = 20
-    confidence: float = 0.99
-    min_errors: int = 3
+    confidence: float = 0.995
+    min_errors: int = 20
     consecutive_failures: int = 3
     max_staleness: float | None = None
 
@@ -251,7 +264,8 @@ class Gate:
                 Verdict.OK,
                 ratio,
                 above,
-                f"{numbers} over {n} samples; {errors} errors, {spec.min_errors} needed to breach",
+                f"{numbers} over {n} samples; only {errors} of the {spec.min_errors} errors "
+                "needed to decide",
             )
         if bound > above:
             return Verdict.BREACHED, ratio, above, f"{numbers} > {_percent(above)} over {n} samples"

@@ -151,7 +151,7 @@ class Window:
         self._last_value: float | None = None
         self._last_value_at = -math.inf
         self._last_value_bucket = 0
-        self._last_sample_at: float | None = None
+        self._last_sample_at = -math.inf  # reported as None until the first sample
 
     @property
     def span(self) -> float:
@@ -174,15 +174,26 @@ class Window:
         """Record ``count`` probes or requests with the same outcome (and latency, if given)."""
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count!r}")
-        slot = self._slot(now)
-        if slot is None:
-            return
+        # The body of _bucket() and _note_outcome(), inlined: this is the per-request path.
+        number = math.floor(now / self._width)
+        head = self._head
+        if head is None or number > head:
+            self._advance(number)
+        elif number <= head - self._n:
+            return  # older than the window
+        slot = number % self._n
+        if latency is not None:  # first: it validates, and a bad latency must change nothing
+            self._record_latency(slot, latency, count)
         self._count[slot] += count
         if not ok:
             self._errors[slot] += count
-        if latency is not None:
-            self._record_latency(slot, latency, count)
-        self._note_outcome(now, failed=0 if ok else count, succeeded=ok)
+        if now >= self._last_ok_at:
+            self._run = 0 if ok else self._run + count
+            self._last_ok = ok
+            self._last_ok_at = now
+            self._last_ok_bucket = number
+            if now > self._last_sample_at:  # noqa: PLR1730  cheaper than max() per request
+                self._last_sample_at = now
 
     def add_counts(self, now: float, requests: int, errors: int) -> None:
         """Record counter deltas from a scrape: ``requests`` seen, ``errors`` of them failed.
@@ -193,52 +204,54 @@ class Window:
         """
         if requests < 0 or not 0 <= errors <= requests:
             raise ValueError(f"need 0 <= errors <= requests, got {errors!r} of {requests!r}")
-        if requests == 0:
-            self._freshen(now)
+        number = self._bucket(now)
+        if number is None:
             return
-        slot = self._slot(now)
-        if slot is None:
-            return
-        self._count[slot] += requests
-        self._errors[slot] += errors
-        self._note_outcome(now, failed=errors, succeeded=errors < requests)
+        if requests:
+            slot = number % self._n
+            self._count[slot] += requests
+            self._errors[slot] += errors
+            self._note_outcome(now, number, failed=errors, succeeded=errors < requests)
+        # An empty delta still proves the source is alive.
+        self._last_sample_at = max(self._last_sample_at, now)
 
     def add_latency(self, now: float, latency: float, count: int = 1) -> None:
         """Record ``count`` latencies without outcomes (histogram deltas from a scrape)."""
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count!r}")
-        slot = self._slot(now)
-        if slot is None:
+        number = self._bucket(now)
+        if number is None:
             return
-        self._record_latency(slot, latency, count)
-        self._freshen(now)
+        self._record_latency(number % self._n, latency, count)
+        self._last_sample_at = max(self._last_sample_at, now)
 
     def add_value(self, now: float, value: float) -> None:
         """Record the latest reading of a gauge (for example the result of a PromQL query)."""
-        slot = self._slot(now)
-        if slot is None:
+        number = self._bucket(now)
+        if number is None:
             return
         # Readings are point-in-time, not counts: only the newest one matters.
         if now >= self._last_value_at:
             self._last_value = value
             self._last_value_at = now
-            self._last_value_bucket = math.floor(now / self._width)
-        self._freshen(now)
+            self._last_value_bucket = number
+        self._last_sample_at = max(self._last_sample_at, now)
 
-    def _slot(self, now: float) -> int | None:
-        """Expire buckets up to ``now`` and return the ring slot for it, or None if too old."""
+    def _bucket(self, now: float) -> int | None:
+        """Expire buckets up to ``now``; return its bucket number, or None if it is too old."""
         number = math.floor(now / self._width)
         head = self._head
         if head is None or number > head:
             self._advance(number)
         elif number <= head - self._n:
             return None
-        return number % self._n
+        return number
 
     def _record_latency(self, slot: int, latency: float, count: int) -> None:
         if not latency >= 0.0:  # also rejects NaN, which would poison the sums
             raise ValueError(f"latency must be a non-negative number, got {latency!r}")
-        latency = min(latency, MAX_LATENCY)
+        if latency > MAX_LATENCY:  # noqa: PLR1730  a comparison is cheaper than min() here
+            latency = MAX_LATENCY
         if latency > MIN_LATENCY:
             key = math.ceil(math.log(latency) * self._inv_log_gamma)
         else:
@@ -249,21 +262,18 @@ class Window:
         merged[key] = merged.get(key, 0) + count
         self._lat_count[slot] += count
         self._lat_sum[slot] += latency * count
-        self._lat_max[slot] = max(self._lat_max[slot], latency)
+        if latency > self._lat_max[slot]:  # noqa: PLR1730  likewise, on the per-request path
+            self._lat_max[slot] = latency
 
-    def _note_outcome(self, now: float, failed: int, succeeded: bool) -> None:
+    def _note_outcome(self, now: float, number: int, failed: int, succeeded: bool) -> None:
+        # A late batch counts in its bucket but does not rewrite the "most recent" fields.
         if now >= self._last_ok_at:
             # A success anywhere in the newest batch ends the run; its failures are then
             # of unknown order, so they do not start a new one.
             self._run = 0 if succeeded else self._run + failed
             self._last_ok = succeeded
             self._last_ok_at = now
-            self._last_ok_bucket = math.floor(now / self._width)
-        self._freshen(now)
-
-    def _freshen(self, now: float) -> None:
-        if self._last_sample_at is None or now > self._last_sample_at:
-            self._last_sample_at = now
+            self._last_ok_bucket = number
 
     # -- expiry ---------------------------------------------------------------------------
 
@@ -340,7 +350,7 @@ class Window:
             max=maximum,
             consecutive_failures=self._run if ok_live else 0,
             last_ok=self._last_ok if ok_live else None,
-            last_sample_at=self._last_sample_at,
+            last_sample_at=self._last_sample_at if self._last_sample_at > -math.inf else None,
             last_value=self._last_value if value_live else None,
         )
 

@@ -1,0 +1,308 @@
+"""``watchdogd run``: one asyncio process that wires everything and keeps it running.
+
+Signals only set flags (as uvicorn does): SIGTERM/SIGINT stop accepting work, let a playbook
+step in flight finish within ``server.shutdown_timeout`` (the journal makes the rest
+resumable) and exit 0; a second one forces the exit. SIGHUP reloads the config; an invalid
+one is logged, counted, and the old config keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from watchdogd import logs
+from watchdogd.alertmanager import WebhookPayload, matches
+from watchdogd.config import Config, load_config, summarize
+from watchdogd.core.guards import TriggerKind
+from watchdogd.errors import ConfigError, ControlRefused, StoreError, WatchdogError
+from watchdogd.metrics import Metrics
+from watchdogd.model import Trigger
+from watchdogd.sdnotify import SystemdNotifier
+from watchdogd.server import build_app
+from watchdogd.store import Store
+from watchdogd.supervisor import Supervisor
+from watchdogd.watch.target import TargetController
+from watchdogd.wiring import Wiring
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FORCED = 1
+EXIT_CONFIG = 2
+TICK = 1.0
+
+
+def read_token(config: Config) -> str | None:
+    if config.api_token:
+        return config.api_token
+    if config.api_token_file is None:
+        return None
+    try:
+        return config.api_token_file.read_text().strip() or None
+    except OSError as err:
+        raise ConfigError(
+            "api_token_file", [_problem(f"cannot read {config.api_token_file}: {err.strerror}")]
+        ) from err
+
+
+def _problem(message: str) -> Any:
+    from watchdogd.errors import ConfigProblem  # noqa: PLC0415 - only on this error path
+
+    return ConfigProblem(1, ("api_token_file",), message)
+
+
+class Daemon:
+    def __init__(self, config_path: str, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.metrics = Metrics()
+        self.notifier = SystemdNotifier()
+        self.supervisor = Supervisor(self.metrics)
+        self.controllers: dict[str, TargetController] = {}
+        self.token = read_token(config)
+        self.store = Store.in_state_dir(config.state_dir)
+        self.wiring = Wiring(self)
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._runner: web.AppRunner | None = None
+        self._last_tick = time.monotonic()
+        self._sources_started = False
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+        return EXIT_OK
+
+    async def start(self) -> None:
+        self.metrics.store_writable.set(1 if self.store.check_writable() else 0)
+        self.metrics.watch_targets(
+            lambda: [c.view(time.monotonic()) for c in self.controllers.values()]
+        )
+        await self.wiring.open()
+        for target in self.config.targets:
+            self.controllers[target.name] = self.wiring.controller(target)
+        await self.wiring.resume_incidents()
+        self.wiring.start_sources(self.config.targets)
+        self.supervisor.start("tick", self._tick_loop)
+        self.supervisor.start("releases", self._release_loop)
+        if self.notifier.watchdog_interval:
+            self.supervisor.start("watchdog", self._watchdog_loop)
+        app = build_app(self, self.metrics, self.token, self.config.server.max_body)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)
+        await site.start()
+        self._sources_started = True
+        log.info("watchdogd started", listen=self.config.listen, summary=summarize(self.config))
+        self.notifier.ready(self._status_line())
+
+    async def shutdown(self) -> None:
+        self.notifier.stopping()
+        log.info("stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()  # stop accepting webhooks and API calls first
+        await self.wiring.stop_sources()
+        await self.supervisor.stop_all()
+        deadline = self.config.server.shutdown_timeout
+        running = [
+            c.playbook_task for c in self.controllers.values() if c.playbook_task is not None
+        ]
+        if running:
+            log.info(
+                "waiting for playbooks in flight", count=len(running), deadline_seconds=deadline
+            )
+            _done, pending = await asyncio.wait(running, timeout=deadline)
+            for task in pending:
+                task.cancel()  # the journal says where it stood; the next start resumes it
+        await self.wiring.close()
+        self.store.close()
+        log.info("stopped")
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting now", signal=sig.name)
+            os._exit(EXIT_FORCED)
+        log.info("signal received; shutting down", signal=sig.name)
+        self._stop.set()
+
+    def _on_reload_signal(self) -> None:
+        asyncio.get_running_loop().create_task(self.reload())
+
+    # --- reload ----------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        self.notifier.reloading()
+        try:
+            config = load_config(self.config_path)
+            token = read_token(config)
+        except ConfigError as err:
+            self.metrics.reload_failures.inc()
+            self.metrics.reload_success.set(0)
+            log.error("config reload failed; keeping the running config", error=str(err))
+            self.notifier.ready(self._status_line("reload failed; old config running"))
+            return False
+        if config.listen != self.config.listen or config.state_dir != self.config.state_dir:
+            log.warning("listen and state_dir change only on restart", listen=self.config.listen)
+        logs.set_secrets(config.secrets | ({token} if token else set()))
+        self.token = token
+        self.wiring.apply(self.config, config)
+        self.config = config
+        self.metrics.reload_success.set(1)
+        log.info("config reloaded", summary=summarize(config))
+        self.notifier.ready(self._status_line())
+        return True
+
+    # --- loops -----------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._last_tick = now
+            for controller in list(self.controllers.values()):
+                await controller.tick(now)
+            await asyncio.sleep(TICK - (time.monotonic() - now) % TICK)
+
+    async def _release_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            await asyncio.gather(*(c.observe_release(now) for c in list(self.controllers.values())))
+            self.metrics.store_writable.set(1 if self.store.writable else 0)
+            await asyncio.sleep(self.config.docker.poll_interval)
+
+    async def _watchdog_loop(self) -> None:
+        """Keep-alives only while the loop really works: the tick loop must have run lately."""
+        interval = self.notifier.watchdog_interval or 1.0
+        while True:
+            await asyncio.sleep(interval)
+            lag = time.monotonic() - self._last_tick
+            self.metrics.event_loop_lag.set(max(0.0, lag - TICK))
+            if lag < interval * 2:
+                self.notifier.watchdog()
+                self.notifier.status(self._status_line())
+
+    def _status_line(self, extra: str = "") -> str:
+        states: dict[str, int] = {}
+        for controller in self.controllers.values():
+            state = str(controller.machine.state)
+            states[state] = states.get(state, 0) + 1
+        text = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no targets"
+        return f"{len(self.controllers)} targets: {text}" + (f"; {extra}" if extra else "")
+
+    # --- server.Control --------------------------------------------------------------------
+
+    def readiness(self) -> list[str]:
+        reasons = []
+        if not self._sources_started:
+            reasons.append("sources not started")
+        if not self.store.writable:
+            reasons.append("state store not writable")
+        return reasons
+
+    def target_names(self) -> list[str]:
+        return list(self.controllers)
+
+    def target_status(self, name: str) -> dict[str, Any]:
+        return self.wiring.status(self.controllers[name])
+
+    def _controller(self, name: str) -> TargetController:
+        try:
+            return self.controllers[name]
+        except KeyError:
+            raise ControlRefused(404, f"no target named {name!r}") from None
+
+    async def rollback(self, name: str, to: str | None, reason: str) -> dict[str, Any]:
+        controller = self._controller(name)
+        trigger = Trigger("manual", "operator", reason)
+        incident = await controller.request(trigger, TriggerKind.MANUAL, to=to)
+        return {"target": name, "incident": incident}
+
+    async def freeze(self, name: str, reason: str) -> dict[str, Any]:
+        controller = self._controller(name)
+        controller.freeze(reason)
+        return {"target": name, "state": str(controller.machine.state)}
+
+    async def unfreeze(self, name: str) -> dict[str, Any]:
+        controller = self._controller(name)
+        controller.unfreeze()
+        return {"target": name, "state": str(controller.machine.state)}
+
+    def events(self, limit: int, before: int | None, target: str | None) -> list[dict[str, Any]]:
+        try:
+            events = self.store.events(limit=limit, before_id=before, target=target)
+            return [dataclasses.asdict(event) for event in events]
+        except StoreError as err:
+            raise web.HTTPServiceUnavailable(text=str(err)) from err
+
+    async def receive_alerts(self, payload: WebhookPayload) -> dict[str, Any]:
+        accepted = duplicates = 0
+        started: list[dict[str, str]] = []
+        for alert in payload.alerts:
+            self.metrics.alerts_received.labels(alert.status).inc()
+            fingerprint, starts_at = alert.key
+            try:
+                new = self.store.remember_alert(fingerprint, starts_at, alert.status)
+            except StoreError as err:
+                raise web.HTTPServiceUnavailable(text=f"cannot record the alert: {err}") from err
+            if not new:
+                duplicates += 1
+                continue
+            accepted += 1
+            if alert.status != "firing":
+                self.store.audit(
+                    "alert_resolved",
+                    f"alert {alert.name} resolved",
+                    data={"fingerprint": fingerprint, "labels": dict(alert.labels)},
+                )
+                continue
+            for controller in self.controllers.values():
+                if any(matches(rule, alert.labels) for rule in controller.config.alerts):
+                    summary = alert.annotations.get("summary", "")
+                    trigger = Trigger(
+                        "alert",
+                        alert.name,
+                        f"alert {alert.name} firing {summary}".strip(),
+                        dict(alert.labels),
+                    )
+                    try:
+                        incident = await controller.request(trigger, TriggerKind.ALERT)
+                        started.append({"target": controller.name, "incident": incident})
+                    except ControlRefused as err:
+                        started.append({"target": controller.name, "refused": err.message})
+        return {"accepted": accepted, "duplicates": duplicates, "playbooks": started}
+
+
+def run_daemon(config_path: str) -> int:
+    try:
+        config = load_config(config_path)
+        token = read_token(config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return EXIT_CONFIG
+    logs.configure(config.log.level, config.log.format)
+    logs.set_secrets(config.secrets | ({token} if token else set()))
+    try:
+        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+        return asyncio.run(Daemon(config_path, config).main())
+    except WatchdogError as err:
+        log.error("watchdogd cannot start", error=str(err))
+        return EXIT_FORCED

@@ -1,0 +1,140 @@
+"""The HTTP probe: one request per interval to the target's own URL, judged on status and body.
+
+Each run reports one :meth:`~watchdogd.sources.base.SampleSink.probe`:
+
+* ``ok=True`` when the status is in ``expect_status`` and ``body_match`` (a regular expression,
+  searched, not anchored) finds the first 1 MiB of the body;
+* ``ok=False`` for a wrong status, a body that does not match, a timeout, a reset connection, a
+  TLS failure, a refused connection or a failed DNS lookup.
+
+Why refused connections and DNS failures are failures, not ``unknown``: the probe talks to the
+target itself, with no third party in between. When nothing answers on the target's own URL,
+the target is hard down, which is the worst kind of bad, and a rollback is what it needs.
+``unknown`` is kept for sources that watch *through* a third party (Prometheus for PromQL, the
+Docker engine for container health): when that third party is down, the target may be fine.
+(A scrape of the app's own ``/metrics`` also reports ``unknown`` when it fails, but for another
+reason, given in ``scrape``.)
+
+Latency is measured with a monotonic clock from sending the request to reading the body, after
+the shared in-flight limit is taken, so queueing inside watchdogd is never blamed on the target.
+A timed-out probe reports the time it waited, so a slow release also shows in latency gates; a
+probe that reached nothing reports no latency.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from typing import Any
+
+import aiohttp
+
+from watchdogd.config.schema import HttpCheck
+from watchdogd.sources.base import SampleSink
+from watchdogd.sources.client import ProbeClient
+from watchdogd.sources.redact import describe_error, redact
+from watchdogd.sources.schedule import Clock, StateChangeLog, run_every
+
+#: The probe reads at most this much of a body: enough for any health page, and a huge or
+#: endless body cannot stall the probe or fill memory.
+MAX_BODY = 1024 * 1024
+
+
+class HttpProbe:
+    """One ``type: http`` check. ``run`` probes every ``interval``; ``probe_once`` probes now."""
+
+    def __init__(
+        self,
+        check: HttpCheck,
+        sink: SampleSink,
+        client: ProbeClient,
+        *,
+        secrets: frozenset[str] = frozenset(),
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.check = check
+        self._sink = sink
+        self._client = client
+        self._secrets = secrets
+        self._clock = clock
+        self._rng = rng
+        self._body_match = re.compile(check.body_match) if check.body_match else None
+        self._expect = frozenset(check.expect_status)
+        self._timeout = aiohttp.ClientTimeout(total=check.timeout)
+        self._request_kwargs = _request_kwargs(check)
+        self._log = StateChangeLog("probe failing", "probe ok", check=check.name)
+
+    async def run(self) -> None:
+        await run_every(
+            self.check.interval,
+            lambda _due: self.probe_once(),
+            name=self.check.name,
+            clock=self._clock,
+            rng=self._rng,
+        )
+
+    async def probe_once(self) -> None:
+        """Send one request and report one probe sample."""
+        async with self._client.in_flight:
+            started = self._clock()
+            try:
+                async with self._client.session.request(
+                    self.check.method,
+                    self.check.url,
+                    timeout=self._timeout,
+                    ssl=self.check.tls_verify,
+                    **self._request_kwargs,
+                ) as response:
+                    body = await read_capped(response, MAX_BODY)
+                    status = response.status
+            except aiohttp.ClientConnectorError as err:
+                # Nothing answered on the target's own address: hard down (module docstring).
+                self._report(False, None, describe_error(err))
+                return
+            except (TimeoutError, aiohttp.ClientError) as err:
+                reason = describe_error(err)
+                if isinstance(err, TimeoutError):
+                    reason = f"timeout after {self.check.timeout:g}s"
+                self._report(False, self._clock() - started, reason)
+                return
+            latency = self._clock() - started
+        if status not in self._expect:
+            expected = ", ".join(str(s) for s in self.check.expect_status)
+            self._report(False, latency, f"status {status}, expected {expected}")
+        elif self._body_match and not self._body_match.search(body.decode(errors="replace")):
+            self._report(False, latency, f"status {status} but the body does not match body_match")
+        else:
+            self._report(True, latency, "")
+
+    def _report(self, ok: bool, latency: float | None, detail: str) -> None:
+        detail = redact(detail, self._secrets)
+        self._sink.probe(self._clock(), ok, latency, detail)
+        if ok:
+            self._log.ok()
+        else:
+            self._log.failing(detail)
+
+
+def _request_kwargs(check: HttpCheck) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"headers": dict(check.headers)}
+    if check.body is not None:
+        kwargs["data"] = check.body.encode()
+    elif check.json_body is not None:
+        kwargs["json"] = check.json_body
+    return kwargs
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body. Reading the body to its end is also what lets aiohttp
+    put the connection back into the keep-alive pool; a longer body closes it instead."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,338 @@
+"""The scrape source: the app's own ``/metrics``, turned into request, error and latency counts.
+
+This measures real user traffic, not just probes. Every ``interval`` it fetches ``url``, parses
+the text with prometheus_client's parser, and reports:
+
+* ``counts(requests, errors)``: the increase since the previous scrape of the series matching
+  ``requests`` and ``errors``, summed. A selector is a metric name with optional PromQL label
+  matchers: ``http_requests_total{status=~"5..", handler!="metrics"}`` (``=``, ``!=``, ``=~``,
+  ``!~``; regexes are anchored, as in PromQL; a missing label matches as ``""``).
+* ``latency(seconds, n)`` per histogram bucket that grew: the bucket deltas of
+  ``<latency_histogram>_bucket``, summed across label sets by ``le``.
+
+Counter rules, as in Prometheus' ``rate()``:
+
+* A counter that went down was reset (the app restarted), so its whole new value is the delta.
+* The first successful scrape only sets the baseline and reports nothing: we cannot know when
+  the counts it shows happened.
+* A series that first appears in a *later* scrape counts from 0, so its whole value is a delta.
+  Client libraries create a labelled series at its first increment (``status="500"`` appears
+  with the first error), so a series absent from the previous scrape started at 0 since then;
+  baselining it instead would swallow the first burst of errors of a bad release. (Prometheus'
+  ``increase()`` misses that first value; here the cost of missing it is a late rollback.) This
+  assumes the URL reaches one process: a load balancer alternating between replicas makes any
+  counter arithmetic meaningless.
+* A series that vanishes keeps its last value, so one that comes back is not counted twice.
+
+Histogram buckets are cumulative: the observations in a bucket are its delta minus the delta of
+the bucket below. Each is reported at the bucket's *upper bound* (its ``le``). This never
+understates latency, and a gate whose threshold sits on a bucket boundary (``latency_p99 above
+0.5s`` with an ``le="0.5"`` bucket) decides exactly as the app's own histogram would. ``+Inf``
+observations are reported at the highest finite bound: "at least that slow".
+
+When ``/metrics`` cannot be fetched or parsed, the source reports ``unknown``, not a failure:
+an app that is down is caught by the http and container checks, so a scrape failure alone must
+never breach (a broken metrics endpoint is not a broken release). Counter state survives the
+gap; the first scrape afterwards reports everything that happened meanwhile. When no series
+matches ``requests`` the data is unknown too (a typo, or an app that has served nothing yet).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from watchdogd.config.schema import ScrapeCheck
+from watchdogd.sources.base import SampleSink
+from watchdogd.sources.client import ProbeClient
+from watchdogd.sources.http import read_capped
+from watchdogd.sources.redact import describe_error, redact
+from watchdogd.sources.schedule import Clock, StateChangeLog, run_every
+
+#: A /metrics page larger than this is cut off and fails to parse (reported as unknown).
+MAX_METRICS_BODY = 32 * 1024 * 1024
+
+SeriesKey = tuple[str, frozenset[tuple[str, str]]]
+
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_SELECTOR = re.compile(rf"\s*(?P<name>{_NAME})?\s*(?:\{{(?P<body>.*)\}})?\s*", re.DOTALL)
+_MATCHER = re.compile(
+    r"\s*(?P<label>[a-zA-Z_][a-zA-Z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*"
+    r"(?:\"(?P<dq>(?:[^\"\\]|\\.)*)\"|'(?P<sq>(?:[^'\\]|\\.)*)')\s*(?P<end>,|$)",
+    re.DOTALL,
+)
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class LabelMatcher:
+    label: str
+    op: str  # "=", "!=", "=~", "!~"
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.op in ("=~", "!~"):
+            try:
+                re.compile(self.value)
+            except re.error as err:
+                raise ValueError(
+                    f"bad regex {self.value!r} for label {self.label}: {err}"
+                ) from None
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        actual = labels.get(self.label, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        # PromQL anchors regexes at both ends.
+        found = re.fullmatch(self.value, actual) is not None
+        return found if self.op == "=~" else not found
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A PromQL instant-vector selector without functions: ``name{label op "value", ...}``."""
+
+    name: str | None
+    matchers: tuple[LabelMatcher, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Selector:
+        """Parse ``text``; a ``ValueError`` says what is wrong with it."""
+        whole = _SELECTOR.fullmatch(text)
+        if whole is None or not (whole["name"] or whole["body"] is not None):
+            raise ValueError(f'not a metric selector: {text!r} (expected name{{label="v"}})')
+        matchers: list[LabelMatcher] = []
+        body, position = whole["body"] or "", 0
+        while body[position:].strip():
+            found = _MATCHER.match(body, position)
+            if found is None:
+                raise ValueError(f"bad label matcher in {text!r} at {body[position:]!r}")
+            raw = found["dq"] if found["dq"] is not None else found["sq"]
+            value = _ESCAPE.sub(lambda m: "\n" if m[1] == "n" else m[1], raw)
+            matchers.append(LabelMatcher(found["label"], found["op"], value))
+            position = found.end()
+        if whole["name"] is None and not matchers:
+            raise ValueError(f"a selector needs a metric name or a matcher: {text!r}")
+        return cls(whole["name"], tuple(matchers))
+
+    def matches(self, name: str, labels: Mapping[str, str]) -> bool:
+        if self.name is not None and name != self.name:
+            return False
+        with_name = {**labels, "__name__": name}
+        return all(matcher.matches(with_name) for matcher in self.matchers)
+
+    def renamed(self, name: str) -> Selector:
+        return Selector(name, self.matchers)
+
+
+class CounterDeltas:
+    """Per-series counter state: turns successive scrapes into increases (module docstring)."""
+
+    def __init__(self) -> None:
+        self._last: dict[SeriesKey, float] = {}
+        self._primed = False
+
+    @property
+    def primed(self) -> bool:
+        return self._primed
+
+    def update(self, series: Mapping[SeriesKey, float]) -> dict[SeriesKey, float]:
+        """Record a scrape and return each present series' increase since the previous one."""
+        deltas: dict[SeriesKey, float] = {}
+        for key, value in series.items():
+            if math.isnan(value):
+                continue
+            previous = self._last.get(key)
+            if previous is None:
+                deltas[key] = value if self._primed else 0.0
+            elif value < previous:
+                deltas[key] = value  # a reset: the counter restarted from 0
+            else:
+                deltas[key] = value - previous
+            self._last[key] = value
+        self._primed = True
+        return deltas
+
+
+@dataclass(frozen=True)
+class ScrapeResult:
+    """One interval's worth of traffic, as reported to the sink."""
+
+    requests: int
+    errors: int
+    latencies: tuple[tuple[float, int], ...]  # (bucket upper bound, observations)
+
+
+class ScrapeSource:
+    """One ``type: scrape`` check. ``run`` scrapes every ``interval``; ``probe_once`` now."""
+
+    def __init__(
+        self,
+        check: ScrapeCheck,
+        sink: SampleSink,
+        client: ProbeClient,
+        *,
+        secrets: frozenset[str] = frozenset(),
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.check = check
+        self._sink = sink
+        self._client = client
+        self._secrets = secrets
+        self._clock = clock
+        self._rng = rng
+        self._timeout = aiohttp.ClientTimeout(total=check.timeout)
+        self.requests = Selector.parse(check.requests)
+        self.errors = Selector.parse(check.errors) if check.errors else None
+        self.histogram: Selector | None = None
+        if check.latency_histogram:
+            parsed = Selector.parse(check.latency_histogram)
+            if parsed.name is None:
+                raise ValueError("latency_histogram needs a metric name")
+            bucket = parsed.name if parsed.name.endswith("_bucket") else f"{parsed.name}_bucket"
+            self.histogram = parsed.renamed(bucket)
+        self._deltas = CounterDeltas()
+        self._log = StateChangeLog("scrape unavailable", "scrape back", check=check.name)
+
+    async def run(self) -> None:
+        await run_every(
+            self.check.interval,
+            lambda _due: self.probe_once(),
+            name=self.check.name,
+            clock=self._clock,
+            rng=self._rng,
+        )
+
+    async def probe_once(self) -> None:
+        """Scrape once and report the traffic since the previous scrape (or unknown)."""
+        try:
+            text = await self._fetch()
+            samples = _parse(text)
+        except _Unavailable as err:
+            self._unknown(err.reason)
+            return
+        if not any(self.requests.matches(name, labels) for (name, labels) in _keys(samples)):
+            self._unknown(f"no series matches requests selector {self.check.requests!r}")
+            return
+        self._log.ok()
+        result = self.ingest(samples)
+        if result is None:
+            return
+        now = self._clock()
+        self._sink.counts(now, result.requests, result.errors)
+        for seconds, count in result.latencies:
+            self._sink.latency(now, seconds, count)
+
+    def ingest(self, samples: Mapping[SeriesKey, float]) -> ScrapeResult | None:
+        """Turn one parsed scrape into deltas; ``None`` for the baseline scrape."""
+        watched = {
+            key: value for key, value in samples.items() if self._watches(key[0], dict(key[1]))
+        }
+        first = not self._deltas.primed
+        deltas = self._deltas.update(watched)
+        if first:
+            return None
+        requests = _total(deltas, self.requests)
+        errors = _total(deltas, self.errors) if self.errors else 0
+        # The app bumps its error and request counters one after the other, so a scrape in
+        # between can see one more error than requests; the window needs errors <= requests.
+        errors = min(errors, requests)
+        latencies = _bucket_counts(deltas, self.histogram) if self.histogram else ()
+        return ScrapeResult(requests, errors, latencies)
+
+    def _watches(self, name: str, labels: Mapping[str, str]) -> bool:
+        return any(
+            selector is not None and selector.matches(name, labels)
+            for selector in (self.requests, self.errors, self.histogram)
+        )
+
+    async def _fetch(self) -> str:
+        async with self._client.in_flight:
+            try:
+                async with self._client.session.get(
+                    self.check.url, timeout=self._timeout
+                ) as response:
+                    body = await read_capped(response, MAX_METRICS_BODY)
+                    status = response.status
+            except (TimeoutError, aiohttp.ClientError) as err:
+                raise _Unavailable(describe_error(err)) from err
+        if status != 200:
+            raise _Unavailable(f"status {status} from the metrics endpoint")
+        return body.decode(errors="replace")
+
+    def _unknown(self, reason: str) -> None:
+        reason = redact(reason, self._secrets)
+        self._sink.unknown(self._clock(), reason)
+        self._log.failing(reason)
+
+
+class _Unavailable(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _parse(text: str) -> dict[SeriesKey, float]:
+    samples: dict[SeriesKey, float] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
+    except ValueError as err:
+        # The parser's message quotes the offending line; keep only that it failed.
+        raise _Unavailable("the metrics text does not parse") from err
+    return samples
+
+
+def _keys(samples: Mapping[SeriesKey, float]) -> Iterable[tuple[str, dict[str, str]]]:
+    return ((name, dict(labels)) for name, labels in samples)
+
+
+def _total(deltas: Mapping[SeriesKey, float], selector: Selector) -> int:
+    total = sum(
+        delta for (name, labels), delta in deltas.items() if selector.matches(name, dict(labels))
+    )
+    return round(total)
+
+
+def _bucket_counts(
+    deltas: Mapping[SeriesKey, float], selector: Selector
+) -> tuple[tuple[float, int], ...]:
+    cumulative: dict[float, float] = {}
+    for (name, labels), delta in deltas.items():
+        as_dict = dict(labels)
+        if "le" not in as_dict:
+            continue
+        # Label sets differ only in ``le`` within one histogram; match on the others.
+        bound_text = as_dict.pop("le")
+        if not selector.matches(name, as_dict):
+            continue
+        try:
+            bound = float(bound_text)
+        except ValueError:
+            continue
+        cumulative[bound] = cumulative.get(bound, 0.0) + delta
+    finite = sorted(b for b in cumulative if math.isfinite(b))
+    if not finite:
+        return ()
+    counts: list[tuple[float, int]] = []
+    below = 0.0
+    for bound in [*finite, math.inf]:
+        if bound not in cumulative:
+            continue
+        # Clamped: buckets scraped mid-update can be off by one against each other.
+        observed = round(max(0.0, cumulative[bound] - below))
+        below = max(below, cumulative[bound])
+        if observed > 0:
+            counts.append((bound if math.isfinite(bound) else finite[-1], observed))
+    return tuple(counts)

@@ -1,0 +1,1 @@
+"""Per-target supervision: samples into windows, windows through gates, gates into decisions."""

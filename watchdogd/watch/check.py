@@ -1,0 +1,140 @@
+"""One check's recorder: the :class:`SampleSink` a source reports to.
+
+It feeds the check's window, counts probes for ``/metrics`` and remembers whether the source can
+see its target at all. It logs when that changes, never per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from watchdogd.core.window import Window, WindowStats
+from watchdogd.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class CheckView:
+    """What ``/metrics`` and the API show of a check (see ``metrics.CheckView``)."""
+
+    check: str
+    type: str
+    requests: int
+    error_ratio: float | None
+    quantiles: dict[str, float | None]
+    source_up: bool
+    last_detail: str
+    stats: WindowStats = field(repr=False)
+
+    def to_dict(self) -> dict[str, object]:
+        s = self.stats
+        return {
+            "name": self.check,
+            "type": self.type,
+            "source_up": self.source_up,
+            "requests": s.count,
+            "errors": s.errors,
+            "error_ratio": s.error_ratio,
+            "latency_seconds": {
+                "p50": s.p50,
+                "p95": s.p95,
+                "p99": s.p99,
+                "mean": s.mean,
+                "max": s.max,
+            },
+            "consecutive_failures": s.consecutive_failures,
+            "last_ok": s.last_ok,
+            "last_value": s.last_value,
+            "last_detail": self.last_detail,
+        }
+
+
+class CheckRecorder:
+    """Implements ``sources.base.SampleSink`` for one (target, check)."""
+
+    def __init__(
+        self, target: str, check: str, check_type: str, window_span: float, metrics: Metrics
+    ) -> None:
+        self.target = target
+        self.check = check
+        self.check_type = check_type
+        self.window = Window(span=window_span)
+        self.source_up = True
+        self.last_detail = ""
+        self.samples_since_reset = 0
+        self.successes_since_reset = 0
+        self._metrics = metrics
+        # Cache the labelled children: .labels() costs three times the .inc() it precedes.
+        self._ok = metrics.probes.labels(target, check, "ok")
+        self._failure = metrics.probes.labels(target, check, "failure")
+        self._unknown = metrics.probes.labels(target, check, "unknown")
+        self._duration = metrics.probe_duration.labels(target, check)
+
+    # --- SampleSink ------------------------------------------------------------------------
+
+    def probe(self, now: float, ok: bool, latency: float | None, detail: str = "") -> None:
+        self._up(now)
+        self.window.add(now, ok, latency)
+        self.samples_since_reset += 1
+        if ok:
+            self.successes_since_reset += 1
+            self._ok.inc()
+        else:
+            self._failure.inc()
+        if latency is not None:
+            self._duration.observe(latency)
+        self.last_detail = detail
+
+    def counts(self, now: float, requests: int, errors: int) -> None:
+        self._up(now)
+        self.window.add_counts(now, requests, errors)
+        self.samples_since_reset += 1
+        self._ok.inc()
+
+    def latency(self, now: float, seconds: float, count: int = 1) -> None:
+        self._up(now)
+        self.window.add_latency(now, seconds, count)
+
+    def value(self, now: float, value: float) -> None:
+        self._up(now)
+        self.window.add_value(now, value)
+        self.samples_since_reset += 1
+        self._ok.inc()
+
+    def unknown(self, now: float, reason: str) -> None:
+        self._unknown.inc()
+        self.last_detail = reason
+        if self.source_up:
+            self.source_up = False
+            log.warning(
+                "source cannot see its target", target=self.target, check=self.check, reason=reason
+            )
+
+    # --- for the controller ----------------------------------------------------------------
+
+    def _up(self, now: float) -> None:
+        if not self.source_up:
+            self.source_up = True
+            log.info("source sees its target again", target=self.target, check=self.check)
+
+    def reset(self, span: float | None = None) -> None:
+        """Forget every sample: they belong to a release that no longer runs."""
+        self.window = Window(span=span if span is not None else self.window.span)
+        self.samples_since_reset = 0
+        self.successes_since_reset = 0
+
+    def view(self, now: float) -> CheckView:
+        stats = self.window.stats(now)
+        return CheckView(
+            check=self.check,
+            type=self.check_type,
+            requests=stats.count,
+            error_ratio=stats.error_ratio,
+            quantiles={"0.5": stats.p50, "0.95": stats.p95, "0.99": stats.p99},
+            source_up=self.source_up,
+            last_detail=self.last_detail,
+            stats=stats,
+        )

@@ -1,0 +1,264 @@
+"""Builds and rebuilds the daemon's moving parts from its config: one probe client, one Docker
+watcher, and per target a driver, a playbook runner, a controller and one source per check.
+
+Kept apart from ``daemon`` so the life cycle (signals, loops, shutdown) reads on its own, and
+reload has one place that decides what survives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import structlog
+
+from watchdogd.config.schema import Config, TargetConfig
+from watchdogd.errors import StepFailed, StoreError
+from watchdogd.playbook.notify import send
+from watchdogd.playbook.plan import IncidentPlan
+from watchdogd.playbook.runner import PlaybookRunner
+from watchdogd.sources.auth_flow import AuthFlowProbe
+from watchdogd.sources.client import ProbeClient
+from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
+from watchdogd.sources.http import HttpProbe
+from watchdogd.sources.promql import PromqlSource
+from watchdogd.sources.scrape import ScrapeSource
+from watchdogd.targets.factory import engine_factory, make_driver
+from watchdogd.watch.check import CheckRecorder
+from watchdogd.watch.target import TargetController
+
+if TYPE_CHECKING:
+    from watchdogd.daemon import Daemon
+
+log = structlog.get_logger(__name__)
+
+SOURCES: dict[str, Any] = {
+    "http": HttpProbe,
+    "auth_flow": AuthFlowProbe,
+    "scrape": ScrapeSource,
+    "promql": PromqlSource,
+}
+
+
+class Wiring:
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self._client: ProbeClient | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._engine = engine_factory(daemon.config.docker)
+        self._watcher: DockerHealthWatcher | None = None
+        self._subscriptions: dict[str, tuple[ContainerSelector, CheckRecorder]] = {}
+
+    async def open(self) -> None:
+        self._client = ProbeClient.create()
+        self._http = aiohttp.ClientSession(trust_env=False)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        if self._http is not None:
+            await self._http.close()
+
+    # --- targets ---------------------------------------------------------------------------
+
+    def controller(
+        self, target: TargetConfig, keep: dict[str, CheckRecorder] | None = None
+    ) -> TargetController:
+        daemon = self._daemon
+        driver = make_driver(target, self._engine)
+        holder: list[TargetController] = []
+
+        async def health() -> bool | None:
+            return await holder[0].wait_healthy()
+
+        runner = PlaybookRunner(
+            daemon.store, driver, notifiers=daemon.config.notify, health_check=health
+        )
+        controller = TargetController(
+            target,
+            daemon.config.defaults,
+            driver=driver,
+            store=daemon.store,
+            runner=runner,
+            metrics=daemon.metrics,
+            recorders=keep,
+            notify=self.notify_all,
+        )
+        holder.append(controller)
+        return controller
+
+    async def resume_incidents(self) -> None:
+        """Finish incidents a crash left running, before any new decision is made."""
+        try:
+            open_incidents = self._daemon.store.open_incidents()
+        except StoreError as err:
+            log.error("cannot read open incidents", error=str(err))
+            return
+        for record in open_incidents:
+            controller = self._daemon.controllers.get(record.target)
+            if controller is None:
+                log.warning("open incident for a target no longer configured", target=record.target)
+                continue
+            plan = IncidentPlan(
+                incident_id=record.id,
+                target=record.target,
+                trigger=record.trigger,
+                bad_release=record.bad_release,
+                restore_release=record.restore_release,
+                steps=tuple(controller.steps),
+                dry_run=record.dry_run,
+                stop_timeout=float(controller.setting("stop_timeout")),
+            )
+            log.warning(
+                "resuming an interrupted incident", target=record.target, incident=record.id
+            )
+            await controller.resume(plan)
+
+    async def notify_all(self, target: str, message: str) -> None:
+        """Tell every notifier about something outside a playbook (a freeze, a refusal)."""
+        if self._http is None:
+            return
+        payload = {
+            "event": "target_frozen",
+            "target": target,
+            "message": message,
+            "title": f"watchdogd: {target} frozen",
+            "text": message,
+            "at": time.time(),
+        }
+        for notifier in self._daemon.config.notify:
+            try:
+                await send(notifier, payload, self._http)
+            except StepFailed as err:
+                log.warning("notification failed", notifier=notifier.name, error=err.reason)
+
+    # --- sources ---------------------------------------------------------------------------
+
+    def start_sources(self, targets: list[TargetConfig]) -> None:
+        for target in targets:
+            self._start_target_sources(target)
+
+    def _start_target_sources(self, target: TargetConfig) -> None:
+        daemon = self._daemon
+        assert self._client is not None  # noqa: S101 - open() runs first
+        controller = daemon.controllers[target.name]
+        for check in target.checks:
+            recorder = controller.recorders[check.name]
+            task = f"source:{target.name}:{check.name}"
+            if check.type == "container_health":
+                selector = ContainerSelector.for_target(target)
+                if selector is not None:
+                    self._docker_watcher().subscribe(selector, recorder)
+                    self._subscriptions[task] = (selector, recorder)
+                continue
+            source = SOURCES[check.type](
+                check, recorder, self._client, secrets=daemon.config.secrets
+            )
+            daemon.supervisor.start(task, source.run)
+
+    def _docker_watcher(self) -> DockerHealthWatcher:
+        if self._watcher is None:
+            self._watcher = DockerHealthWatcher(self._daemon.config.docker, on_change=self._changed)
+            self._daemon.supervisor.start("docker-events", self._watcher.run)
+        return self._watcher
+
+    def _changed(self, key: str) -> None:
+        """A watched container was created, started or removed: look for a new release now."""
+        for controller in self._daemon.controllers.values():
+            selector = ContainerSelector.for_target(controller.config)
+            if selector is not None and selector.key == key:
+                asyncio.get_running_loop().create_task(controller.observe_release(time.monotonic()))
+
+    def _stop_target_sources(self, target: str) -> None:
+        prefix = f"source:{target}:"
+        for name in self._daemon.supervisor.names():
+            if name.startswith(prefix):
+                self._daemon.supervisor.stop(name)
+        for name in [n for n in self._subscriptions if n.startswith(prefix)]:
+            selector, recorder = self._subscriptions.pop(name)
+            if self._watcher is not None:
+                self._watcher.unsubscribe(selector, recorder)
+
+    async def stop_sources(self) -> None:
+        for target in list(self._daemon.controllers):
+            self._stop_target_sources(target)
+
+    # --- reload ----------------------------------------------------------------------------
+
+    def apply(self, old: Config, new: Config) -> None:
+        """Move to ``new``: unchanged checks keep their windows, the rest start empty."""
+        daemon = self._daemon
+        daemon.config = new
+        old_targets = {t.name: t for t in old.targets}
+        for name in [n for n in daemon.controllers if n not in {t.name for t in new.targets}]:
+            self._stop_target_sources(name)
+            del daemon.controllers[name]
+            log.info("target removed", target=name)
+        for target in new.targets:
+            self._stop_target_sources(target.name)
+            before = old_targets.get(target.name)
+            controller = daemon.controllers.get(target.name)
+            if controller is None or before is None or _kind_changed(before, target):
+                daemon.controllers[target.name] = self.controller(target)
+            else:
+                unchanged = {c.name for c in target.checks if c in before.checks}
+                keep = {n: r for n, r in controller.recorders.items() if n in unchanged}
+                controller.apply_config(target, new.defaults, keep)
+            self._start_target_sources(target)
+
+    # --- API views -------------------------------------------------------------------------
+
+    def status(self, controller: TargetController) -> dict[str, Any]:
+        now = time.monotonic()
+        view = controller.view(now)
+        store = self._daemon.store
+        try:
+            exclude = [controller.current.id] if controller.current else []
+            known_good = store.newest_known_good(controller.name, excluding=exclude)
+            quarantined = store.quarantined(controller.name)
+        except StoreError:
+            known_good, quarantined = None, []
+        return {
+            "name": controller.name,
+            "kind": str(controller.config.kind),
+            "state": view.state,
+            "since": round(time.time() - (now - controller.machine.since), 3),
+            "current_release": _release(controller.current),
+            "known_good_release": _release(known_good.release) if known_good else None,
+            "quarantined": [
+                {"image": q.image, "reason": q.reason, "at": q.at} for q in quarantined
+            ],
+            "checks": [check.to_dict() for check in view.checks],
+            "gates": [
+                {
+                    "gate": g.gate,
+                    "verdict": g.verdict,
+                    "condition": str(g.result.condition),
+                    "value": g.result.value,
+                    "threshold": g.result.threshold,
+                    "samples": g.result.samples,
+                    "reason": g.result.reason,
+                }
+                for g in view.gates
+            ],
+            "incident": controller.incident_id,
+            "container_healthy": view.container_healthy,
+        }
+
+
+def _kind_changed(before: TargetConfig, after: TargetConfig) -> bool:
+    keys = ("kind", "container", "compose", "swarm", "release_dir")
+    return any(getattr(before, k) != getattr(after, k) for k in keys)
+
+
+def _release(release: Any) -> dict[str, Any] | None:
+    if release is None:
+        return None
+    return {
+        "id": release.id,
+        "image": release.image,
+        "image_ref": release.image_ref,
+        "config_hash": release.config_hash,
+    }
