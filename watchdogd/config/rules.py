@@ -14,10 +14,10 @@ from watchdogd.config.schema import (
     LATENCY_METRICS,
     RATE_METRICS,
     Config,
-    GateMetric,
     TargetConfig,
     TargetKind,
 )
+from watchdogd.core.gates import GateMetric
 
 Finding = tuple[tuple[str | int, ...], str]
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from watchdogd.config.units import ByteSize, Duration, parse_duration, parse_ratio
+from watchdogd.core.gates import GateMetric, GateSpec
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 StatusList = Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1)]
@@ -162,18 +163,7 @@ Check = Annotated[
 # --- gates: when a check's window counts as bad ---------------------------------------------
 
 
-class GateMetric(StrEnum):
-    ERROR_RATE = "error_rate"
-    FAILURE_RATE = "failure_rate"
-    LATENCY_P50 = "latency_p50"
-    LATENCY_P95 = "latency_p95"
-    LATENCY_P99 = "latency_p99"
-    LATENCY_MEAN = "latency_mean"
-    LATENCY_MAX = "latency_max"
-    UNHEALTHY = "unhealthy"
-    VALUE = "value"
-
-
+_CORE = GateSpec(name="defaults", metric=GateMetric.ERROR_RATE, above=0.01)
 RATE_METRICS = frozenset({GateMetric.ERROR_RATE, GateMetric.FAILURE_RATE})
 LATENCY_METRICS = frozenset(
     {
@@ -195,10 +185,11 @@ class GateConfig(Strict):
     above: float | None = None
     below: float | None = None
     for_: Duration = Field(default=0.0, alias="for")
-    min_samples: Annotated[int, Field(ge=1)] = 20
-    min_errors: Annotated[int, Field(ge=1)] = 3
-    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.999
-    consecutive_failures: Annotated[int, Field(ge=0)] = 3
+    # The core's defaults, tuned by benchmarks/decision_sim.py, are the config's defaults.
+    min_samples: Annotated[int, Field(ge=1)] = _CORE.min_samples
+    min_errors: Annotated[int, Field(ge=1)] = _CORE.min_errors
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = _CORE.confidence
+    consecutive_failures: Annotated[int, Field(ge=0)] = _CORE.consecutive_failures
 
     @model_validator(mode="before")
     @classmethod

@@ -130,10 +130,9 @@ class ContainerState:
     @property
     def detail(self) -> str:
         health = f", health {self.health}" if self.health else ""
-        text = f"{self.name}: {self.status}{health}, restarts {self.restart_count}"
-        if self.status != "running":
-            text += f", exit code {self.exit_code}"
-        return text + (", OOM killed" if self.oom_killed else "")
+        code = f", exit code {self.exit_code}" if self.status != "running" else ""
+        oom = ", OOM killed" if self.oom_killed else ""
+        return f"{self.name}: {self.status}{health}, restarts {self.restart_count}{code}{oom}"
 
 
 Found = dict[ContainerSelector, list[ContainerState]]
@@ -155,7 +154,8 @@ class DockerHealthWatcher:
         self.settings = settings
         self.on_change = on_change
         self._timeout = math.ceil(settings.timeout)
-        self._backoff_cap = max(settings.poll_interval, 0.5)
+        cap = max(settings.poll_interval, 0.5)  # never wait longer than a poll between tries
+        self._backoff = tenacity.wait_exponential(0.5, max=cap) + tenacity.wait_random(0, 0.5)
         self._factory = client_factory or self._default_client
         self._clock = clock
         self._subscriptions: dict[ContainerSelector, list[SampleSink]] = {}
@@ -210,8 +210,7 @@ class DockerHealthWatcher:
 
     async def _connect(self) -> None:
         retrying = tenacity.AsyncRetrying(
-            wait=tenacity.wait_exponential(0.5, max=self._backoff_cap)
-            + tenacity.wait_random(0, 0.5),
+            wait=self._backoff,
             retry=tenacity.retry_if_exception_type(SourceUnavailable),
             before_sleep=self._retrying,
         )

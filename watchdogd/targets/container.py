@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -170,6 +170,31 @@ async def put_back(
         log.info("target.swap.created", container=name, release=release.id)
         return True
 
+    await _uncancellable(
+        _swap_in(
+            engine,
+            name,
+            release,
+            new_id=new_id,
+            found=found,
+            stop_timeout=stop_timeout,
+            began=began,
+        )
+    )
+    return True
+
+
+async def _swap_in(
+    engine: DockerEngine,
+    name: str,
+    release: Release,
+    *,
+    new_id: str,
+    found: tuple[dict[str, Any], dict[str, Any]],
+    stop_timeout: float,
+    began: float,
+) -> None:
+    """Stop the old container, hand its name to the new one and start it; or put it back."""
     old, old_spec = found
     old_id, was_running = old["Id"], is_running(old)
     stopping = time.monotonic()
@@ -178,20 +203,21 @@ async def put_back(
         await engine.rename(old_id, f"{name}{OLD_MARK}{old_id[:12]}")
         await engine.rename(new_id, name)
         await _start_confirmed(engine, new_id)
-    except (TargetError, asyncio.CancelledError) as err:
-        # Shielded: a cancelled rollback must still leave the old container in place.
-        revert = _revert(
-            engine, name, new_id=new_id, old_id=old_id, old_spec=old_spec, was_running=was_running
-        )
+    except TargetError as err:
         try:
-            await asyncio.shield(revert)
+            await _revert(
+                engine,
+                name,
+                new_id=new_id,
+                old_id=old_id,
+                old_spec=old_spec,
+                was_running=was_running,
+            )
         except TargetError as revert_err:
             raise TargetError(
                 f"release {release.id} ({release.label}) did not start in {name} ({err}), and "
                 f"putting back the previous container {old_id[:12]} failed too: {revert_err}"
             ) from err
-        if isinstance(err, asyncio.CancelledError):
-            raise
         raise TargetError(
             f"release {release.id} ({release.label}) did not start in {name}; "
             f"the previous container is back: {err}"
@@ -210,7 +236,28 @@ async def put_back(
     except TargetError as err:
         # Harmless: the next restore (or recover) removes it.
         log.warning("target.swap.old_not_removed", container=old_id[:12], error=str(err))
-    return True
+
+
+# Swaps whose caller was cancelled but that still run to their end (strong references, so
+# that none is garbage-collected mid-flight).
+_in_flight: set[asyncio.Task[None]] = set()
+
+
+async def _uncancellable(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to its end even if the caller is cancelled: the docker calls already made
+    run on in their threads, and a swap cut in half (old stopped, new not started) is worse
+    than one that finishes after the caller has gone."""
+    task = asyncio.ensure_future(work)
+    _in_flight.add(task)
+    task.add_done_callback(_finished)
+    await asyncio.shield(task)
+
+
+def _finished(task: asyncio.Task[None]) -> None:
+    _in_flight.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # Re-raised to the caller when it still waits; logged for the one that was cancelled.
+        log.debug("target.swap.finished_with_error", error=str(task.exception()))
 
 
 async def _revert(

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from watchdogd.config.schema import Defaults, Step, TargetConfig
-from watchdogd.core.gates import Gate, GateMetric, GateResult, GateSpec, Verdict
+from watchdogd.core.gates import Gate, GateResult, GateSpec, Verdict
 from watchdogd.core.guards import GuardPolicy, TriggerKind, refusal
 from watchdogd.core.incident import Event, TargetState, TargetStateMachine
 from watchdogd.errors import ControlRefused, StoreError, TargetError
@@ -63,7 +63,7 @@ class TargetView:
 def gate_spec(gate: Any) -> GateSpec:
     return GateSpec(
         name=gate.name,
-        metric=GateMetric(gate.metric.value),
+        metric=gate.metric,
         above=gate.above,
         below=gate.below,
         for_=gate.for_,
@@ -143,7 +143,9 @@ class TargetController:
         ]
         breached = [r for r in self._results if r.verdict is Verdict.BREACHED]
         state = self.machine.state
-        if state is TargetState.BAKING and not breached and self.current is not None:
+        # A gate still waiting out its `for:` has a breached condition: no bake passes then.
+        pending = any(r.condition is Verdict.BREACHED for r in self._results)
+        if state is TargetState.BAKING and not pending and self.current is not None:
             if now - self._baking_since >= float(self.setting("bake_time")):
                 await self._bake_passed(now)
         elif state is TargetState.ROLLED_BACK:
