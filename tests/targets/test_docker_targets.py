@@ -29,6 +29,7 @@ from tests.support.images import AppImages, wait_http
 from tests.support.ports import free_port
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
+from watchdogd.targets import container as container_module
 from watchdogd.targets.compose import ComposeDriver
 from watchdogd.targets.container import ContainerDriver
 from watchdogd.targets.docker_client import DockerEngine
@@ -388,6 +389,37 @@ class TestCrashRecovery:
         assert now["Id"] == created["Id"]
         assert now["State"]["Running"]
         assert leftovers(docker_engine, simple_deploy.name) == []
+
+
+class TestCancellation:
+    @pytest.mark.parametrize("delay", [0.05, 0.3])
+    async def test_a_cancelled_restore_leaves_one_running_container(
+        self,
+        app_images: AppImages,
+        simple_deploy: Deploy,
+        engine: DockerEngine,
+        docker_engine: Any,
+        delay: float,
+    ) -> None:
+        """Cancelled mid-way, the swap either never began or runs to its end; never half."""
+        driver = ContainerDriver("web", simple_deploy.name, engine)
+        simple_deploy.run(app_images.v1)
+        good = await driver.current()
+        assert good is not None
+        simple_deploy.run(app_images.v2)
+        task = asyncio.create_task(driver.restore(good, stop_timeout=10))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        # A swap already under way finishes on its own; wait for it.
+        await asyncio.gather(*container_module._in_flight, return_exceptions=True)
+        now = inspect(docker_engine, simple_deploy.name)
+        assert now["State"]["Running"]
+        assert now["Image"] in {app_images.ids["v1"], app_images.ids["v2"]}
+        assert leftovers(docker_engine, simple_deploy.name) == []
+        await driver.restore(good, stop_timeout=10)
+        assert served_version(inspect(docker_engine, simple_deploy.name)) == "v1"
 
 
 class TestHealthAndExec:
