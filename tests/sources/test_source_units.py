@@ -200,6 +200,16 @@ class TestScrapeIngest:
         assert result is not None
         assert (result.requests, result.errors) == (11, 4)
 
+    def test_no_requests_series_is_unavailable(self) -> None:
+        """A scrape without any requests series is unknown and leaves the baseline alone."""
+        source = _scrape_source(requests="req_total")
+        source.ingest(dict([_series("req_total", 10)]))
+        with pytest.raises(SourceUnavailable, match="no series matches"):
+            source.ingest(dict([_series("other_total", 1)]))
+        result = source.ingest(dict([_series("req_total", 12)]))
+        assert result is not None
+        assert result.requests == 2
+
     def test_errors_never_exceed_requests(self) -> None:
         """A scrape between the two counter bumps cannot report more errors than requests."""
         source = _scrape_source(requests="req_total", errors="err_total")

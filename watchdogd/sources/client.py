@@ -14,8 +14,9 @@ of CPU to build, because it loads the system CA bundle) is built once. The daemo
 
 Two limits, on purpose:
 
-* ``TCPConnector(limit=...)`` caps open sockets, so a thousand checks never exhaust the file
-  descriptors of the daemon.
+* ``TCPConnector(limit=...)`` caps the sockets in use at once, a backstop behind the semaphore.
+  Idle keep-alive sockets (one per target host) are not counted and close after
+  ``KEEPALIVE_SECONDS``: a daemon with a thousand targets needs ``LimitNOFILE`` above 1024.
 * an ``asyncio.Semaphore`` caps requests in flight. A source takes it *before* it starts its
   clock, so time spent queueing behind other checks is never blamed on the target's latency
   and never eats into the target's timeout.
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-#: Sockets open at once, across all hosts.
+#: Sockets in use at once, across all hosts.
 DEFAULT_MAX_CONNECTIONS = 1000
 #: Requests in flight at once. A probe is ~0.1 ms of our CPU, so 256 in flight is far more than
 #: one core can start per millisecond; beyond it, requests queue instead of opening sockets.

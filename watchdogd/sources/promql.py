@@ -84,7 +84,7 @@ class PromqlSource:
     async def query(self) -> float:
         """The query's single value; raises :class:`SourceUnavailable` with the reason."""
         # Passing the timeout to Prometheus too makes it stop evaluating a query we gave up on.
-        params = {"query": self.check.query, "timeout": f"{self.check.timeout:g}s"}
+        params = {"query": self.check.query, "timeout": f"{self.check.timeout:g}"}  # seconds
         async with self._client.in_flight:
             try:
                 async with self._client.session.get(

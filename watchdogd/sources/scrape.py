@@ -43,13 +43,14 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from watchdogd.config.schema import ScrapeCheck
+from watchdogd.errors import SourceUnavailable
 from watchdogd.sources.base import SampleSink
 from watchdogd.sources.client import ProbeClient
 from watchdogd.sources.http import read_capped
@@ -216,16 +217,11 @@ class ScrapeSource:
     async def probe_once(self) -> None:
         """Scrape once and report the traffic since the previous scrape (or unknown)."""
         try:
-            text = await self._fetch()
-            samples = _parse(text)
-        except _Unavailable as err:
-            self._unknown(err.reason)
-            return
-        if not any(self.requests.matches(name, labels) for (name, labels) in _keys(samples)):
-            self._unknown(f"no series matches requests selector {self.check.requests!r}")
+            result = self.ingest(_parse(await self._fetch()))
+        except SourceUnavailable as err:
+            self._unknown(str(err))
             return
         self._log.ok()
-        result = self.ingest(samples)
         if result is None:
             return
         now = self._clock()
@@ -234,10 +230,12 @@ class ScrapeSource:
             self._sink.latency(now, seconds, count)
 
     def ingest(self, samples: Mapping[SeriesKey, float]) -> ScrapeResult | None:
-        """Turn one parsed scrape into deltas; ``None`` for the baseline scrape."""
-        watched = {
-            key: value for key, value in samples.items() if self._watches(key[0], dict(key[1]))
-        }
+        """Turn one parsed scrape into deltas; ``None`` for the baseline scrape. Raises
+        :class:`SourceUnavailable` when no series matches ``requests``."""
+        watched = {key: value for key, value in samples.items() if self._watches(key)}
+        if not any(self.requests.matches(name, dict(labels)) for name, labels in watched):
+            # Checked before the deltas are updated, so the state keeps the last good scrape.
+            raise SourceUnavailable(f"no series matches requests selector {self.check.requests!r}")
         first = not self._deltas.primed
         deltas = self._deltas.update(watched)
         if first:
@@ -250,7 +248,8 @@ class ScrapeSource:
         latencies = _bucket_counts(deltas, self.histogram) if self.histogram else ()
         return ScrapeResult(requests, errors, latencies)
 
-    def _watches(self, name: str, labels: Mapping[str, str]) -> bool:
+    def _watches(self, key: SeriesKey) -> bool:
+        name, labels = key[0], dict(key[1])
         return any(
             selector is not None and selector.matches(name, labels)
             for selector in (self.requests, self.errors, self.histogram)
@@ -265,21 +264,15 @@ class ScrapeSource:
                     body = await read_capped(response, MAX_METRICS_BODY)
                     status = response.status
             except (TimeoutError, aiohttp.ClientError) as err:
-                raise _Unavailable(describe_error(err)) from err
+                raise SourceUnavailable(describe_error(err)) from err
         if status != 200:
-            raise _Unavailable(f"status {status} from the metrics endpoint")
+            raise SourceUnavailable(f"status {status} from the metrics endpoint")
         return body.decode(errors="replace")
 
     def _unknown(self, reason: str) -> None:
         reason = redact(reason, self._secrets)
         self._sink.unknown(self._clock(), reason)
         self._log.failing(reason)
-
-
-class _Unavailable(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _parse(text: str) -> dict[SeriesKey, float]:
@@ -290,12 +283,8 @@ def _parse(text: str) -> dict[SeriesKey, float]:
                 samples[(sample.name, frozenset(sample.labels.items()))] = float(sample.value)
     except ValueError as err:
         # The parser's message quotes the offending line; keep only that it failed.
-        raise _Unavailable("the metrics text does not parse") from err
+        raise SourceUnavailable("the metrics text does not parse") from err
     return samples
-
-
-def _keys(samples: Mapping[SeriesKey, float]) -> Iterable[tuple[str, dict[str, str]]]:
-    return ((name, dict(labels)) for name, labels in samples)
 
 
 def _total(deltas: Mapping[SeriesKey, float], selector: Selector) -> int:

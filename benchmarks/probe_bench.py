@@ -1,0 +1,311 @@
+"""HTTP probe cost: watchdogd's probes against Debian's blackbox_exporter, and scheduling jitter.
+
+Run it as ``python benchmarks/probe_bench.py`` (about a minute). It starts, as separate
+processes, a minimal keep-alive HTTP server on 127.0.0.1 (raw asyncio: answering costs
+microseconds, so the target is never the bottleneck) and ``prometheus-blackbox-exporter``. Then:
+
+1. **watchdogd**: ``HttpProbe.probe_once`` through one shared ``ProbeClient``, at 1, 100 and
+   1000 probes in flight. CPU is this process's own (``time.process_time``: user + system, all
+   threads). Each check is one long-lived task probing back to back, as in the daemon. The
+   in-flight limit is raised to 1000 so that "1000 concurrent" really is 1000 open
+   connections; one more row shows 1000 checks under the daemon's default limit (256).
+2. **blackbox_exporter**: the same number of probes of the same server through
+   ``GET /probe?target=...&module=http_2xx``, driven from this process at the same
+   concurrency. CPU is the exporter's own, from ``/proc/PID/stat`` (utime + stime), so the
+   driver is not counted against it.
+3. **jitter**: 1000 HTTP checks at a 1 s interval on ``run_every`` (the schedule the sources
+   use) for about 10 s; jitter is how late each run started after its due time.
+
+Targets (exit code 1 if one fails): watchdogd's CPU per probe at most 0.5x blackbox_exporter's
+at every concurrency; watchdogd's cost flat from 1 to 1000 in flight (highest at most 2x the
+lowest); jitter p99 at most 50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from watchdogd.config.schema import HttpCheck
+from watchdogd.sources.client import DEFAULT_MAX_IN_FLIGHT, open_probe_client
+from watchdogd.sources.http import HttpProbe
+from watchdogd.sources.schedule import run_every
+
+CONCURRENCY = (1, 100, 1000)
+PROBES = {1: 3000, 100: 20000, 1000: 20000}  # watchdogd probes per level
+BLACKBOX_PROBES = {1: 1500, 100: 5000, 1000: 5000}
+JITTER_CHECKS = 1000
+JITTER_SECONDS = 10.0
+BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+
+
+# --------------------------------------------------------------------------- the target
+
+
+class _Responder(asyncio.Protocol):
+    """Answers every request (no bodies: GET/HEAD only) with a fixed 200, keep-alive."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.pending = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.pending += data
+        requests = self.pending.count(b"\r\n\r\n")
+        if requests:
+            self.pending = self.pending[self.pending.rfind(b"\r\n\r\n") + 4 :]
+            self.transport.write(RESPONSE * requests)
+
+
+async def _serve() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Responder, "127.0.0.1", 0, backlog=4096)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+
+def start_target() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    return proc, f"http://127.0.0.1:{port}/health"
+
+
+# --------------------------------------------------------------------------- watchdogd
+
+
+class CountingSink:
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed: list[str] = []
+
+    def probe(self, now: float, ok: bool, latency: float | None, detail: str = "") -> None:
+        if ok:
+            self.ok += 1
+        else:
+            self.failed.append(detail)
+
+    def counts(self, now: float, requests: int, errors: int) -> None: ...
+    def latency(self, now: float, seconds: float, count: int = 1) -> None: ...
+    def value(self, now: float, value: float) -> None: ...
+    def unknown(self, now: float, reason: str) -> None: ...
+
+
+def check(url: str, index: int, interval: float = 5.0) -> HttpCheck:
+    return HttpCheck.model_validate(
+        {"name": f"c{index}", "type": "http", "url": url, "interval": interval}
+    )
+
+
+async def watchdogd_cpu(
+    url: str, concurrency: int, total: int, max_in_flight: int = 1000
+) -> tuple[float, float]:
+    """CPU ms and wall ms per probe with ``concurrency`` checks probing back to back."""
+    sink = CountingSink()
+    async with open_probe_client(max_connections=1000, max_in_flight=max_in_flight) as client:
+        probes = [HttpProbe(check(url, i), sink, client) for i in range(concurrency)]
+        await asyncio.gather(*(p.probe_once() for p in probes))  # open the connections
+        rounds = max(1, total // concurrency)
+
+        async def worker(probe: HttpProbe) -> None:
+            # One long-lived task per check, as in the daemon, each probing back to back.
+            for _ in range(rounds):
+                await probe.probe_once()
+
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker(p) for p in probes))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if sink.failed:
+        raise SystemExit(f"{len(sink.failed)} probes failed, e.g. {sink.failed[0]}")
+    done = rounds * concurrency
+    return cpu * 1000 / done, wall * 1000 / done
+
+
+# --------------------------------------------------------------------------- blackbox
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU (user + system) the process has used, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def start_blackbox(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    config = workdir / "blackbox.yml"
+    config.write_text(
+        "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n"
+        "    http:\n      preferred_ip_protocol: ip4\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [BLACKBOX, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=(workdir / "blackbox.log").open("wb"),
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"http://127.0.0.1:{port}"
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"blackbox_exporter did not start: {(workdir / 'blackbox.log').read_text()}")
+
+
+async def blackbox_cpu(
+    exporter: str, pid: int, target: str, concurrency: int, total: int
+) -> tuple[float, float]:
+    """The exporter's CPU ms and wall ms per probe with ``concurrency`` probes in flight."""
+    params = {"target": target, "module": "http_2xx"}
+    failed = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> None:
+            nonlocal failed
+            async with session.get(f"{exporter}/probe", params=params) as response:
+                body = await response.text()
+                failed += "probe_success 1" not in body
+
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        rounds = max(1, total // concurrency)
+
+        async def worker() -> None:
+            for _ in range(rounds):
+                await one()
+
+        cpu, wall = process_cpu(pid), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        cpu, wall = process_cpu(pid) - cpu, time.perf_counter() - wall
+    if failed:
+        raise SystemExit(f"{failed} blackbox probes failed")
+    done = rounds * concurrency
+    return cpu * 1000 / done, wall * 1000 / done
+
+
+# --------------------------------------------------------------------------- jitter
+
+
+async def jitter(url: str) -> tuple[list[float], float, int]:
+    """Lateness of each run (s), the prober's CPU share of one core, and the probe count."""
+    sink = CountingSink()
+    lateness: list[float] = []
+    async with open_probe_client() as client:
+        probes = [HttpProbe(check(url, i, 1.0), sink, client) for i in range(JITTER_CHECKS)]
+
+        def runner(probe: HttpProbe) -> asyncio.Task[None]:
+            async def work(due: float) -> None:
+                lateness.append(time.monotonic() - due)
+                await probe.probe_once()
+
+            return asyncio.create_task(run_every(1.0, work, name=probe.check.name))
+
+        cpu = time.process_time()
+        tasks = [runner(p) for p in probes]
+        await asyncio.sleep(JITTER_SECONDS)
+        cpu = time.process_time() - cpu
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if sink.failed:
+        raise SystemExit(f"{len(sink.failed)} probes failed, e.g. {sink.failed[0]}")
+    return lateness, cpu / JITTER_SECONDS, sink.ok
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    target, url = start_target()
+    workdir = Path(tempfile.mkdtemp(prefix="probe-bench-"))
+    exporter = None
+    try:
+        ours = {c: asyncio.run(watchdogd_cpu(url, c, PROBES[c])) for c in CONCURRENCY}
+        limited = watchdogd_cpu(url, 1000, PROBES[1000], DEFAULT_MAX_IN_FLIGHT)
+        default_limit = asyncio.run(limited)
+        theirs: dict[int, tuple[float, float]] = {}
+        if Path(BLACKBOX).exists():
+            exporter, exporter_url = start_blackbox(workdir)
+            for c in CONCURRENCY:
+                probes = blackbox_cpu(exporter_url, exporter.pid, url, c, BLACKBOX_PROBES[c])
+                theirs[c] = asyncio.run(probes)
+        else:
+            print(f"{BLACKBOX} not found (apt-get install prometheus-blackbox-exporter)")
+        lateness, cpu_share, runs = asyncio.run(jitter(url))
+    finally:
+        for proc in (target, exporter):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"HTTP probe CPU per probe, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(
+        "| in flight | watchdogd ms/probe | blackbox_exporter ms/probe | ratio | "
+        "watchdogd wall ms/probe |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    ratios = []
+    for c in CONCURRENCY:
+        cpu, wall = ours[c]
+        if c in theirs:
+            ratio = cpu / theirs[c][0]
+            ratios.append(ratio)
+            print(f"| {c} | {cpu:.3f} | {theirs[c][0]:.3f} | {ratio:.2f} | {wall:.3f} |")
+        else:
+            print(f"| {c} | {cpu:.3f} | - | - | {wall:.3f} |")
+    cpu, wall = default_limit
+    print(f"| 1000 checks, default limit {DEFAULT_MAX_IN_FLIGHT} | {cpu:.3f} | | | {wall:.3f} |")
+    costs = [ours[c][0] for c in CONCURRENCY]
+    spread = max(costs) / min(costs)
+    p50, p99 = percentile(lateness, 0.50) * 1000, percentile(lateness, 0.99) * 1000
+    print(
+        f"\nJitter, {JITTER_CHECKS} checks at 1 s for {JITTER_SECONDS:g} s ({runs} probes): "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max(lateness) * 1000:.1f} ms; "
+        f"prober CPU {cpu_share * 100:.1f} % of one core"
+    )
+    results = {
+        "watchdogd <= 0.5x blackbox_exporter CPU": bool(ratios) and max(ratios) <= 0.5,
+        f"flat from 1 to 1000 in flight (max/min {spread:.2f} <= 2)": spread <= 2.0,
+        f"jitter p99 {p99:.1f} ms <= 50 ms": p99 <= 50.0,
+    }
+    print()
+    for name, passed in results.items():
+        print(f"{'PASS' if passed else 'FAIL'}  {name}")
+    return 0 if all(results.values()) else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--serve"]:
+        asyncio.run(_serve())
+    else:
+        raise SystemExit(main())
