@@ -175,6 +175,15 @@ CASES = [
         id="missing-env-var",
     ),
     pytest.param(
+        broken(
+            12,
+            '      - {name: p95, type: scrape, url: "http://127.0.0.1:8000/metrics", '
+            "requests: 'http_requests_total{status=~\"5..}'}",
+        ),
+        "12: targets[0].checks[2].requests: bad label matcher",
+        id="bad-scrape-selector",
+    ),
+    pytest.param(
         broken(2, "defaults: {window: 5m, bake_time: [1m}"),
         "2: invalid YAML: expected ',' or ']'",
         id="malformed-yaml",

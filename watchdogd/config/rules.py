@@ -14,10 +14,12 @@ from watchdogd.config.schema import (
     LATENCY_METRICS,
     RATE_METRICS,
     Config,
+    ScrapeCheck,
     TargetConfig,
     TargetKind,
 )
 from watchdogd.core.gates import GateMetric
+from watchdogd.selector import Selector
 
 Finding = tuple[tuple[str | int, ...], str]
 
@@ -87,6 +89,8 @@ def _target_rules(
         here = (*path, "checks", index)
         if check.type == "container_health" and target.kind == TargetKind.RELEASE_DIR:
             yield (*here, "type"), "a release_dir target has no container to watch"
+        if check.type == "scrape":
+            yield from _selector_rules(check, here)
         urls = [getattr(check, "url", None)] + [s.url for s in getattr(check, "steps", [])]
         for url in filter(None, urls):
             if not url.startswith(_URL_SCHEMES["http"]):
@@ -105,6 +109,17 @@ def _target_rules(
             continue
         yield from _threshold_rules(gate.metric, gate.above, gate.below, here)
     yield from _playbook_rules(config, target, path, notifiers)
+
+
+def _selector_rules(check: ScrapeCheck, here: tuple[str | int, ...]) -> Iterator[Finding]:
+    for key in ("requests", "errors", "latency_histogram"):
+        text = getattr(check, key)
+        if text is None:
+            continue
+        try:
+            Selector.parse(text)
+        except ValueError as err:
+            yield (*here, key), str(err)
 
 
 def _kind_rules(target: TargetConfig, path: tuple[str | int, ...]) -> Iterator[Finding]:
