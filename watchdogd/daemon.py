@@ -24,7 +24,13 @@ from watchdogd import logs
 from watchdogd.alertmanager import WebhookPayload, matches
 from watchdogd.config import Config, load_config, summarize
 from watchdogd.core.guards import TriggerKind
-from watchdogd.errors import ConfigError, ControlRefused, StoreError, WatchdogError
+from watchdogd.errors import (
+    ConfigError,
+    ConfigProblem,
+    ControlRefused,
+    StoreError,
+    WatchdogError,
+)
 from watchdogd.metrics import Metrics
 from watchdogd.model import Trigger
 from watchdogd.sdnotify import SystemdNotifier
@@ -43,6 +49,7 @@ TICK = 1.0
 
 
 def read_token(config: Config) -> str | None:
+    """The API token: inline, or the first line of ``api_token_file``."""
     if config.api_token:
         return config.api_token
     if config.api_token_file is None:
@@ -50,15 +57,10 @@ def read_token(config: Config) -> str | None:
     try:
         return config.api_token_file.read_text().strip() or None
     except OSError as err:
-        raise ConfigError(
-            "api_token_file", [_problem(f"cannot read {config.api_token_file}: {err.strerror}")]
-        ) from err
-
-
-def _problem(message: str) -> Any:
-    from watchdogd.errors import ConfigProblem  # noqa: PLC0415 - only on this error path
-
-    return ConfigProblem(1, ("api_token_file",), message)
+        problem = ConfigProblem(
+            1, ("api_token_file",), f"cannot read {config.api_token_file}: {err.strerror}"
+        )
+        raise ConfigError(str(config.api_token_file), [problem]) from err
 
 
 class Daemon:
