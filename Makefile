@@ -19,11 +19,17 @@ test: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+# watchdogd rolls a broken release back, in about 15 s, with no Docker engine needed.
+# Other faults and containers: make demo DEMO_ARGS="--fault crash --docker"
+demo: $(BIN)/.installed
+	$(BIN)/watchdogd demo $(DEMO_ARGS)
+
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/core tests/config
 
+# Every benchmark, one table (~35 min; BENCH_ARGS=--quick for ~6 min). See BENCHMARKS.md.
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -8,8 +8,9 @@ must cause one rollback.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,8 +33,14 @@ class Alert(_Lenient):
 
     @property
     def key(self) -> tuple[str, str]:
-        """Identity for de-duplication: one alert episode, however often it is sent."""
-        return self.fingerprint, self.starts_at.isoformat()
+        """Identity for de-duplication: one alert episode, however often it is sent and
+        whatever UTC offset its sender wrote the instant with."""
+        starts = self.starts_at
+        if starts.tzinfo is None:
+            starts = starts.replace(tzinfo=UTC)  # Alertmanager always sends an offset
+        with contextlib.suppress(OverflowError):  # year 1 with a positive offset: keep it
+            starts = starts.astimezone(UTC)
+        return self.fingerprint, starts.isoformat()
 
     @property
     def name(self) -> str:

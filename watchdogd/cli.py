@@ -1,7 +1,7 @@
 """The ``watchdogd`` command line: one sub-command per job.
 
 Exit codes: 0 success, 1 the job failed, 2 the config or the command line is wrong,
-3 the daemon could not be reached.
+3 the daemon (for ``demo --docker``: the Docker engine) could not be reached.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from watchdogd import __version__
 from watchdogd.client import ClientError, call, resolve_endpoint
 from watchdogd.config import load_config, summarize
+from watchdogd.demo.release import FAULT_DESCRIPTIONS, FAULTS
 from watchdogd.errors import ConfigError
 
 EXIT_OK = 0
@@ -124,6 +126,33 @@ def _freeze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _unquarantine(args: argparse.Namespace) -> int:
+    body = {"image": args.image}
+    data = _api(args, "POST", f"/api/v1/targets/{args.target}/unquarantine", body)
+    if args.json:
+        _print_json(data)
+    else:
+        print(f"{args.target}: {args.image} is no longer quarantined")
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # Like `run`, the demo needs the daemon's dependencies; load them only for it.
+    from watchdogd.demo.runner import DemoOptions, run_demo  # noqa: PLC0415
+
+    labels = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"watchdogd demo: --label wants KEY=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_CONFIG
+        labels[key] = value
+    options = DemoOptions(
+        fault=args.fault, docker=args.docker, directory=args.dir, plain=args.plain, labels=labels
+    )
+    return run_demo(options)
+
+
 def _add_client_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="daemon URL (default: from --config, or WATCHDOGD_URL)")
     parser.add_argument("--token", help="API token (default: WATCHDOGD_TOKEN, or the config's)")
@@ -171,6 +200,42 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--reason", default="frozen from the command line")
         _add_client_flags(sub)
         sub.set_defaults(handler=_freeze)
+
+    unquarantine = commands.add_parser(
+        "unquarantine", help="allow a rolled-back release to be deployed again"
+    )
+    unquarantine.add_argument("target")
+    unquarantine.add_argument("image", help="the image as `watchdogd status --json` lists it")
+    _add_client_flags(unquarantine)
+    unquarantine.set_defaults(handler=_unquarantine)
+
+    faults = "; ".join(f"{fault}: {FAULT_DESCRIPTIONS[fault]}" for fault in FAULTS)
+    demo = commands.add_parser(
+        "demo",
+        help="watch watchdogd roll back a bad release, in under a minute",
+        description="Starts a sample app (v1) and watchdogd, deploys a broken v2, and shows "
+        "watchdogd detect it and roll back. Exit 0 when the rollback succeeded.",
+    )
+    demo.add_argument(
+        "--fault", choices=FAULTS, default="errors", help=f"how v2 is broken ({faults})"
+    )
+    demo.add_argument(
+        "--docker", action="store_true", help="run the app as containers (needs a Docker engine)"
+    )
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        help="an empty or new working directory, kept afterwards (default: new, under /tmp)",
+    )
+    demo.add_argument("--plain", action="store_true", help="plain lines, even on a terminal")
+    demo.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --docker: a label for every container and image the demo creates",
+    )
+    demo.set_defaults(handler=_demo)
     return parser
 
 

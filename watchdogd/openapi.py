@@ -182,6 +182,27 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(_OBJECT, "Unfrozen.")} | _errors(401, 404, 409),
             }
         },
+        "/api/v1/targets/{name}/unquarantine": {
+            "post": {
+                "summary": "Clear a release's quarantine; it must bake again if deployed.",
+                "security": _AUTH,
+                "parameters": [_NAME],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["image"],
+                                "properties": {"image": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": _json(_OBJECT, "Quarantine cleared.")}
+                | _errors(400, 401, 404, 413),
+            }
+        },
         "/api/v1/events": {
             "get": {
                 "summary": "The audit log, newest first, paged with `before`.",

@@ -44,6 +44,8 @@ class Control(Protocol):
 
     async def unfreeze(self, name: str) -> dict[str, Any]: ...
 
+    async def unquarantine(self, name: str, image: str) -> dict[str, Any]: ...
+
     def events(
         self, limit: int, before: int | None, target: str | None
     ) -> list[dict[str, Any]]: ...
@@ -68,6 +70,7 @@ def build_app(
             web.post("/api/v1/targets/{name}/rollback", handlers.rollback),
             web.post("/api/v1/targets/{name}/freeze", handlers.freeze),
             web.post("/api/v1/targets/{name}/unfreeze", handlers.unfreeze),
+            web.post("/api/v1/targets/{name}/unquarantine", handlers.unquarantine),
             web.get("/api/v1/events", handlers.events),
         ]
     )
@@ -109,13 +112,18 @@ class _Handlers:
         if not raw and optional:
             return {}
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
+            value = json.loads(raw.decode("utf-8"))  # RFC 8259: JSON between systems is UTF-8
+            # "\ud800" escapes decode to lone surrogates, which neither SQLite nor a log line
+            # can encode: refuse them here rather than fail later with a 500.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        # RecursionError: a body of nothing but "[[[[…" nests deeper than the parser recurses.
+        except (ValueError, RecursionError) as err:
             self._metrics.webhook_rejected.labels("malformed").inc()
             raise web.HTTPBadRequest(
                 text=json.dumps({"error": f"malformed JSON: {err}"}),
                 content_type="application/json",
             ) from None
+        return value
 
     # --- probes and metrics ----------------------------------------------------------------
 
@@ -195,6 +203,17 @@ class _Handlers:
             return refused
         return await self._act(self._control.unfreeze(request.match_info["name"]), 200)
 
+    async def unquarantine(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unauthorized(request)
+        if refused is not None:
+            return refused
+        body = await self._json_body(request)
+        image = body.get("image") if isinstance(body, dict) else None
+        if not isinstance(image, str) or not image:
+            return _error(400, 'expected {"image": "<image digest or ID>"}')
+        name = request.match_info["name"]
+        return await self._act(self._control.unquarantine(name, image[:500]), 200)
+
     async def _act(self, action: Any, status: int) -> web.Response:
         try:
             result = await action
@@ -211,6 +230,8 @@ class _Handlers:
             return _error(400, '"limit" and "before" must be integers')
         if limit < 1:
             return _error(400, '"limit" must be at least 1')
+        if before is not None and not -(2**63) <= before < 2**63:
+            return _error(400, '"before" is out of range')  # SQLite integers are 64-bit
         target = query.get("target")
         events = self._control.events(limit, before, target)
         next_before = events[-1]["id"] if len(events) == limit else None

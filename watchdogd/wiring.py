@@ -8,25 +8,32 @@ reload has one place that decides what survives.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
 
-from watchdogd.config.schema import Config, TargetConfig
+from watchdogd.config.schema import Config, Step, TargetConfig
 from watchdogd.errors import StepFailed, StoreError
 from watchdogd.playbook.notify import send
 from watchdogd.playbook.plan import IncidentPlan
-from watchdogd.playbook.runner import PlaybookRunner
+from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
 from watchdogd.sources.auth_flow import AuthFlowProbe
 from watchdogd.sources.client import ProbeClient
 from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
 from watchdogd.sources.http import HttpProbe
 from watchdogd.sources.promql import PromqlSource
 from watchdogd.sources.scrape import ScrapeSource
+from watchdogd.sources.swarm_tasks import SwarmTaskSource
+from watchdogd.swarm_state import SwarmStateMirror
 from watchdogd.targets.factory import engine_factory, make_driver
+from watchdogd.targets.swarm import SwarmDriver
 from watchdogd.watch.check import CheckRecorder
+from watchdogd.watch.mirror import StateMirror
 from watchdogd.watch.target import TargetController
 
 if TYPE_CHECKING:
@@ -73,8 +80,17 @@ class Wiring:
         async def health() -> bool | None:
             return await holder[0].wait_healthy()
 
+        mirror = (
+            SwarmStateMirror(target.name, driver, daemon.store)
+            if isinstance(driver, SwarmDriver)
+            else None
+        )
         runner = PlaybookRunner(
-            daemon.store, driver, notifiers=daemon.config.notify, health_check=health
+            daemon.store,
+            driver,
+            notifiers=daemon.config.notify,
+            health_check=health,
+            before_step=_before_step(mirror, pause_hook_for_tests()),
         )
         controller = TargetController(
             target,
@@ -85,12 +101,16 @@ class Wiring:
             metrics=daemon.metrics,
             recorders=keep,
             notify=self.notify_all,
+            mirror=mirror,
         )
         holder.append(controller)
         return controller
 
     async def resume_incidents(self) -> None:
         """Finish incidents a crash left running, before any new decision is made."""
+        mirrors = [c.mirror for c in self._daemon.controllers.values() if c.mirror is not None]
+        # An empty state_dir is filled from the mirror, whose incidents are taken over first.
+        await asyncio.gather(*(mirror.restore() for mirror in mirrors))
         try:
             open_incidents = self._daemon.store.open_incidents()
         except StoreError as err:
@@ -147,6 +167,15 @@ class Wiring:
         for check in target.checks:
             recorder = controller.recorders[check.name]
             task = f"source:{target.name}:{check.name}"
+            if check.type == "container_health" and isinstance(controller.driver, SwarmDriver):
+                swarm = SwarmTaskSource(
+                    controller.driver,
+                    recorder,
+                    check.interval,
+                    on_change=partial(_observe_now, controller),
+                )
+                daemon.supervisor.start(task, swarm.run)
+                continue
             if check.type == "container_health":
                 selector = ContainerSelector.for_target(target)
                 if selector is not None:
@@ -246,6 +275,55 @@ class Wiring:
             "incident": controller.incident_id,
             "container_healthy": view.container_healthy,
         }
+
+
+# TEST-ONLY: the crash tests (tests/e2e/test_crash_resume.py) must SIGKILL the daemon while a
+# given playbook step is in flight, deterministically. With both variables set, the runner's
+# ``before_step`` (called after the step's ``started`` row is committed, before it acts) writes
+# the marker file and then sleeps, so the test can kill the process there. Never set these in
+# production: the playbook would hang at that step.
+PAUSE_STEP_ENV = "WATCHDOGD_TEST_PAUSE_STEP"
+PAUSE_FILE_ENV = "WATCHDOGD_TEST_PAUSE_FILE"
+
+
+def pause_hook_for_tests() -> BeforeStep | None:
+    """TEST-ONLY (see above): the pause-at-step hook, or None when the variables are unset."""
+    index, marker = os.environ.get(PAUSE_STEP_ENV), os.environ.get(PAUSE_FILE_ENV)
+    if index is None or not marker:
+        return None
+    pause_at = int(index)
+    log.warning("TEST-ONLY pause hook enabled", step=pause_at, marker=marker)
+
+    async def pause(step_index: int, step: Step) -> None:
+        if step_index != pause_at:
+            return
+        await asyncio.to_thread(_write_marker, Path(marker), f"{step_index} {step.action}\n")
+        await asyncio.sleep(3600)
+
+    return pause
+
+
+def _write_marker(path: Path, text: str) -> None:
+    """Whole or not at all: the test reads the marker as soon as it exists."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+async def _observe_now(controller: TargetController) -> None:
+    await controller.observe_release(time.monotonic())
+
+
+def _before_step(mirror: StateMirror | None, pause: BeforeStep | None) -> BeforeStep | None:
+    """The mirror copies the journal first, so a crash test's pause sees it copied."""
+    if mirror is None or pause is None:
+        return pause if mirror is None else mirror.before_step
+
+    async def both(index: int, step: Step) -> None:
+        await mirror.before_step(index, step)
+        await pause(index, step)
+
+    return both
 
 
 def _kind_changed(before: TargetConfig, after: TargetConfig) -> bool:

@@ -163,7 +163,13 @@ class TestRollbackOfAReleaseDirectory:
             'watchdogd_rollbacks_total{result="succeeded",target="app",trigger="gate"} 1.0'
             in metrics
         )
+        unquarantine = "/api/v1/targets/app/unquarantine"
+        assert daemon.post(unquarantine, {"image": "v2"}, token=None).status_code == 401
+        assert daemon.post(unquarantine, {"image": "v2"}).status_code == 200
+        assert daemon.target("app")["quarantined"] == []
+        assert daemon.post(unquarantine, {"image": "v2"}).status_code == 404
         kinds = [e["kind"] for e in daemon.get("/api/v1/events?limit=100").json()["events"]]
+        assert "unquarantined" in kinds
         assert "new_release" in kinds
         assert "known_good" in kinds
 

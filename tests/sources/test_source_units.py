@@ -158,6 +158,15 @@ class TestCounterDeltas:
         deltas.update({key: 100.0})
         assert deltas.update({key: 3.0}) == {key: 3.0}
 
+    def test_a_restart_resets_every_series(self) -> None:
+        """When one counter goes down the process restarted: a series that grew past its old
+        value still counts from 0, so histogram buckets keep nesting."""
+        deltas = CounterDeltas()
+        fast, _ = _series("h_bucket", 0, le="0.1")
+        total, _ = _series("h_bucket", 0, le="+Inf")
+        deltas.update({fast: 100.0, total: 130.0})
+        assert deltas.update({fast: 40.0, total: 140.0}) == {fast: 40.0, total: 140.0}
+
     def test_late_series_counts_from_zero(self) -> None:
         """A series first seen after the first scrape started at 0 since the last scrape."""
         deltas = CounterDeltas()

@@ -14,6 +14,7 @@ from watchdogd.targets.container import ContainerDriver
 from watchdogd.targets.docker_client import DockerEngine
 from watchdogd.targets.factory import engine_factory, make_driver
 from watchdogd.targets.release_dir import ReleaseDirDriver
+from watchdogd.targets.swarm import SwarmDriver
 
 
 def no_docker() -> DockerEngine:
@@ -44,9 +45,11 @@ class TestMakeDriver:
         assert driver.link == tmp_path / "current"
         assert driver.restart_command == ["true"]
 
-    def test_swarm_has_no_driver_yet(self) -> None:
-        with pytest.raises(TargetError, match="swarm"):
-            make_driver(target(swarm={"service": "web"}), no_docker)
+    def test_swarm(self) -> None:
+        engine = DockerEngine()
+        driver = make_driver(target(swarm={"service": "web"}), lambda: engine)
+        assert isinstance(driver, SwarmDriver)
+        assert (driver.service, driver.engine) == ("web", engine)
 
 
 class TestEngineFactory:

@@ -13,13 +13,26 @@ from watchdogd.playbook.command import run_command, run_exec
 from watchdogd.playbook.context import StepContext
 from watchdogd.playbook.http_call import run_http
 from watchdogd.playbook.notify import run_notify
-from watchdogd.playbook.redis_keys import run_redis_invalidate
 from watchdogd.playbook.rollback import run_rollback, run_wait_healthy
-from watchdogd.playbook.sql import run_sql
 
 __all__ = ["EXECUTORS", "StepExecutor", "execute"]
 
 StepExecutor = Callable[[Step, StepContext], Awaitable[str]]
+
+
+# psycopg and redis add about 15 MB to the daemon's RSS (benchmarks/bench_load.py, idle):
+# load them only when a playbook really runs a sql or redis_invalidate step.
+async def run_sql(step: Step, ctx: StepContext) -> str:
+    from watchdogd.playbook.sql import run_sql as run  # noqa: PLC0415 - see above
+
+    return await run(step, ctx)
+
+
+async def run_redis_invalidate(step: Step, ctx: StepContext) -> str:
+    from watchdogd.playbook.redis_keys import run_redis_invalidate as run  # noqa: PLC0415
+
+    return await run(step, ctx)
+
 
 EXECUTORS: dict[str, StepExecutor] = {
     "notify": run_notify,

@@ -77,14 +77,19 @@ class CounterDeltas:
     def update(self, series: Mapping[SeriesKey, float]) -> dict[SeriesKey, float]:
         """Record a scrape and return each present series' increase since the previous one."""
         deltas: dict[SeriesKey, float] = {}
-        for key, value in series.items():
-            if math.isnan(value):
-                continue
+        present = {key: value for key, value in series.items() if not math.isnan(value)}
+        # One endpoint is one process: when any counter went down, the process restarted and
+        # every counter started again from 0. Judging series one by one would mix old and
+        # new counts (a histogram's buckets would no longer nest).
+        restarted = any(
+            key in self._last and value < self._last[key] for key, value in present.items()
+        )
+        for key, value in present.items():
             previous = self._last.get(key)
             if previous is None:
                 deltas[key] = value if self._primed else 0.0
-            elif value < previous:
-                deltas[key] = value  # a reset: the counter restarted from 0
+            elif restarted:
+                deltas[key] = value
             else:
                 deltas[key] = value - previous
             self._last[key] = value

@@ -142,6 +142,20 @@ class Database:
         else:
             log.error("store_not_writable", path=str(self.path), reason=reason)
 
+    def check_directory(self) -> None:
+        """Create and remove a file beside the database, by path. An open connection keeps
+        writing through a mount that was remounted read-only, so only this notices a state
+        directory a restart (or the CLI, or SQLite's own journal files) could no longer write.
+        Raises ``StoreError`` and marks the store not writable."""
+        probe = self.path.with_name(f".{self.path.name}.probe")
+        try:
+            os.close(os.open(probe, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+            os.unlink(probe)
+        except OSError as err:
+            detail = f"{self.path.parent}: {err.strerror}"
+            self._set_writable(False, detail)
+            raise self._fail("write to the state directory", detail) from err
+
     def _fail(self, what: str, detail: str) -> StoreError:
         error = StoreError(f"state store {self.path}: cannot {what}: {detail}")
         if self._on_error is not None:

@@ -74,8 +74,11 @@ class Store(ReleaseStore, IncidentStore, AuditStore):
         self.close()
 
     def check_writable(self) -> bool:
-        """Probe with a one-row write; updates and returns ``writable``. Never raises."""
+        """Probe the state directory by path, then with a one-row write; updates and returns
+        ``writable``. Never raises."""
         try:
+            if not self._db.read_only:  # a read-only store (the CLI's) creates no files
+                self._db.check_directory()
             with self._db.write("write the probe row") as conn:
                 conn.execute(
                     "INSERT INTO write_probe (id, at) VALUES (1, ?) "

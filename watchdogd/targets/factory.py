@@ -16,6 +16,7 @@ from watchdogd.targets.compose import ComposeDriver
 from watchdogd.targets.container import ContainerDriver
 from watchdogd.targets.docker_client import DockerEngine
 from watchdogd.targets.release_dir import ReleaseDirDriver
+from watchdogd.targets.swarm import SwarmDriver
 
 DockerClientFactory = Callable[[], DockerEngine]
 
@@ -49,6 +50,6 @@ def make_driver(target: TargetConfig, docker_client_factory: DockerClientFactory
             current=spec.current,
             restart=spec.restart,
         )
-    if target.kind is TargetKind.SWARM:
-        raise TargetError(f"target {target.name}: swarm targets have no driver yet")
+    if target.kind is TargetKind.SWARM and target.swarm is not None:
+        return SwarmDriver(target.name, target.swarm.service, docker_client_factory())
     raise TargetError(f"target {target.name}: no {target.kind} settings to build a driver from")

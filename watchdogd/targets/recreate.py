@@ -330,7 +330,17 @@ def config_hash(spec: dict[str, Any]) -> str:
         }
         for net, endpoint in endpoints(spec).items()
     }
-    return fingerprint({"Config": config, "HostConfig": host, "Networks": networks})
+    return fingerprint(
+        {"Config": _set_only(config), "HostConfig": _set_only(host), "Networks": networks}
+    )
+
+
+def _set_only(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that hold a value. Unset and empty are the same setting, and the engine
+    writes them both ways: ``HostConfig.Dns`` is ``null`` after ``docker run`` and ``[]`` once
+    an engine restart has reloaded the container, which must not make it a new release
+    (tests/reliability/test_engine_outage.py)."""
+    return {key: value for key, value in settings.items() if value not in (None, [], {})}
 
 
 def _hashable_mount(mount: dict[str, Any]) -> dict[str, Any]:

@@ -6,12 +6,14 @@ see its target at all. It logs when that changes, never per sample.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import structlog
 
 from watchdogd.core.window import Window, WindowStats
 from watchdogd.metrics import Metrics
+from watchdogd.target_series import ProbeTally
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +30,7 @@ class CheckView:
     source_up: bool
     last_detail: str
     stats: WindowStats = field(repr=False)
+    tally: ProbeTally = field(default_factory=ProbeTally, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         s = self.stats
@@ -67,45 +70,50 @@ class CheckRecorder:
         self.samples_since_reset = 0
         self.successes_since_reset = 0
         self._metrics = metrics
-        # Cache the labelled children: .labels() costs three times the .inc() it precedes.
-        self._ok = metrics.probes.labels(target, check, "ok")
-        self._failure = metrics.probes.labels(target, check, "failure")
-        self._unknown = metrics.probes.labels(target, check, "unknown")
-        self._duration = metrics.probe_duration.labels(target, check)
+        # watchdogd_probes_total and watchdogd_probe_duration_seconds of this check: plain
+        # numbers, written out at scrape time (see target_series for why not prometheus_client).
+        self.tally = ProbeTally()
+        # The last stats() and what it depended on: the window's bucket and its contents.
+        self._version = 0
+        self._cached: tuple[int, int, WindowStats] | None = None
 
     # --- SampleSink ------------------------------------------------------------------------
 
     def probe(self, now: float, ok: bool, latency: float | None, detail: str = "") -> None:
         self._up(now)
         self.window.add(now, ok, latency)
+        self._version += 1
         self.samples_since_reset += 1
         if ok:
             self.successes_since_reset += 1
-            self._ok.inc()
+            self.tally.ok += 1
         else:
-            self._failure.inc()
+            self.tally.failure += 1
         if latency is not None:
-            self._duration.observe(latency)
+            self.tally.observe(latency)
         self.last_detail = detail
 
     def counts(self, now: float, requests: int, errors: int) -> None:
         self._up(now)
         self.window.add_counts(now, requests, errors)
+        self._version += 1
         self.samples_since_reset += 1
-        self._ok.inc()
+        self.tally.ok += 1
 
     def latency(self, now: float, seconds: float, count: int = 1) -> None:
         self._up(now)
         self.window.add_latency(now, seconds, count)
+        self._version += 1
 
     def value(self, now: float, value: float) -> None:
         self._up(now)
         self.window.add_value(now, value)
+        self._version += 1
         self.samples_since_reset += 1
-        self._ok.inc()
+        self.tally.ok += 1
 
     def unknown(self, now: float, reason: str) -> None:
-        self._unknown.inc()
+        self.tally.unknown += 1
         self.last_detail = reason
         if self.source_up:
             self.source_up = False
@@ -123,11 +131,30 @@ class CheckRecorder:
     def reset(self, span: float | None = None) -> None:
         """Forget every sample: they belong to a release that no longer runs."""
         self.window = Window(span=span if span is not None else self.window.span)
+        self._version += 1
         self.samples_since_reset = 0
         self.successes_since_reset = 0
 
-    def view(self, now: float) -> CheckView:
+    def stats(self, now: float) -> WindowStats:
+        """``window.stats(now)``, computed once per second and sample: the tick's gates, the
+        API and ``/metrics`` all read it, and at 1000 targets each computation counts. The
+        window's stats depend on ``now`` only through its one-second bucket."""
+        bucket = math.floor(now)
+        cached = self._cached
+        if cached is not None and cached[0] == bucket and cached[1] == self._version:
+            return cached[2]
         stats = self.window.stats(now)
+        self._cached = (bucket, self._version, stats)
+        return stats
+
+    def view(self, now: float, *, recent: bool = False) -> CheckView:
+        """The check at ``now``; with ``recent``, the stats the last evaluation tick computed
+        may stand in, up to a second old (``/metrics`` at 1000 targets: 60 ms less)."""
+        cached = self._cached
+        if recent and cached is not None and cached[0] >= math.floor(now) - 1:
+            stats = cached[2]
+        else:
+            stats = self.stats(now)
         return CheckView(
             check=self.check,
             type=self.check_type,
@@ -137,4 +164,5 @@ class CheckRecorder:
             source_up=self.source_up,
             last_detail=self.last_detail,
             stats=stats,
+            tally=self.tally,
         )

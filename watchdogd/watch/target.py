@@ -30,9 +30,13 @@ from watchdogd.store import Store
 from watchdogd.store.records import ReleaseState
 from watchdogd.targets.base import TargetDriver
 from watchdogd.watch.check import CheckRecorder, CheckView
+from watchdogd.watch.mirror import StateMirror
 
 log = structlog.get_logger(__name__)
 
+# How long a target may have no container before its failures count again (a deploy that
+# removed the old container and never started a new one is an outage, not a deploy).
+ABSENT_GRACE = 30.0
 PROBE_TYPES = frozenset({"http", "auth_flow", "container_health"})
 DEFAULT_PLAYBOOK = [
     Step.model_validate({"rollback": {}}),
@@ -86,8 +90,11 @@ class TargetController:
         notify: Callable[[str, str], Awaitable[None]] | None = None,
         metrics: Metrics,
         recorders: dict[str, CheckRecorder] | None = None,
+        mirror: StateMirror | None = None,
     ) -> None:
         self.name = config.name
+        # Where known-good, quarantine and incidents are copied, and incidents claimed (swarm).
+        self.mirror = mirror
         self.driver = driver
         self._store = store
         self._runner = runner or PlaybookRunner(store, driver)
@@ -95,13 +102,18 @@ class TargetController:
         self._metrics = metrics
         self.machine = TargetStateMachine(TargetState.BAKING, since=time.monotonic())
         self.current: Release | None = None
-        self.container_healthy: bool | None = None
         self._baking_since = time.monotonic()
         self._rolled_back_at: float | None = None
+        # Set while the target has no container (a deploy's `rm -f` before its `run`).
+        self._absent_since: float | None = None
+        # (image, state) of the known-good and quarantined releases for watchdogd_release_info;
+        # refreshed when they change, so a scrape reads no database.
+        self._catalogue: list[tuple[str, str]] = []
         self._playbook: asyncio.Task[None] | None = None
         self.incident_id: str | None = None
         self._results: list[GateResult] = []
         self.apply_config(config, defaults, recorders or {})
+        self.refresh_catalogue()
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -135,7 +147,7 @@ class TargetController:
         """Evaluate every gate and act on the verdicts. Called once a second."""
         self._results = [
             gate.evaluate(
-                self.recorders[check].window.stats(now),
+                self.recorders[check].stats(now),
                 now,
                 source_up=self.recorders[check].source_up,
             )
@@ -143,9 +155,13 @@ class TargetController:
         ]
         breached = [r for r in self._results if r.verdict is Verdict.BREACHED]
         state = self.machine.state
+        if self._absent_since is not None and now - self._absent_since < ABSENT_GRACE:
+            # Between a deploy's `rm -f` and its `run` the failures belong to no release:
+            # blaming the old one would roll back (or freeze) in the middle of a deploy.
+            return
         # A gate still waiting out its `for:` has a breached condition: no bake passes then.
         pending = any(r.condition is Verdict.BREACHED for r in self._results)
-        if state is TargetState.BAKING and not pending and self.current is not None:
+        if state is TargetState.BAKING and not pending and self._has_evidence():
             if now - self._baking_since >= float(self.setting("bake_time")):
                 await self._bake_passed(now)
         elif state is TargetState.ROLLED_BACK:
@@ -165,6 +181,13 @@ class TargetController:
             trigger = Trigger("gate", first.gate, first.reason, _numbers(first))
             await self._start(trigger, TriggerKind.GATE, now)
 
+    def _has_evidence(self) -> bool:
+        """A release earns known-good only once every gated check has seen it at least once:
+        a bake that passes on no data would bless a release that never answered."""
+        if self.current is None:
+            return False
+        return all(self.recorders[check].samples_since_reset > 0 for check in self._gate_checks)
+
     async def _bake_passed(self, now: float) -> None:
         assert self.current is not None  # noqa: S101 - checked by the caller
         try:
@@ -173,6 +196,9 @@ class TargetController:
             log.error("cannot record known-good release", target=self.name, error=str(err))
             return  # try again at the next tick
         self._transition(Event.BAKE_PASSED, now)
+        self.refresh_catalogue()
+        if self.mirror is not None:
+            await self.mirror.known_good(self.current)
         self._audit(
             "known_good",
             f"release {self.current.label} passed its bake time",
@@ -190,7 +216,13 @@ class TargetController:
         except TargetError as err:
             log.debug("cannot inspect target", target=self.name, error=str(err))
             return
-        if release is None or (self.current is not None and release.id == self.current.id):
+        if release is None:
+            if self._absent_since is None:
+                self._absent_since = now
+                self._reset_windows()
+            return
+        self._absent_since = None
+        if self.current is not None and release.id == self.current.id:
             return
         first = self.current is None
         self.current = release
@@ -201,6 +233,7 @@ class TargetController:
             log.error("cannot record release", target=self.name, error=str(err))
             return
         self._reset_windows()
+        self.refresh_catalogue()
         if not first:
             log.info("new release", target=self.name, release=release.label, id=release.id)
             self._audit("new_release", f"now running {release.label}", {"release": release.id})
@@ -214,6 +247,18 @@ class TargetController:
             await self._start(
                 Trigger("quarantine", release.id, reason), TriggerKind.QUARANTINE, now
             )
+
+    def refresh_catalogue(self) -> None:
+        """Re-read the known-good and quarantined releases from the store."""
+        try:
+            known_good = self._store.newest_known_good(self.name)
+            quarantined = self._store.quarantined(self.name)
+        except StoreError:
+            return  # keep the last picture; the store's own metric reports the failure
+        catalogue = [(q.image, "quarantined") for q in quarantined]
+        if known_good is not None:
+            catalogue.insert(0, (known_good.release.label, "known_good"))
+        self._catalogue = catalogue
 
     def _reset_windows(self) -> None:
         for recorder in self.recorders.values():
@@ -256,14 +301,7 @@ class TargetController:
         if reason is None and restore is None:
             reason = "no known-good release to roll back to" if to is None else f"no release {to!r}"
         if reason is not None:
-            self.last_refusal = reason
-            self._note_breach(now)
-            self._audit(
-                "rollback_refused",
-                f"{trigger.reason}; not rolling back: {reason}",
-                {"trigger": trigger.__dict__},
-            )
-            log.warning("rollback refused", target=self.name, trigger=trigger.name, reason=reason)
+            self._refuse(trigger, reason, now)
             return None
         assert restore is not None  # noqa: S101 - reason is None only with a release
         dry_run = bool(self.setting("dry_run"))
@@ -276,6 +314,12 @@ class TargetController:
             dry_run=dry_run,
             stop_timeout=float(self.setting("stop_timeout")),
         )
+        if self.mirror is not None and not dry_run:
+            # Another watchdogd may watch the same target: only the one that claims it acts.
+            taken = await self.mirror.claim(plan, manual=kind is TriggerKind.MANUAL)
+            if taken is not None:
+                self._refuse(trigger, taken, now)
+                return None
         self._note_breach(now)
         if dry_run:
             await self._runner.run(plan)
@@ -291,6 +335,19 @@ class TargetController:
             self._run_playbook(plan, kind), name=f"playbook:{self.name}"
         )
         return plan.incident_id
+
+    def _refuse(self, trigger: Trigger, reason: str, now: float) -> None:
+        self.last_refusal = reason
+        if trigger.kind != TriggerKind.MANUAL:
+            # A gate or an alert says the release is bad; an operator's refused request
+            # says nothing about its health, and must not move the target (the API answers 409).
+            self._note_breach(now)
+        self._audit(
+            "rollback_refused",
+            f"{trigger.reason}; not rolling back: {reason}",
+            {"trigger": trigger.__dict__},
+        )
+        log.warning("rollback refused", target=self.name, trigger=trigger.name, reason=reason)
 
     def _note_breach(self, now: float) -> None:
         if self.machine.can(Event.BREACH) and self.machine.state is not TargetState.BREACHED:
@@ -333,6 +390,9 @@ class TargetController:
             log.exception("playbook crashed", target=self.name, incident=plan.incident_id)
         finally:
             self._playbook = None
+        if self.mirror is not None:
+            detail = "playbook completed" if succeeded else "playbook failed"
+            await self.mirror.finished(plan, succeeded=succeeded, detail=detail)
         now = time.monotonic()
         result = "succeeded" if succeeded else "failed"
         self._metrics.rollbacks.labels(self.name, kind.value, result).inc()
@@ -366,6 +426,14 @@ class TargetController:
             )
         except StoreError as err:
             log.error("cannot quarantine release", target=self.name, error=str(err))
+        else:
+            self.refresh_catalogue()
+            self._audit(
+                "quarantined",
+                f"release {release.label} quarantined: rolled back by incident {incident}; "
+                "deploying it again rolls it back at once",
+                {"release": release.id, "image": release.image, "incident": incident},
+            )
 
     async def _freeze_after(self, result: GateResult, now: float, why: str) -> None:
         self._transition(Event.FREEZE, now)
@@ -392,6 +460,19 @@ class TargetController:
         self._reset_windows()
         self._audit("unfrozen", "automatic action resumed; the running release bakes again", {})
 
+    def unquarantine(self, image: str) -> None:
+        """Clear a quarantine: the release may be deployed again, and must bake again."""
+        try:
+            cleared = self._store.unquarantine(self.name, image)
+        except StoreError as err:
+            raise ControlRefused(503, f"the state store failed: {err}") from err
+        if not cleared:
+            raise ControlRefused(404, f"{image!r} is not quarantined for {self.name}")
+        self.refresh_catalogue()
+        self._audit(
+            "unquarantined", f"quarantine of {image} cleared by an operator", {"image": image}
+        )
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _transition(self, event: Event, now: float) -> None:
@@ -416,8 +497,6 @@ class TargetController:
 
     async def wait_healthy(self) -> bool | None:
         """For ``wait_healthy``: the runtime's health and every probe since the restore pass."""
-        if self.container_healthy is False:
-            return False
         try:
             healthy = await self.driver.healthy()
         except TargetError:
@@ -429,20 +508,33 @@ class TargetController:
             return None
         return all(r.window.stats(time.monotonic()).last_ok for r in probes)
 
+    def container_health(self, now: float) -> bool | None:
+        """What the ``container_health`` checks saw last since the release changed (all must be
+        healthy); None before their first sample. Exported as ``watchdogd_container_healthy``."""
+        seen = [
+            recorder.stats(now).last_ok
+            for recorder in self.recorders.values()
+            if recorder.check_type == "container_health" and recorder.samples_since_reset
+        ]
+        known = [ok for ok in seen if ok is not None]
+        return all(known) if known else None
+
     @property
     def playbook_task(self) -> asyncio.Task[None] | None:
         return self._playbook
 
-    def view(self, now: float) -> TargetView:
-        releases: list[tuple[str, str]] = []
+    def view(self, now: float, *, recent: bool = False) -> TargetView:
+        """What the API and ``/metrics`` show; ``recent`` lets window stats up to a second old
+        stand in (see ``CheckRecorder.view``)."""
+        releases = list(self._catalogue)
         if self.current is not None:
-            releases.append((self.current.label, "current"))
+            releases.insert(0, (self.current.label, "current"))
         return TargetView(
             target=self.name,
             state=str(self.machine.state),
-            container_healthy=self.container_healthy,
+            container_healthy=self.container_health(now),
             releases=releases,
-            checks=[r.view(now) for r in self.recorders.values()],
+            checks=[r.view(now, recent=recent) for r in self.recorders.values()],
             gates=[
                 GateView(r.gate, r.verdict is Verdict.BREACHED, str(r.verdict), r)
                 for r in self._results

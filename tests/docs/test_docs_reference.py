@@ -1,0 +1,168 @@
+"""docs/configuration.md against the schema: every model has a section, every section lists
+exactly its model's keys, and every default written there is the schema's default."""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+import yaml
+from pydantic import BaseModel, TypeAdapter
+from pydantic.fields import FieldInfo
+
+from tests.docs.doc_pages import DOCS
+from watchdogd.config import schema
+from watchdogd.core.gates import GateMetric
+
+REFERENCE = DOCS / "configuration.md"
+
+#: The heading of each model's section (headings are unique on the page).
+SECTIONS: dict[str, type[BaseModel]] = {
+    "Top level": schema.Config,
+    "`docker`": schema.DockerSettings,
+    "`log`": schema.LogSettings,
+    "`server`": schema.ServerSettings,
+    "`defaults`": schema.Defaults,
+    "`notify`": schema.Notifier,
+    "Targets": schema.TargetConfig,
+    "`release_dir`": schema.ReleaseDir,
+    "`compose`": schema.ComposeRef,
+    "`swarm`": schema.SwarmRef,
+    "`type: container_health`": schema.ContainerHealthCheck,
+    "`type: http`": schema.HttpCheck,
+    "`type: auth_flow`": schema.AuthFlowCheck,
+    "Auth flow steps": schema.AuthStep,
+    "`type: scrape`": schema.ScrapeCheck,
+    "`type: promql`": schema.PromqlCheck,
+    "Gates": schema.GateConfig,
+    "Alerts": schema.AlertRule,
+    "Playbook steps": schema.Step,
+    "`notify` step": schema.NotifyAction,
+    "`exec`": schema.ExecAction,
+    "`command`": schema.CommandAction,
+    "`sql`": schema.SqlAction,
+    "`redis_invalidate`": schema.RedisInvalidateAction,
+    "`http` step": schema.HttpAction,
+    "`rollback`": schema.RollbackAction,
+    "`wait_healthy`": schema.WaitHealthyAction,
+}
+UNSET = "\N{EN DASH}"  # the default column's mark for "optional, unset"
+#: Fields the loader derives; nobody writes them.
+INTERNAL = {schema.Step: {"action"}}
+
+_HEADING = re.compile(r"^#{2,4}\s+(.+?)\s*$")
+_ROW = re.compile(r"^\|\s*`(?P<key>[^`]+)`\s*\|\s*(?P<default>[^|]*?)\s*\|")
+
+
+def documented() -> dict[str, dict[str, str]]:
+    """Heading -> {key: default cell} from the key/default/meaning tables under it."""
+    sections: dict[str, dict[str, str]] = {}
+    heading, in_table, in_fence = "", False, False
+    for line in REFERENCE.read_text().splitlines():
+        if line.startswith("```"):
+            in_fence = not in_fence
+        if in_fence:
+            continue
+        match = _HEADING.match(line)
+        if match:
+            heading, in_table = match.group(1), False
+            continue
+        if re.match(r"^\|\s*key\s*\|\s*default\s*\|\s*meaning\s*\|", line):
+            in_table = True
+            sections.setdefault(heading, {})
+            continue
+        if not line.startswith("|"):
+            in_table = False
+            continue
+        row = _ROW.match(line)
+        if in_table and row:
+            sections[heading][row["key"]] = row["default"]
+    return sections
+
+
+def models_in(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
+    """``model`` and every model its fields can hold, however nested."""
+    yield model
+    for field in model.model_fields.values():
+        for inner in _types(field.annotation):
+            yield from models_in(inner)
+
+
+def _types(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        return
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        yield from _types(typing.get_args(annotation)[0])
+    elif origin in (list, dict, typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            yield from _types(arg)
+
+
+def keys_of(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    internal = INTERNAL.get(model, set())
+    return {
+        (field.alias or name): field
+        for name, field in model.model_fields.items()
+        if name not in internal
+    }
+
+
+def adapter(field: FieldInfo) -> TypeAdapter[Any]:
+    annotation: Any = field.annotation
+    if field.metadata:
+        annotation = Annotated.__class_getitem__((annotation, *field.metadata))  # type: ignore[attr-defined]
+    return TypeAdapter(annotation)
+
+
+class TestEveryModelHasASection:
+    def test_models_and_sections_match(self) -> None:
+        """A model added to the schema needs a section here, and a section names a model."""
+        reachable = set(models_in(schema.Config))
+        assert reachable == set(SECTIONS.values())
+        assert set(SECTIONS) <= set(documented()), set(SECTIONS) - set(documented())
+
+
+@pytest.mark.parametrize("heading", list(SECTIONS))
+class TestSection:
+    def test_lists_exactly_the_schema_keys(self, heading: str) -> None:
+        """No key missing, none invented."""
+        model = SECTIONS[heading]
+        assert set(documented()[heading]) == set(keys_of(model)), model.__name__
+
+    def test_defaults_are_the_schema_defaults(self, heading: str) -> None:
+        """`required`, an en dash (unset) or a value that validates to the schema's default."""
+        model = SECTIONS[heading]
+        cells = documented()[heading]
+        for key, field in keys_of(model).items():
+            cell = cells.get(key)
+            if cell is None:
+                continue  # reported by the test above
+            where = f"{model.__name__}.{key}: documented {cell!r}"
+            if field.is_required():
+                assert cell == "required", where
+            elif field.default is None:
+                assert cell == UNSET, where
+            else:
+                value = yaml.safe_load(cell.strip("`"))
+                assert adapter(field).validate_python(value) == field.default, where
+
+
+class TestNamedValues:
+    def test_every_gate_metric_and_kind_is_described(self) -> None:
+        """Each gate metric, target kind and on_failure value appears on the page."""
+        text = REFERENCE.read_text()
+        values = [m.value for m in GateMetric]
+        values += [k.value for k in schema.TargetKind] + [o.value for o in schema.OnFailure]
+        assert [v for v in values if f"`{v}`" not in text] == []
+
+
+def test_reference_path() -> None:
+    """The page the tests read is the one the index links to."""
+    assert Path(__file__).resolve().parents[2] / "docs" / "configuration.md" == REFERENCE

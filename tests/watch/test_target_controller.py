@@ -1,0 +1,138 @@
+"""The per-target controller with a fake driver and a real SQLite store: baking needs evidence,
+and a target without a container (mid-deploy) is not blamed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from watchdogd.config import load_config_text
+from watchdogd.core.incident import TargetState
+from watchdogd.metrics import Metrics
+from watchdogd.model import Release
+from watchdogd.store import Store
+from watchdogd.targets.base import ExecResult
+from watchdogd.watch.target import ABSENT_GRACE, TargetController
+
+CONFIG = """\
+defaults: {bake_time: 10s, window: 1m}
+targets:
+  - name: web
+    container: web
+    checks:
+      - {name: api, type: http, url: "http://127.0.0.1:1/api"}
+    gates:
+      - {check: api, metric: error_rate, above: 1%}
+"""
+
+
+class FakeDriver:
+    """Runs whatever release the test sets; records restores."""
+
+    target = "web"
+
+    def __init__(self, release: Release | None) -> None:
+        self.running = release
+        self.restores: list[Release] = []
+
+    async def current(self) -> Release | None:
+        return self.running
+
+    async def restore(self, release: Release, stop_timeout: float) -> None:
+        self.restores.append(release)
+        self.running = release
+
+    async def healthy(self) -> bool | None:
+        return None
+
+    async def exec(
+        self,
+        command: Sequence[str],
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> ExecResult:
+        return ExecResult(0, "")
+
+
+V1 = Release("web", "sha256:v1", "cfg", "app:v1")
+V2 = Release("web", "sha256:v2", "cfg", "app:v2")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.in_state_dir(tmp_path)
+
+
+def controller(store: Store, driver: FakeDriver) -> TargetController:
+    config = load_config_text(CONFIG)
+    return TargetController(
+        config.targets[0], config.defaults, driver=driver, store=store, metrics=Metrics()
+    )
+
+
+class TestBaking:
+    async def test_bake_waits_for_a_sample(self, store: Store) -> None:
+        """bake_time alone does not make a release known-good: its checks must have seen it."""
+        target = controller(store, FakeDriver(V1))
+        await target.observe_release(0.0)
+        await target.tick(60.0)
+        assert target.machine.state is TargetState.BAKING
+        target.recorders["api"].probe(60.5, ok=True, latency=0.01)
+        await target.tick(61.0)
+        assert target.machine.state is TargetState.HEALTHY
+
+
+class TestReleaseInfo:
+    async def test_known_good_and_quarantined_releases_are_exported(self, store: Store) -> None:
+        """watchdogd_release_info's view lists current, known-good and quarantined releases."""
+        target = controller(store, FakeDriver(V1))
+        await target.observe_release(0.0)
+        target.recorders["api"].probe(1.0, ok=True, latency=0.01)
+        await target.tick(20.0)
+        store.quarantine("web", V2.image, "test")
+        target.refresh_catalogue()
+        releases = target.view(21.0).releases
+        assert ("app:v1", "current") in releases
+        assert ("app:v1", "known_good") in releases
+        assert (V2.image, "quarantined") in releases
+
+
+class TestDeployGap:
+    async def test_failures_while_no_container_exists_are_not_blamed(self, store: Store) -> None:
+        """Between `rm -f` and `run`, hard-down probes neither roll back nor freeze."""
+        driver = FakeDriver(V1)
+        target = controller(store, driver)
+        await target.observe_release(0.0)
+        target.recorders["api"].probe(1.0, ok=True, latency=0.01)
+        await target.tick(20.0)
+        assert target.machine.state is TargetState.HEALTHY
+        driver.running = None  # the deploy script removed the container
+        await target.observe_release(21.0)
+        for second in range(22, 27):
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+            await target.tick(float(second))
+        assert target.machine.state is TargetState.HEALTHY
+        assert driver.restores == []
+
+    async def test_a_container_gone_for_good_counts_again(self, store: Store) -> None:
+        """After the grace period, failures of a vanished container are judged again."""
+        driver = FakeDriver(V1)
+        target = controller(store, driver)
+        await target.observe_release(0.0)
+        target.recorders["api"].probe(1.0, ok=True, latency=0.01)
+        await target.tick(20.0)
+        driver.running = None
+        await target.observe_release(21.0)
+        later = 21.0 + ABSENT_GRACE + 1
+        for offset in range(3):
+            target.recorders["api"].probe(later + offset, ok=False, latency=None)
+        await target.tick(later + 3)
+        # Breached; with no other known-good release the rollback is refused and audited.
+        assert target.machine.state is TargetState.BREACHED
+        kinds = [event.kind for event in store.events(target="web")]
+        assert "rollback_refused" in kinds
