@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,8 @@ def _history(args: argparse.Namespace) -> int:
         _print_json(data)
         return EXIT_OK
     for event in data["events"]:
-        print(f"{event['at']}  {event['target'] or '-':<16} {event['kind']:<18} {event['message']}")
+        at = datetime.fromtimestamp(event["at"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        print(f"{at}  {event['target'] or '-':<16} {event['kind']:<18} {event['message']}")
     return EXIT_OK
 
 

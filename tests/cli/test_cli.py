@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ class TestCommandsAgainstADaemon:
         assert history.code == 0, history.err
         assert "incident_started" in history.out
         assert "bad deploy" in history.out
+        # Times read as UTC dates, not epoch seconds.
+        assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ ", history.out, re.MULTILINE)
         kinds = [e["kind"] for e in cli("history", "--json", *flags(daemon)).json()["events"]]
         assert {"incident_started", "incident_finished", "known_good"} <= set(kinds)
 
