@@ -26,6 +26,7 @@ from watchdogd.sources.auth_flow import AuthFlowProbe
 from watchdogd.sources.client import ProbeClient
 from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
 from watchdogd.sources.http import HttpProbe
+from watchdogd.sources.poller import Poller
 from watchdogd.sources.promql import PromqlSource
 from watchdogd.sources.scrape import ScrapeSource
 from watchdogd.sources.swarm_tasks import SwarmTaskSource
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-SOURCES: dict[str, Any] = {
+SOURCES: dict[str, type[Poller[Any]]] = {
     "http": HttpProbe,
     "auth_flow": AuthFlowProbe,
     "scrape": ScrapeSource,

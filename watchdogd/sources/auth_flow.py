@@ -31,19 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
-import time
 from typing import Any
 
 import aiohttp
 
 from watchdogd.config.schema import AuthFlowCheck, AuthStep
-from watchdogd.sources.base import SampleSink
-from watchdogd.sources.client import ProbeClient
 from watchdogd.sources.http import MAX_BODY, read_capped
+from watchdogd.sources.poller import Poller
 from watchdogd.sources.redact import describe_error, redact
-from watchdogd.sources.schedule import Clock, StateChangeLog, run_every
+from watchdogd.sources.schedule import StateChangeLog
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9][A-Za-z0-9_.-]*)\}")
 MISSING = object()
@@ -57,36 +54,13 @@ class _StepFailed(Exception):
         self.reason = reason
 
 
-class AuthFlowProbe:
+class AuthFlowProbe(Poller[AuthFlowCheck]):
     """One ``type: auth_flow`` check. ``run`` runs the flow every ``interval``; ``probe_once``
     runs it now."""
 
-    def __init__(
-        self,
-        check: AuthFlowCheck,
-        sink: SampleSink,
-        client: ProbeClient,
-        *,
-        secrets: frozenset[str] = frozenset(),
-        clock: Clock = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.check = check
-        self._sink = sink
-        self._client = client
-        self._secrets = secrets
-        self._clock = clock
-        self._rng = rng
+    def _prepare(self) -> None:
+        check = self.check
         self._log = StateChangeLog("auth flow failing", "auth flow ok", check=check.name)
-
-    async def run(self) -> None:
-        await run_every(
-            self.check.interval,
-            lambda _due: self.probe_once(),
-            name=self.check.name,
-            clock=self._clock,
-            rng=self._rng,
-        )
 
     async def probe_once(self) -> None:
         """Run the whole flow once and report one probe sample."""

@@ -23,57 +23,31 @@ probe that reached nothing reports no latency.
 
 from __future__ import annotations
 
-import random
 import re
-import time
 from typing import Any
 
 import aiohttp
 
 from watchdogd.config.schema import HttpCheck
-from watchdogd.sources.base import SampleSink
-from watchdogd.sources.client import ProbeClient
+from watchdogd.sources.poller import Poller
 from watchdogd.sources.redact import describe_error, redact
-from watchdogd.sources.schedule import Clock, StateChangeLog, run_every
+from watchdogd.sources.schedule import StateChangeLog
 
 #: The probe reads at most this much of a body: enough for any health page, and a huge or
 #: endless body cannot stall the probe or fill memory.
 MAX_BODY = 1024 * 1024
 
 
-class HttpProbe:
+class HttpProbe(Poller[HttpCheck]):
     """One ``type: http`` check. ``run`` probes every ``interval``; ``probe_once`` probes now."""
 
-    def __init__(
-        self,
-        check: HttpCheck,
-        sink: SampleSink,
-        client: ProbeClient,
-        *,
-        secrets: frozenset[str] = frozenset(),
-        clock: Clock = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.check = check
-        self._sink = sink
-        self._client = client
-        self._secrets = secrets
-        self._clock = clock
-        self._rng = rng
+    def _prepare(self) -> None:
+        check = self.check
         self._body_match = re.compile(check.body_match) if check.body_match else None
         self._expect = frozenset(check.expect_status)
         self._timeout = aiohttp.ClientTimeout(total=check.timeout)
         self._request_kwargs = _request_kwargs(check)
         self._log = StateChangeLog("probe failing", "probe ok", check=check.name)
-
-    async def run(self) -> None:
-        await run_every(
-            self.check.interval,
-            lambda _due: self.probe_once(),
-            name=self.check.name,
-            clock=self._clock,
-            rng=self._rng,
-        )
 
     async def probe_once(self) -> None:
         """Send one request and report one probe sample."""

@@ -19,55 +19,29 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import time
 from typing import Any
 
 import aiohttp
 
 from watchdogd.config.schema import PromqlCheck
 from watchdogd.errors import SourceUnavailable
-from watchdogd.sources.base import SampleSink
-from watchdogd.sources.client import ProbeClient
 from watchdogd.sources.http import read_capped
+from watchdogd.sources.poller import Poller
 from watchdogd.sources.redact import describe_error, redact
-from watchdogd.sources.schedule import Clock, StateChangeLog, run_every
+from watchdogd.sources.schedule import StateChangeLog
 
 #: An instant query answering one number is tiny; a huge answer is a wrong query.
 MAX_RESPONSE = 4 * 1024 * 1024
 
 
-class PromqlSource:
+class PromqlSource(Poller[PromqlCheck]):
     """One ``type: promql`` check. ``run`` queries every ``interval``; ``probe_once`` now."""
 
-    def __init__(
-        self,
-        check: PromqlCheck,
-        sink: SampleSink,
-        client: ProbeClient,
-        *,
-        secrets: frozenset[str] = frozenset(),
-        clock: Clock = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.check = check
-        self._sink = sink
-        self._client = client
-        self._secrets = secrets
-        self._clock = clock
-        self._rng = rng
+    def _prepare(self) -> None:
+        check = self.check
         self._timeout = aiohttp.ClientTimeout(total=check.timeout)
         self._endpoint = check.url.rstrip("/") + "/api/v1/query"
         self._log = StateChangeLog("promql unavailable", "promql back", check=check.name)
-
-    async def run(self) -> None:
-        await run_every(
-            self.check.interval,
-            lambda _due: self.probe_once(),
-            name=self.check.name,
-            clock=self._clock,
-            rng=self._rng,
-        )
 
     async def probe_once(self) -> None:
         """Query once and report the value, or unknown with the reason."""

@@ -40,8 +40,6 @@ matches ``requests`` the data is unknown too (a typo, or an app that has served 
 from __future__ import annotations
 
 import math
-import random
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -51,11 +49,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from watchdogd.config.schema import ScrapeCheck
 from watchdogd.errors import SourceUnavailable
 from watchdogd.selector import Selector
-from watchdogd.sources.base import SampleSink
-from watchdogd.sources.client import ProbeClient
 from watchdogd.sources.http import read_capped
+from watchdogd.sources.poller import Poller
 from watchdogd.sources.redact import describe_error, redact
-from watchdogd.sources.schedule import Clock, StateChangeLog, run_every
+from watchdogd.sources.schedule import StateChangeLog
 
 #: A /metrics page larger than this is cut off and fails to parse (reported as unknown).
 MAX_METRICS_BODY = 32 * 1024 * 1024
@@ -106,25 +103,11 @@ class ScrapeResult:
     latencies: tuple[tuple[float, int], ...]  # (bucket upper bound, observations)
 
 
-class ScrapeSource:
+class ScrapeSource(Poller[ScrapeCheck]):
     """One ``type: scrape`` check. ``run`` scrapes every ``interval``; ``probe_once`` now."""
 
-    def __init__(
-        self,
-        check: ScrapeCheck,
-        sink: SampleSink,
-        client: ProbeClient,
-        *,
-        secrets: frozenset[str] = frozenset(),
-        clock: Clock = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.check = check
-        self._sink = sink
-        self._client = client
-        self._secrets = secrets
-        self._clock = clock
-        self._rng = rng
+    def _prepare(self) -> None:
+        check = self.check
         self._timeout = aiohttp.ClientTimeout(total=check.timeout)
         self.requests = Selector.parse(check.requests)
         self.errors = Selector.parse(check.errors) if check.errors else None
@@ -137,15 +120,6 @@ class ScrapeSource:
             self.histogram = parsed.renamed(bucket)
         self._deltas = CounterDeltas()
         self._log = StateChangeLog("scrape unavailable", "scrape back", check=check.name)
-
-    async def run(self) -> None:
-        await run_every(
-            self.check.interval,
-            lambda _due: self.probe_once(),
-            name=self.check.name,
-            clock=self._clock,
-            rng=self._rng,
-        )
 
     async def probe_once(self) -> None:
         """Scrape once and report the traffic since the previous scrape (or unknown)."""
