@@ -247,6 +247,8 @@ def swarm_run(
         if t0 is None:
             return RunResult(None, None, "the bad release never started")
         note = "rolled back" if updates.rollback_at else "update completed; no rollback"
+        if restored is None:
+            note += "; " + _swarm_story(client, service)
         return RunResult(
             updates.rollback_at - t0 if updates.rollback_at else None,
             restored - t0 if restored is not None else None,
@@ -260,6 +262,22 @@ def swarm_run(
                 remove_labelled(client, f"bench.run={run}")
                 break
             time.sleep(0.2)
+
+
+def _swarm_story(client: docker.DockerClient, service: str) -> str:
+    """What Swarm says of a run that never served v1 again: its update state and message,
+    and the states of its last tasks."""
+    status = client.api.inspect_service(service).get("UpdateStatus") or {}
+    tasks = sorted(
+        client.api.tasks(filters={"service": service}),
+        key=lambda t: str(t.get("CreatedAt")),
+    )[-3:]
+    states = ", ".join(
+        f"{t['Status'].get('State')}"
+        + (f" ({t['Status'].get('Err')})" if t["Status"].get("Err") else "")
+        for t in tasks
+    )
+    return f"{status.get('State')}: {status.get('Message', '')}; last tasks: {states}"
 
 
 # --------------------------------------------------------------------------- the matrix
