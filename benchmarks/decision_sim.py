@@ -214,7 +214,16 @@ def main() -> int:
         f" {ERROR_GATE.min_samples}); {LATENCY_GATE.metric} > {LATENCY_GATE.above:g} s;"
         " window 300 x 1 s"
     )
-    return 0 if all(row.passed is not False for row in rows) else 1
+    passed = all(row.passed is not False for row in rows)
+    return 0 if _baseline_rows() and passed else 1
+
+
+def _baseline_rows() -> bool:
+    """Hook: the baseline-vs-absolute table of benchmarks/baseline_sim.py (issue #15)."""
+    import baseline_sim  # noqa: PLC0415 - a sibling script, on sys.path when run as one
+
+    print()
+    return baseline_sim.report()
 
 
 if __name__ == "__main__":
