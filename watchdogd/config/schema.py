@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from watchdogd.config.units import ByteSize, Duration, parse_duration, parse_ratio
+from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
 from watchdogd.core.gates import GateMetric, GateSpec
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -190,6 +190,10 @@ class GateConfig(Strict):
     min_errors: Annotated[int, Field(ge=1)] = _CORE.min_errors
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = _CORE.confidence
     consecutive_failures: Annotated[int, Field(ge=0)] = _CORE.consecutive_failures
+    # Baseline gates (issue #15): judge green against blue over the same window. Validated
+    # here and in rules; nothing evaluates them until blue-green targets exist.
+    compare: Literal["absolute", "baseline"] = "absolute"
+    tolerance: Ratio | None = None
 
     @model_validator(mode="before")
     @classmethod
