@@ -17,28 +17,32 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import structlog
 
-from watchdogd.config.schema import Config, Step, TargetConfig
+from watchdogd.config.schema import Config, Step, TargetConfig, TargetKind
 from watchdogd.errors import StepFailed, StoreError
 from watchdogd.playbook.notify import send
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
 from watchdogd.sources.auth_flow import AuthFlowProbe
 from watchdogd.sources.client import ProbeClient
-from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
 from watchdogd.sources.http import HttpProbe
 from watchdogd.sources.poller import Poller
 from watchdogd.sources.promql import PromqlSource
 from watchdogd.sources.scrape import ScrapeSource
-from watchdogd.sources.swarm_tasks import SwarmTaskSource
-from watchdogd.swarm_state import SwarmStateMirror
 from watchdogd.targets.factory import engine_factory, make_driver
-from watchdogd.targets.swarm import SwarmDriver
 from watchdogd.watch.check import CheckRecorder
 from watchdogd.watch.mirror import StateMirror
 from watchdogd.watch.target import TargetController
 
 if TYPE_CHECKING:
     from watchdogd.daemon import Daemon
+    from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
+    from watchdogd.swarm_state import SwarmStateMirror
+    from watchdogd.targets.base import TargetDriver
+    from watchdogd.targets.swarm import SwarmDriver
+
+# Docker and Swarm sources are imported when a target needs them (see _swarm_mirror,
+# _start_target_sources, _docker_watcher): they bring the Docker SDK, about 18 MB and 100 ms
+# at start that a daemon of release directories and HTTP checks never uses.
 
 log = structlog.get_logger(__name__)
 
@@ -81,11 +85,12 @@ class Wiring:
         async def health() -> bool | None:
             return await holder[0].wait_healthy()
 
-        mirror = (
-            SwarmStateMirror(target.name, driver, daemon.store)
-            if isinstance(driver, SwarmDriver)
-            else None
-        )
+        swarm_driver = _swarm_driver(target, driver)
+        mirror: SwarmStateMirror | None = None
+        if swarm_driver is not None:
+            from watchdogd.swarm_state import SwarmStateMirror  # noqa: PLC0415
+
+            mirror = SwarmStateMirror(target.name, swarm_driver, daemon.store)
         runner = PlaybookRunner(
             daemon.store,
             driver,
@@ -168,9 +173,12 @@ class Wiring:
         for check in target.checks:
             recorder = controller.recorders[check.name]
             task = f"source:{target.name}:{check.name}"
-            if check.type == "container_health" and isinstance(controller.driver, SwarmDriver):
+            swarm_driver = _swarm_driver(target, controller.driver)
+            if check.type == "container_health" and swarm_driver is not None:
+                from watchdogd.sources.swarm_tasks import SwarmTaskSource  # noqa: PLC0415
+
                 swarm = SwarmTaskSource(
-                    controller.driver,
+                    swarm_driver,
                     recorder,
                     check.interval,
                     on_change=partial(_observe_now, controller),
@@ -178,6 +186,8 @@ class Wiring:
                 daemon.supervisor.start(task, swarm.run)
                 continue
             if check.type == "container_health":
+                from watchdogd.sources.docker_health import ContainerSelector  # noqa: PLC0415
+
                 selector = ContainerSelector.for_target(target)
                 if selector is not None:
                     self._docker_watcher().subscribe(selector, recorder)
@@ -189,6 +199,8 @@ class Wiring:
             daemon.supervisor.start(task, source.run)
 
     def _docker_watcher(self) -> DockerHealthWatcher:
+        from watchdogd.sources.docker_health import DockerHealthWatcher  # noqa: PLC0415
+
         if self._watcher is None:
             self._watcher = DockerHealthWatcher(self._daemon.config.docker, on_change=self._changed)
             self._daemon.supervisor.start("docker-events", self._watcher.run)
@@ -196,6 +208,8 @@ class Wiring:
 
     def _changed(self, key: str) -> None:
         """A watched container was created, started or removed: look for a new release now."""
+        from watchdogd.sources.docker_health import ContainerSelector  # noqa: PLC0415
+
         for controller in self._daemon.controllers.values():
             selector = ContainerSelector.for_target(controller.config)
             if selector is not None and selector.key == key:
@@ -325,6 +339,15 @@ def _before_step(mirror: StateMirror | None, pause: BeforeStep | None) -> Before
         await pause(index, step)
 
     return both
+
+
+def _swarm_driver(target: TargetConfig, driver: TargetDriver) -> SwarmDriver | None:
+    """``driver`` as a SwarmDriver for a swarm target, else None (imported only for one)."""
+    if target.kind is not TargetKind.SWARM:
+        return None
+    from watchdogd.targets.swarm import SwarmDriver  # noqa: PLC0415
+
+    return driver if isinstance(driver, SwarmDriver) else None
 
 
 def _kind_changed(before: TargetConfig, after: TargetConfig) -> bool:
