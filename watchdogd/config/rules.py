@@ -21,7 +21,7 @@ from watchdogd.config.schema import (
 )
 from watchdogd.core.baseline import BASELINE_METRICS
 from watchdogd.core.gates import GateMetric
-from watchdogd.selector import Selector
+from watchdogd.core.selector import Selector
 
 Finding = tuple[tuple[str | int, ...], str]
 

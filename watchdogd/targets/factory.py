@@ -15,7 +15,7 @@ from watchdogd.errors import TargetError
 from watchdogd.targets.base import TargetDriver
 
 if TYPE_CHECKING:
-    from watchdogd.targets.docker_client import DockerEngine
+    from watchdogd.engine.docker_api import DockerEngine
 
 # The drivers are imported when a target needs one: the Docker ones bring the Docker SDK
 # (about 18 MB and 100 ms at start), which a daemon of release directories never uses.
@@ -28,7 +28,7 @@ def engine_factory(settings: DockerSettings) -> DockerClientFactory:
     engines: list[DockerEngine] = []
 
     def get() -> DockerEngine:
-        from watchdogd.targets.docker_client import DockerEngine  # noqa: PLC0415
+        from watchdogd.engine.docker_api import DockerEngine  # noqa: PLC0415
 
         if not engines:
             engines.append(DockerEngine(settings.host, settings.timeout))

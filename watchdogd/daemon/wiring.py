@@ -12,37 +12,50 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import structlog
 
 from watchdogd.config.schema import Config, Step, TargetConfig, TargetKind
+from watchdogd.daemon.supervisor import Supervisor
 from watchdogd.errors import StepFailed, StoreError
+from watchdogd.metrics.registry import Metrics
 from watchdogd.playbook.notify import send
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
 from watchdogd.sources.auth_flow import AuthFlowProbe
-from watchdogd.sources.client import ProbeClient
 from watchdogd.sources.http import HttpProbe
 from watchdogd.sources.poller import Poller
+from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.sources.promql import PromqlSource
 from watchdogd.sources.scrape import ScrapeSource
+from watchdogd.store import Store
 from watchdogd.targets.factory import engine_factory, make_driver
-from watchdogd.watch.check import CheckRecorder
+from watchdogd.watch.controller import TargetController
 from watchdogd.watch.mirror import StateMirror
-from watchdogd.watch.target import TargetController
+from watchdogd.watch.recorder import CheckRecorder
 
 if TYPE_CHECKING:
-    from watchdogd.daemon import Daemon
     from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
-    from watchdogd.swarm_state import SwarmStateMirror
     from watchdogd.targets.base import TargetDriver
     from watchdogd.targets.swarm import SwarmDriver
+    from watchdogd.watch.swarm_state import SwarmStateMirror
 
-# Docker and Swarm sources are imported when a target needs them (see _swarm_mirror,
+# Docker and Swarm sources are imported when a target needs them (see _swarm_driver,
 # _start_target_sources, _docker_watcher): they bring the Docker SDK, about 18 MB and 100 ms
 # at start that a daemon of release directories and HTTP checks never uses.
+
+
+class DaemonParts(Protocol):
+    """What the wiring reads and replaces of the daemon (``daemon.lifecycle.Daemon``)."""
+
+    config: Config
+    store: Store
+    metrics: Metrics
+    supervisor: Supervisor
+    controllers: dict[str, TargetController]
+
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +68,7 @@ SOURCES: dict[str, type[Poller[Any]]] = {
 
 
 class Wiring:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonParts) -> None:
         self._daemon = daemon
         self._client: ProbeClient | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -88,7 +101,7 @@ class Wiring:
         swarm_driver = _swarm_driver(target, driver)
         mirror: SwarmStateMirror | None = None
         if swarm_driver is not None:
-            from watchdogd.swarm_state import SwarmStateMirror  # noqa: PLC0415
+            from watchdogd.watch.swarm_state import SwarmStateMirror  # noqa: PLC0415
 
             mirror = SwarmStateMirror(target.name, swarm_driver, daemon.store)
         runner = PlaybookRunner(
