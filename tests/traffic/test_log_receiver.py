@@ -11,16 +11,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from tests.support.haproxy import HAProxyFactory, StaticServer
 from tests.traffic.conftest import ReleaseApp
-from structlog.testing import capture_logs
-
 from watchdogd.errors import TrafficError
+from watchdogd.traffic import log_receiver
 from watchdogd.traffic.counters import TrafficCounters
 from watchdogd.traffic.haproxy import HAProxyRuntime
 from watchdogd.traffic.log_line import LineKind, LogLineParser, RequestLine
-from watchdogd.traffic import log_receiver
 from watchdogd.traffic.log_receiver import HAProxyLogReceiver
 
 AppFactory = Callable[[str], Awaitable[ReleaseApp]]
