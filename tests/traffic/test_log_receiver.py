@@ -23,6 +23,7 @@ from watchdogd.traffic.log_line import LineKind, LogLineParser, RequestLine
 from watchdogd.traffic.log_receiver import HAProxyLogReceiver
 
 AppFactory = Callable[[str], Awaitable[ReleaseApp]]
+MAX_DGRAM_QLEN = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ class TestReceiverWithHAProxy:
             tmp_path / "unused.sock", Recorder(), runtime=HAProxyRuntime(proxy.admin_socket)
         )
         await receiver.start()  # reads the baseline
-        requests = 40
+        requests = MAX_DGRAM_QLEN + 40  # more than the kernel queues for an unread socket
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as stalled:
             stalled.bind(str(proxy.log_socket))  # bound, never read: its queue fills up
             async with aiohttp.ClientSession() as session:
