@@ -103,6 +103,7 @@ class TestReceiverAlone:
         counters = TrafficCounters()
         receiver = HAProxyLogReceiver(tmp_path / "log.sock", recorder, counters=counters.log)
         await receiver.start()
+        assert receiver.last_received is None
         try:
             await _send(
                 receiver.socket_path,
@@ -115,6 +116,7 @@ class TestReceiverAlone:
             samples = await recorder.wait_for(2)
         finally:
             await receiver.close()
+        assert receiver.last_received == samples[0].now
         assert [(s.server, s.status, s.response_time_s) for s in samples] == [
             ("blue", 200, 0.005),
             ("green", 500, 2.5),

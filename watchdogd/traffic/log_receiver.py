@@ -93,6 +93,9 @@ class HAProxyLogReceiver:
         self._drop_task: asyncio.Task[None] | None = None
         self._dropped_seen: int | None = None
         self._sink_failed = False
+        #: ``clock()`` when the last datagram arrived, None before the first: a log that stays
+        #: silent while HAProxy's request counters grow is not reaching watchdogd.
+        self.last_received: float | None = None
 
     async def start(self) -> None:
         """Bind the socket and start reading; raise :class:`TrafficError` when it cannot."""
@@ -200,6 +203,8 @@ class HAProxyLogReceiver:
                 else:
                     malformed += 1
         finally:
+            if received:
+                self.last_received = now
             counters = self.counters
             counters.received += received
             counters.parsed += parsed
