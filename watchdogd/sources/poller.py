@@ -4,6 +4,7 @@ schedule. Subclasses set up their own state in ``_prepare`` and implement ``prob
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Generic, TypeVar
@@ -14,6 +15,9 @@ from watchdogd.sources.client import ProbeClient
 from watchdogd.sources.schedule import Clock, run_every
 
 CheckT = TypeVar("CheckT", bound=CheckBase)
+
+#: The most runs of one check in flight at a time (all inside the client's in-flight limit).
+MAX_OVERLAP = 4
 
 
 class Poller(Generic[CheckT]):
@@ -38,6 +42,17 @@ class Poller(Generic[CheckT]):
     def _prepare(self) -> None:
         """Build what a subclass needs from ``self.check`` (called once, at construction)."""
 
+    #: Probes may overlap (http, auth_flow); sources whose runs must stay in order may not.
+    overlapping = False
+
+    @property
+    def overlap(self) -> int:
+        """Runs in flight at a time: enough that a run waiting out its timeout does not delay
+        the next ones (``ceil(timeout / interval)``), at most ``MAX_OVERLAP``."""
+        if not self.overlapping:
+            return 1
+        return max(1, min(MAX_OVERLAP, math.ceil(self.check.timeout / self.check.interval)))
+
     async def run(self) -> None:
         await run_every(
             self.check.interval,
@@ -45,6 +60,7 @@ class Poller(Generic[CheckT]):
             name=self.check.name,
             clock=self._clock,
             rng=self._rng,
+            overlap=self.overlap,
         )
 
     async def probe_once(self) -> None:

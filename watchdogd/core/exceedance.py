@@ -1,0 +1,78 @@
+"""Exact counts of latencies above fixed thresholds, per window bucket.
+
+A latency gate asks "what share of requests is slower than ``above``?" (see ``gates``). The
+window's log-spaced histogram is accurate to about 1 %, which is fine for showing a p95 but
+not for counting samples against a threshold that sits on a histogram bucket boundary, such as
+an app's ``le="2.0"`` for ``above: 2s``. So each window also counts, for every threshold a
+gate of its check uses, the samples known to be above it:
+
+* an exact latency ``x`` (a probe, a request) is above ``t`` when ``x > t``;
+* a scraped observation known only to be *above* ``lower`` (its histogram bucket is
+  ``(lower, upper]``) is above ``t`` when ``lower >= t``. Inside a bucket that straddles ``t``
+  it is counted as not slow: the bound that cannot cause a false breach.
+
+It also keeps, per threshold, the trailing run of slow samples (exact latencies only: the order
+of a scrape's observations is unknown) and when that run started, for the fast path of a
+release where nearly every request is slow. No I/O, no clock: the window passes ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+__all__ = ["Exceedances"]
+
+
+class Exceedances:
+    """Per-bucket counts of latencies above each of ``thresholds`` (seconds)."""
+
+    __slots__ = ("_run", "_run_last", "_run_start", "_slow", "thresholds")
+
+    def __init__(self, thresholds: Iterable[float], buckets: int) -> None:
+        self.thresholds = tuple(sorted(set(thresholds)))
+        self._slow = [[0] * buckets for _ in self.thresholds]
+        self._run = [0] * len(self.thresholds)
+        self._run_start = [0.0] * len(self.thresholds)
+        self._run_last = [0.0] * len(self.thresholds)
+
+    def add(self, slot: int, now: float, latency: float, count: int, latest: bool) -> None:
+        """``count`` exact latencies; ``latest`` when they are the newest samples so far."""
+        for i, threshold in enumerate(self.thresholds):
+            if latency > threshold:
+                self._slow[i][slot] += count
+                if latest:
+                    if not self._run[i]:
+                        self._run_start[i] = now
+                    self._run[i] += count
+                    self._run_last[i] = now
+            elif latest:
+                self._run[i] = 0
+
+    def add_above(self, slot: int, lower: float, count: int) -> None:
+        """``count`` observations known only to be above ``lower`` (a histogram bucket)."""
+        for i, threshold in enumerate(self.thresholds):
+            if lower >= threshold:
+                self._slow[i][slot] += count
+
+    def clear(self, slot: int) -> None:
+        for column in self._slow:
+            column[slot] = 0
+
+    def clear_all(self) -> None:
+        for column in self._slow:
+            for slot in range(len(column)):
+                column[slot] = 0
+        self._run = [0] * len(self.thresholds)
+
+    def slow(self, i: int, slots: Sequence[int] | None = None) -> int:
+        """Slow samples over ``slots`` (every live bucket when None)."""
+        column = self._slow[i]
+        if slots is None:
+            return sum(column)
+        return sum(column[s] for s in slots)
+
+    def run(self, i: int, live_since: float) -> tuple[int, float, float]:
+        """(length, first, newest) of the trailing slow run; empty when it left the window."""
+        if not self._run[i] or self._run_last[i] < live_since:
+            return 0, 0.0, 0.0
+        return self._run[i], self._run_start[i], self._run_last[i]
