@@ -18,7 +18,7 @@ release where nearly every request is slow. No I/O, no clock: the window passes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 __all__ = ["Exceedances"]
 
@@ -64,12 +64,14 @@ class Exceedances:
                 column[slot] = 0
         self._run = [0] * len(self.thresholds)
 
-    def slow(self, i: int, slots: Sequence[int] | None = None) -> int:
-        """Slow samples over ``slots`` (every live bucket when None)."""
+    def slow(self, i: int) -> int:
+        """Slow samples over every live bucket."""
+        return sum(self._slow[i])
+
+    def rotated(self, i: int, oldest: int) -> tuple[int, ...]:
+        """Slow samples per bucket, oldest first (the ring turned to start at ``oldest``)."""
         column = self._slow[i]
-        if slots is None:
-            return sum(column)
-        return sum(column[s] for s in slots)
+        return tuple(column[oldest:] + column[:oldest])
 
     def run(self, i: int, live_since: float) -> tuple[int, float, float]:
         """(length, first, newest) of the trailing slow run; empty when it left the window."""

@@ -33,9 +33,9 @@ Chosen with ``benchmarks/decision_sim.py`` (its table lists every shape and targ
   noise floor at low volume (a window of a few hundred samples otherwise breaches on chance
   clusters). ``min_slow = 20`` does the same for latency, whose healthy tails sit close to the
   threshold (a lognormal with a true p95 of 1.6 s has 3 to 4 % of requests above 2 s).
-* ``consecutive_failures = 3`` with ``HARD_DOWN_ALPHA = 1e-3`` and ``HARD_DOWN_SPAN = 1.9``:
-  three failed probes a second apart (2 s) are hard down; ten errors inside one second at
-  20 requests/s are not. For slow runs against a 5 % share the scan asks for 5 in a row.
+* ``consecutive_failures = 3`` with ``HARD_DOWN_ALPHA = 1e-3`` and ``HARD_DOWN_SPAN = 1.5``:
+  failed probes over 1.5 s are hard down; ten errors inside one second at 20 requests/s are
+  not. For slow runs against a 5 % share the scan asks for 5 in a row.
 """
 
 from __future__ import annotations
@@ -60,9 +60,11 @@ __all__ = [
     "wilson_lower_bound",
 ]
 
-HARD_DOWN_SPAN = 1.9
+HARD_DOWN_SPAN = 1.5
 """Seconds a failure run (or a slow run) must span, first to newest sample, to count as hard
-down: three probes a second apart span 2 s, with 0.1 s for scheduling jitter."""
+down. A probe that fails looks again half an interval later (``Poller``), so a dead service
+probed every second shows failures 0.5 s apart and is hard down 1.5 s after its first failed
+probe; a burst of errors shorter than 1.5 s never is."""
 
 
 class Verdict(StrEnum):
@@ -255,7 +257,7 @@ class Gate:
                 f"{n} samples in the window, {spec.min_samples} needed",
             )
         found = self._share_test(
-            what, above, (errors, n), (stats.recent_errors, stats.recent_count), spec.min_errors
+            what, above, [(count, bad) for count, bad, _ in stats.by_second], 0, spec.min_errors
         )
         if found is not None:
             return Verdict.BREACHED, ratio, above, found
@@ -278,14 +280,18 @@ class Gate:
         self,
         what: str,
         allowed: float,
-        whole: tuple[int, int],
-        recent: tuple[int, int],
+        seconds: list[tuple[int, int]],
+        waiting: int,
         min_bad: int,
     ) -> str | None:
-        """The reason a share is convincingly above ``allowed`` in the whole window or in its
-        last minute, or None. Both need ``min_bad`` bad samples and ``min_samples`` samples."""
+        """The reason a share of bad samples is convincingly above ``allowed`` in the whole
+        window or in its last minute, or None. ``seconds`` holds (samples, bad) per second,
+        oldest first; ``waiting`` probes past a threshold count as bad samples of their own.
+        Both tests need ``min_bad`` bad samples and ``min_samples`` samples."""
         spec = self.spec
-        for (bad, n), where in ((whole, ""), (recent, f" in the last {RECENT:g} s")):
+        recent = seconds[-round(RECENT) :]
+        for part, where in ((seconds, ""), (recent, f" in the last {RECENT:g} s")):
+            bad, n = _clipped(allowed, part, waiting)
             if n < spec.min_samples or bad < min_bad or n == 0:
                 continue
             bound = lower_bound(bad, n, self._z)
@@ -309,6 +315,9 @@ class Gate:
         seen, slow = stats.seen[i], stats.slow[i]
         if seen == 0:
             return Verdict.UNKNOWN, value, above, "no latencies in the window"
+        if warming_up:
+            # A cold cache or a JIT is slow on purpose: only hard down is judged meanwhile.
+            return Verdict.UNKNOWN, value, above, "warming up: only hard down is judged"
         share = _QUANTILE_SHARE.get(spec.metric)
         run, span = stats.slow_run[i], stats.slow_run_span[i]
         if (
@@ -324,8 +333,6 @@ class Gate:
                 f"nearly every request is slow: {run} in a row above {_seconds(above)} over "
                 f"{_seconds(span)}; {slow} of {seen} latencies above it",
             )
-        if warming_up:
-            return Verdict.UNKNOWN, value, above, "warming up: only hard down is judged"
         if seen < spec.min_samples:
             return (
                 Verdict.UNKNOWN,
@@ -340,11 +347,17 @@ class Gate:
         if spec.metric is GateMetric.LATENCY_MEAN:
             return self._mean(stats, above)
         assert share is not None  # noqa: S101 - p50, p95, p99 all have one
+        seconds = [
+            (latencies, slow_then)
+            for (_, _, latencies), slow_then in zip(
+                stats.by_second, stats.slow_by_second[i], strict=True
+            )
+        ]
         found = self._share_test(
             f"share of latencies > {_seconds(above)}",
             share,
-            (slow, seen),
-            (stats.recent_slow[i], stats.recent_seen[i]),
+            seconds,
+            seen - stats.latency_count,  # probes still waiting past the threshold
             spec.min_slow,
         )
         shown = f"latency {which} {_seconds(value)}" if value is not None else f"latency {which}"
@@ -397,6 +410,21 @@ class Gate:
         )
         threshold = spec.above if spec.above is not None else spec.below
         return Verdict.OK, value, threshold, f"value {value:g} {limits}"
+
+
+BURST_FACTOR = 3.0
+"""In the last-minute test one second adds at most ``max(2, BURST_FACTOR * allowed * its
+samples)`` bad samples: a burst inside a second or two stays a burst, not a trend."""
+
+
+def _clipped(allowed: float, seconds: list[tuple[int, int]], extra: int) -> tuple[int, int]:
+    """(bad, samples) of the short window with each second's bad samples clipped (above);
+    ``extra`` in-flight slow probes count as bad samples of their own."""
+    bad = samples = 0
+    for count, errors in seconds:
+        samples += count
+        bad += min(errors, max(2, math.ceil(BURST_FACTOR * allowed * count)))
+    return bad + extra, samples + extra
 
 
 def _above(spec: GateSpec) -> float:

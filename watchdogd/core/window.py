@@ -82,14 +82,16 @@ class WindowStats:
     # The last RECENT seconds (the short window), and the latencies' standard deviation.
     recent_count: int = 0
     recent_errors: int = 0
+    # The window second by second, oldest first: (samples, errors, latencies), and per
+    # threshold the slow samples, for the burst clipping of the share tests (``gates``).
+    by_second: tuple[tuple[int, int, int], ...] = ()
+    slow_by_second: tuple[tuple[int, ...], ...] = ()
     latency_sd: float | None = None
     # Per latency threshold the window counts (see ``exceedance``); in-flight probes already
     # past a threshold count as slow samples in ``slow``, ``seen`` and the run.
     thresholds: tuple[float, ...] = ()
     slow: tuple[int, ...] = ()
     seen: tuple[int, ...] = ()
-    recent_slow: tuple[int, ...] = ()
-    recent_seen: tuple[int, ...] = ()
     slow_run: tuple[int, ...] = ()
     slow_run_span: tuple[float, ...] = ()
 
@@ -405,7 +407,10 @@ class Window:
         # The oldest live bucket; anything "latest" that is older has left the window.
         head = self._head if self._head is not None else number
         oldest = head - self._n + 1
-        recent = [(head - k) % self._n for k in range(self._recent)]
+        # The short window's slots as at most two slices of the ring (sums then run in C).
+        start = (head - self._recent + 1) % self._n
+        end = head % self._n + 1
+        recent = [(start, end)] if start < end else [(start, self._n), (0, end)]
 
         count = sum(self._count)
         errors = sum(self._errors)
@@ -419,17 +424,20 @@ class Window:
             latency_sd = math.sqrt(max(0.0, variance) * latency_count / max(1, latency_count - 1))
 
         ok_live = self._last_ok is not None and self._last_ok_bucket >= oldest
-        recent_lat = sum(self._lat_count[s] for s in recent)
+        oldest_slot = (head + 1) % self._n
+        ring = tuple(zip(self._count, self._errors, self._lat_count, strict=True))
+        by_second = ring[oldest_slot:] + ring[:oldest_slot]  # oldest first
         exceed = self._exceed
-        slow, seen, recent_slow, recent_seen, runs, spans = [], [], [], [], [], []
+        slow, seen, runs, spans = [], [], [], []
+        slow_by_second = tuple(
+            exceed.rotated(i, oldest_slot) for i in range(len(exceed.thresholds))
+        )
         live_since = oldest * self._width
         for i, threshold in enumerate(exceed.thresholds):
             crossed = sorted(start + threshold for start in in_flight if now - start > threshold)
             waiting = len(crossed)
             slow.append(exceed.slow(i) + waiting)
             seen.append(latency_count + waiting)
-            recent_slow.append(exceed.slow(i, recent) + waiting)
-            recent_seen.append(recent_lat + waiting)
             run, first, newest = exceed.run(i, live_since)
             if waiting:
                 first = first if run else crossed[0]
@@ -454,14 +462,14 @@ class Window:
             last_value=self._last_value if value_live else None,
             run_started_at=self._run_start if run_live else None,
             run_last_at=self._run_last if run_live else None,
-            recent_count=sum(self._count[s] for s in recent),
-            recent_errors=sum(self._errors[s] for s in recent),
+            recent_count=_sum_slices(self._count, recent),
+            recent_errors=_sum_slices(self._errors, recent),
+            by_second=by_second,
+            slow_by_second=slow_by_second,
             latency_sd=latency_sd,
             thresholds=exceed.thresholds,
             slow=tuple(slow),
             seen=tuple(seen),
-            recent_slow=tuple(recent_slow),
-            recent_seen=tuple(recent_seen),
             slow_run=tuple(runs),
             slow_run_span=tuple(spans),
         )
@@ -488,3 +496,7 @@ class Window:
         if key == self._zero_index:
             return 0.0
         return 2.0 * self._gamma**key / (self._gamma + 1.0)
+
+
+def _sum_slices(column: list[int], slices: list[tuple[int, int]]) -> int:
+    return sum(sum(column[a:b]) for a, b in slices)

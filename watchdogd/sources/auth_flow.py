@@ -108,6 +108,7 @@ class AuthFlowProbe(Poller[AuthFlowCheck]):
             self._log.ok()
         else:
             self._log.failing(detail)
+            self._look_again()
 
     async def _run_step(
         self, step: AuthStep, values: dict[str, str], cookies: dict[str, str]

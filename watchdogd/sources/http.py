@@ -106,6 +106,7 @@ class HttpProbe(Poller[HttpCheck]):
             self._log.ok()
         else:
             self._log.failing(detail)
+            self._look_again()
 
 
 def _request_kwargs(check: HttpCheck) -> dict[str, Any]:

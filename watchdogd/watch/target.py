@@ -118,6 +118,7 @@ class TargetController:
         self._soon: asyncio.Task[None] | None = None
         #: False once the daemon stops making decisions (shutdown): no evaluation on evidence.
         self.deciding = True
+        self._warming = False
         self.apply_config(config, defaults, recorders or {})
         self.refresh_catalogue()
 
@@ -191,6 +192,10 @@ class TargetController:
 
     async def _evaluate(self, now: float) -> None:
         warming_up = self.warming_up(now)
+        if self._warming and not warming_up and self.machine.state is TargetState.BAKING:
+            # The warm-up's samples were shown, not judged: they must not count afterwards.
+            self._reset_windows()
+        self._warming = warming_up
         self._results = [
             gate.evaluate(
                 self.recorders[check].stats(now),
