@@ -75,9 +75,7 @@ def gates_for(feed: Feed, latency_above: float = 2.0) -> list[GateConfig]:
     metric = "failure_rate" if feed.kind == "probe" else "error_rate"
     return [
         GateConfig.model_validate({"check": "c", "metric": metric, "above": 0.01}),
-        GateConfig.model_validate(
-            {"check": "c", "metric": "latency_p95", "above": latency_above}
-        ),
+        GateConfig.model_validate({"check": "c", "metric": "latency_p95", "above": latency_above}),
     ]
 
 
@@ -117,7 +115,7 @@ def simulate(
         order += 1
         heapq.heappush(events, (at, order, kind, payload))
 
-    _schedule_feed(service, feed, seconds, rng, push, thresholds)
+    _schedule_feed(service, feed, seconds, rng=rng, push=push, thresholds=thresholds)
     tick = rng.random()
     scraper = _Scraper(feed) if feed.kind == "scrape" else None
     warm = warmup > 0.0
@@ -126,9 +124,7 @@ def simulate(
         while events and events[0][0] < tick:
             at, _, kind, payload = heapq.heappop(events)
             if warm and at >= warmup:
-                # As the controller does: the warm-up's samples are not judged afterwards.
-                warm = False
-                recorder.reset()
+                warm = _end_warmup(recorder)
             if kind == _PROBE_START:
                 payload[0] = recorder.probe_started(at)
                 continue
@@ -136,7 +132,7 @@ def simulate(
                 token, ok, latency = payload
                 recorder.probe(at, ok, latency, "", token[0] if token else None)
             elif kind == _SCRAPE:
-                assert scraper is not None  # noqa: S101
+                assert scraper is not None
                 scraper.scrape(at, recorder)
             elif kind == _REQUEST and scraper is not None:
                 scraper.observe(*payload)
@@ -144,10 +140,22 @@ def simulate(
             # _WAITING: a probe past a threshold is evidence now.
             if kind == _WAITING or evidence[0]:
                 evidence[0] = False
-                breached = _judge(judges, recorder, at, change, warmup, breached, outcome)
+                breached = _judge(
+                    judges,
+                    recorder,
+                    at,
+                    change=change,
+                    warmup=warmup,
+                    was=breached,
+                    outcome=outcome,
+                )
                 if outcome.detected is not None:
                     return outcome
-        breached = _judge(judges, recorder, tick, change, warmup, breached, outcome)
+        if warm and tick >= warmup:
+            warm = _end_warmup(recorder)
+        breached = _judge(
+            judges, recorder, tick, change=change, warmup=warmup, was=breached, outcome=outcome
+        )
         if outcome.detected is not None:
             return outcome
         tick += 1.0
@@ -157,10 +165,17 @@ def simulate(
 _PROBE_START, _DONE, _WAITING, _REQUEST, _SCRAPE = range(5)
 
 
+def _end_warmup(recorder: CheckRecorder) -> bool:
+    """As the controller does: the warm-up's samples are shown, not judged afterwards."""
+    recorder.reset()
+    return False
+
+
 def _judge(
     judges: list[Gate],
     recorder: CheckRecorder,
     now: float,
+    *,
     change: float | None,
     warmup: float,
     was: bool,
@@ -186,12 +201,13 @@ def _schedule_feed(
     service: Service,
     feed: Feed,
     seconds: float,
+    *,
     rng: random.Random,
     push: Callable[[float, int, Any], None],
     thresholds: tuple[float, ...],
 ) -> None:
     if feed.kind == "probe":
-        _schedule_probes(service, feed, seconds, rng, push, thresholds)
+        _schedule_probes(service, feed, seconds, rng=rng, push=push, thresholds=thresholds)
         return
     for at, ok, latency in _requests(service, feed, seconds, rng):
         done = at + latency
@@ -226,6 +242,7 @@ def _schedule_probes(
     service: Service,
     feed: Feed,
     seconds: float,
+    *,
     rng: random.Random,
     push: Callable[[float, int, Any], None],
     thresholds: tuple[float, ...],

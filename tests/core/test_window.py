@@ -50,7 +50,40 @@ class TestCounts:
             last_ok=None,
             last_sample_at=None,
             last_value=None,
+            by_second=((0, 0, 0),) * 300,
         )
+
+    def test_failure_run_span(self) -> None:
+        """The trailing failure run knows its first and newest failure; a success ends it."""
+        window = Window()
+        window.add(10.0, ok=False)
+        window.add(10.5, ok=False)
+        window.add(12.0, ok=False)
+        stats = window.stats(12.5)
+        assert (stats.consecutive_failures, stats.run_span) == (3, 2.0)
+        window.add(13.0, ok=True)
+        assert window.stats(13.5).run_span == 0.0
+
+    def test_short_window_and_seconds(self) -> None:
+        """The last minute is counted apart, and every second is there, oldest first."""
+        window = Window()
+        for t in range(120):
+            window.add(float(t), ok=t < 100)
+        stats = window.stats(119.5)
+        assert (stats.recent_count, stats.recent_errors) == (60, 20)
+        assert stats.by_second[-1] == (1, 1, 0)
+        assert stats.by_second[-21] == (1, 0, 0)
+
+    def test_threshold_counts_are_exact(self) -> None:
+        """Samples above each threshold are counted exactly, with the trailing slow run."""
+        window = Window(thresholds=(2.0, 0.5))
+        for t, latency in enumerate([0.1, 2.0, 2.0001, 0.6, 3.0, 3.0]):
+            window.add(float(t), ok=True, latency=latency)
+        stats = window.stats(6.0)
+        assert stats.thresholds == (0.5, 2.0)
+        assert stats.slow == (5, 3)
+        assert stats.slow_run == (5, 2)
+        assert stats.slow_run_span == (4.0, 1.0)
 
     def test_count_errors_ratio(self) -> None:
         """Successes and failures add up to count, errors and their ratio."""
