@@ -38,8 +38,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from watchdogd.config.schema import HttpCheck
-from watchdogd.sources.client import DEFAULT_MAX_IN_FLIGHT, open_probe_client
 from watchdogd.sources.http import HttpProbe
+from watchdogd.sources.probe_client import DEFAULT_MAX_IN_FLIGHT, open_probe_client
 from watchdogd.sources.schedule import run_every
 
 CONCURRENCY = (1, 100, 1000)
@@ -113,7 +113,9 @@ class CountingSink:
             self.failed.append(detail)
 
     def counts(self, now: float, requests: int, errors: int) -> None: ...
-    def latency(self, now: float, seconds: float, count: int = 1, *, above: bool = False) -> None: ...
+    def latency(
+        self, now: float, seconds: float, count: int = 1, *, above: bool = False
+    ) -> None: ...
     def value(self, now: float, value: float) -> None: ...
     def unknown(self, now: float, reason: str, token: int | None = None) -> None: ...
 

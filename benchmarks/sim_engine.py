@@ -31,8 +31,8 @@ from typing import Any, Protocol, cast
 from watchdogd.config.schema import GateConfig, ScrapeCheck
 from watchdogd.core.gates import Gate, Verdict
 from watchdogd.sources.scrape import ScrapeSource
-from watchdogd.watch.check import CheckRecorder
-from watchdogd.watch.target import gate_spec
+from watchdogd.watch.controller import gate_spec
+from watchdogd.watch.recorder import CheckRecorder
 
 #: prometheus_client's default histogram buckets.
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -97,7 +97,7 @@ def simulate(
     thresholds = tuple(
         sorted({g.above for g in configs if g.above is not None and "latency" in g.metric})
     )
-    recorder = CheckRecorder("t", "c", feed.kind, window, None, thresholds=thresholds)
+    recorder = CheckRecorder("t", "c", feed.kind, window, thresholds=thresholds)
     evidence = [False]
 
     def note() -> None:

@@ -26,7 +26,7 @@ import errno
 
 import aiohttp
 
-from watchdogd.sources.redact import describe_error
+from watchdogd.redact import describe_error
 
 __all__ = ["LOCAL_ERRNOS", "PATH_ERRNOS", "path_fault"]
 

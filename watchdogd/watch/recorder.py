@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from watchdogd.core.window import Window, WindowStats
-from watchdogd.metrics import Metrics
-from watchdogd.target_series import ProbeTally
+from watchdogd.watch.tally import ProbeTally
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +66,6 @@ class CheckRecorder:
         check: str,
         check_type: str,
         window_span: float,
-        metrics: Metrics | None,
         *,
         thresholds: Iterable[float] = (),
     ) -> None:
@@ -88,9 +86,9 @@ class CheckRecorder:
         self.last_detail = ""
         self.samples_since_reset = 0
         self.successes_since_reset = 0
-        self._metrics = metrics
         # watchdogd_probes_total and watchdogd_probe_duration_seconds of this check: plain
-        # numbers, written out at scrape time (see target_series for why not prometheus_client).
+        # numbers, written out at scrape time (metrics.target_text says why not
+        # prometheus_client).
         self.tally = ProbeTally()
         # The last stats() and what it depended on: the window's bucket and its contents.
         self._version = 0
