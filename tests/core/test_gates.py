@@ -54,7 +54,9 @@ def make_stats(
         last_value=last_value,
         run_started_at=0.0 if consecutive_failures else None,
         run_last_at=span if consecutive_failures else None,
-        by_second=tuple((n, e, 0) for n, e, _ in per_second),
+        counts_by_second=tuple(n for n, _, _ in per_second),
+        errors_by_second=tuple(e for _, e, _ in per_second),
+        latencies_by_second=(0,) * 300,
     )
 
 
@@ -150,10 +152,16 @@ class TestRates:
         """200 errors inside one second of a 6000-sample window do not make a trend: one
         second adds at most max(2, 3 x 1 % x its samples) errors to the share test."""
         stats = make_stats(6000, 20)
-        seconds = list(stats.by_second)
-        count, errors, lat = seconds[-1]
-        seconds[-1] = (count + 200, errors + 200, lat)
-        burst = dataclasses.replace(stats, count=6200, errors=220, by_second=tuple(seconds))
+        counts, errors = list(stats.counts_by_second), list(stats.errors_by_second)
+        counts[-1] += 200
+        errors[-1] += 200
+        burst = dataclasses.replace(
+            stats,
+            count=6200,
+            errors=220,
+            counts_by_second=tuple(counts),
+            errors_by_second=tuple(errors),
+        )
         assert verdict(self.gate(metric), burst) is Verdict.OK
 
     def test_two_failures_are_not_hard_down(self, metric: GateMetric) -> None:

@@ -50,7 +50,9 @@ class TestCounts:
             last_ok=None,
             last_sample_at=None,
             last_value=None,
-            by_second=((0, 0, 0),) * 300,
+            counts_by_second=(0,) * 300,
+            errors_by_second=(0,) * 300,
+            latencies_by_second=(0,) * 300,
         )
 
     def test_failure_run_span(self) -> None:
@@ -71,8 +73,8 @@ class TestCounts:
             window.add(float(t), ok=t < 100)
         stats = window.stats(119.5)
         assert (stats.recent_count, stats.recent_errors) == (60, 20)
-        assert stats.by_second[-1] == (1, 1, 0)
-        assert stats.by_second[-21] == (1, 0, 0)
+        assert (stats.counts_by_second[-1], stats.errors_by_second[-1]) == (1, 1)
+        assert (stats.counts_by_second[-21], stats.errors_by_second[-21]) == (1, 0)
 
     def test_threshold_counts_are_exact(self) -> None:
         """Samples above each threshold are counted exactly, with the trailing slow run."""

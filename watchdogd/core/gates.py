@@ -257,7 +257,7 @@ class Gate:
                 f"{n} samples in the window, {spec.min_samples} needed",
             )
         found = self._share_test(
-            what, above, [(count, bad) for count, bad, _ in stats.by_second], 0, spec.min_errors
+            what, above, (stats.counts_by_second, stats.errors_by_second), 0, spec.min_errors
         )
         if found is not None:
             return Verdict.BREACHED, ratio, above, found
@@ -280,7 +280,7 @@ class Gate:
         self,
         what: str,
         allowed: float,
-        seconds: list[tuple[int, int]],
+        seconds: tuple[tuple[int, ...], tuple[int, ...]],
         waiting: int,
         min_bad: int,
     ) -> str | None:
@@ -289,7 +289,8 @@ class Gate:
         oldest first; ``waiting`` probes past a threshold count as bad samples of their own.
         Both tests need ``min_bad`` bad samples and ``min_samples`` samples."""
         spec = self.spec
-        recent = seconds[-round(RECENT) :]
+        last = -round(RECENT)
+        recent = (seconds[0][last:], seconds[1][last:])
         for part, where in ((seconds, ""), (recent, f" in the last {RECENT:g} s")):
             bad, n = _clipped(allowed, part, waiting)
             if n < spec.min_samples or bad < min_bad or n == 0:
@@ -347,16 +348,10 @@ class Gate:
         if spec.metric is GateMetric.LATENCY_MEAN:
             return self._mean(stats, above)
         assert share is not None  # noqa: S101 - p50, p95, p99 all have one
-        seconds = [
-            (latencies, slow_then)
-            for (_, _, latencies), slow_then in zip(
-                stats.by_second, stats.slow_by_second[i], strict=True
-            )
-        ]
         found = self._share_test(
             f"share of latencies > {_seconds(above)}",
             share,
-            seconds,
+            (stats.latencies_by_second, stats.slow_by_second[i]),
             seen - stats.latency_count,  # probes still waiting past the threshold
             spec.min_slow,
         )
@@ -417,13 +412,17 @@ BURST_FACTOR = 3.0
 samples)`` bad samples: a burst inside a second or two stays a burst, not a trend."""
 
 
-def _clipped(allowed: float, seconds: list[tuple[int, int]], extra: int) -> tuple[int, int]:
-    """(bad, samples) of the short window with each second's bad samples clipped (above);
-    ``extra`` in-flight slow probes count as bad samples of their own."""
-    bad = samples = 0
-    for count, errors in seconds:
-        samples += count
-        bad += min(errors, max(2, math.ceil(BURST_FACTOR * allowed * count)))
+def _clipped(
+    allowed: float, seconds: tuple[tuple[int, ...], tuple[int, ...]], extra: int
+) -> tuple[int, int]:
+    """(bad, samples) with each second's bad samples clipped (above); ``extra`` in-flight slow
+    probes count as bad samples of their own."""
+    counts, bads = seconds
+    bad, samples = sum(bads), sum(counts)
+    if bads and max(bads) > 2:  # rare: only then is there anything to clip
+        for count, errors in zip(counts, bads, strict=True):
+            if errors > 2:
+                bad -= errors - min(errors, max(2, math.ceil(BURST_FACTOR * allowed * count)))
     return bad + extra, samples + extra
 
 

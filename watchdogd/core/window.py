@@ -82,9 +82,11 @@ class WindowStats:
     # The last RECENT seconds (the short window), and the latencies' standard deviation.
     recent_count: int = 0
     recent_errors: int = 0
-    # The window second by second, oldest first: (samples, errors, latencies), and per
-    # threshold the slow samples, for the burst clipping of the share tests (``gates``).
-    by_second: tuple[tuple[int, int, int], ...] = ()
+    # The window second by second, oldest first: samples, errors, latencies and, per
+    # threshold, slow samples, for the burst clipping of the share tests (``gates``).
+    counts_by_second: tuple[int, ...] = ()
+    errors_by_second: tuple[int, ...] = ()
+    latencies_by_second: tuple[int, ...] = ()
     slow_by_second: tuple[tuple[int, ...], ...] = ()
     latency_sd: float | None = None
     # Per latency threshold the window counts (see ``exceedance``); in-flight probes already
@@ -425,8 +427,9 @@ class Window:
 
         ok_live = self._last_ok is not None and self._last_ok_bucket >= oldest
         oldest_slot = (head + 1) % self._n
-        ring = tuple(zip(self._count, self._errors, self._lat_count, strict=True))
-        by_second = ring[oldest_slot:] + ring[:oldest_slot]  # oldest first
+        def turned(column: list[int]) -> tuple[int, ...]:
+            return tuple(column[oldest_slot:] + column[:oldest_slot])  # oldest first
+
         exceed = self._exceed
         slow, seen, runs, spans = [], [], [], []
         slow_by_second = tuple(
@@ -464,7 +467,9 @@ class Window:
             run_last_at=self._run_last if run_live else None,
             recent_count=_sum_slices(self._count, recent),
             recent_errors=_sum_slices(self._errors, recent),
-            by_second=by_second,
+            counts_by_second=turned(self._count),
+            errors_by_second=turned(self._errors),
+            latencies_by_second=turned(self._lat_count),
             slow_by_second=slow_by_second,
             latency_sd=latency_sd,
             thresholds=exceed.thresholds,
