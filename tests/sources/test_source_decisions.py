@@ -53,20 +53,22 @@ class TestOverlap:
         running = 0
         most = 0
         started = 0
+        enough = asyncio.Event()
 
         async def work(_due: float) -> None:
             nonlocal running, most, started
             running += 1
             started += 1
             most = max(most, running)
+            if started >= 8:
+                enough.set()
             try:
                 await asyncio.sleep(0.25)
             finally:
                 running -= 1
 
         task = asyncio.create_task(run_every(0.05, work, name="t", offset=0.0, overlap=3))
-        while started < 8:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(enough.wait(), 60)  # a generous bound, not a timing assertion
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
