@@ -12,6 +12,7 @@ breaches on the slow answers, not on failures (the 5 s timeout is never reached)
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,8 @@ def app(docker_engine: Any, app_images: AppImages) -> Iterator[RunningApp]:
 @pytest.fixture
 def daemon(tmp_path: Path, app: RunningApp) -> Iterator[DaemonProcess]:
     port = free_port()
+    # The engine the app runs in (the private one under /work/tools/private-docker).
+    docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     config = tmp_path / "watchdogd.yaml"
     config.write_text(
         f"""\
@@ -45,7 +48,7 @@ listen: 127.0.0.1:{port}
 api_token: {TOKEN}
 state_dir: {tmp_path / "state"}
 log: {{format: json, level: info}}
-docker: {{poll_interval: 1s}}
+docker: {{host: "{docker_host}", poll_interval: 1s}}
 defaults: {{bake_time: 2s, window: 1m, auto_rollback: false}}
 targets:
   - name: api
