@@ -46,7 +46,13 @@ from enum import StrEnum
 from statistics import NormalDist
 
 from watchdogd.core.hold import Hold
-from watchdogd.core.proportion import HARD_DOWN_ALPHA, lower_bound, scan_run, wilson_lower_bound
+from watchdogd.core.proportion import (
+    HARD_DOWN_ALPHA,
+    clipped,
+    lower_bound,
+    scan_run,
+    wilson_lower_bound,
+)
 from watchdogd.core.window import RECENT, WindowStats
 
 __all__ = [
@@ -292,7 +298,7 @@ class Gate:
         last = -round(RECENT)
         recent = (seconds[0][last:], seconds[1][last:])
         for part, where in ((seconds, ""), (recent, f" in the last {RECENT:g} s")):
-            bad, n = _clipped(allowed, part, waiting)
+            bad, n = clipped(allowed, part, waiting)
             if n < spec.min_samples or bad < min_bad or n == 0:
                 continue
             bound = lower_bound(bad, n, self._z)
@@ -405,25 +411,6 @@ class Gate:
         )
         threshold = spec.above if spec.above is not None else spec.below
         return Verdict.OK, value, threshold, f"value {value:g} {limits}"
-
-
-BURST_FACTOR = 3.0
-"""In the last-minute test one second adds at most ``max(2, BURST_FACTOR * allowed * its
-samples)`` bad samples: a burst inside a second or two stays a burst, not a trend."""
-
-
-def _clipped(
-    allowed: float, seconds: tuple[tuple[int, ...], tuple[int, ...]], extra: int
-) -> tuple[int, int]:
-    """(bad, samples) with each second's bad samples clipped (above); ``extra`` in-flight slow
-    probes count as bad samples of their own."""
-    counts, bads = seconds
-    bad, samples = sum(bads), sum(counts)
-    if bads and max(bads) > 2:  # rare: only then is there anything to clip
-        for count, errors in zip(counts, bads, strict=True):
-            if errors > 2:
-                bad -= errors - min(errors, max(2, math.ceil(BURST_FACTOR * allowed * count)))
-    return bad + extra, samples + extra
 
 
 def _above(spec: GateSpec) -> float:

@@ -16,7 +16,14 @@ from __future__ import annotations
 import math
 from statistics import NormalDist
 
-__all__ = ["HARD_DOWN_ALPHA", "scan_run", "wilson_lower_bound"]
+__all__ = [
+    "BURST_FACTOR",
+    "HARD_DOWN_ALPHA",
+    "clipped",
+    "lower_bound",
+    "scan_run",
+    "wilson_lower_bound",
+]
 
 HARD_DOWN_ALPHA = 1e-3
 """Chance we accept that a bad run this long shows up somewhere in a full window of a service
@@ -53,3 +60,22 @@ def scan_run(allowed: float, n: int, floor: int) -> int:
         return n + 1  # a run can never show a share above 100 %
     needed = math.ceil(math.log(HARD_DOWN_ALPHA / max(n, 1)) / math.log(allowed))
     return max(floor, needed)
+
+
+BURST_FACTOR = 3.0
+"""In the last-minute test one second adds at most ``max(2, BURST_FACTOR * allowed * its
+samples)`` bad samples: a burst inside a second or two stays a burst, not a trend."""
+
+
+def clipped(
+    allowed: float, seconds: tuple[tuple[int, ...], tuple[int, ...]], extra: int
+) -> tuple[int, int]:
+    """(bad, samples) with each second's bad samples clipped (above); ``extra`` in-flight slow
+    probes count as bad samples of their own."""
+    counts, bads = seconds
+    bad, samples = sum(bads), sum(counts)
+    if bads and max(bads) > 2:  # rare: only then is there anything to clip
+        for count, errors in zip(counts, bads, strict=True):
+            if errors > 2:
+                bad -= errors - min(errors, max(2, math.ceil(BURST_FACTOR * allowed * count)))
+    return bad + extra, samples + extra
