@@ -18,9 +18,22 @@ release where nearly every request is slow. No I/O, no clock: the window passes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-__all__ = ["Exceedances"]
+__all__ = ["Exceedances", "SlowSummary"]
+
+
+@dataclass(frozen=True, slots=True)
+class SlowSummary:
+    """Per threshold: slow samples, samples, the trailing slow run and its span, and the slow
+    samples of each second (oldest first). Waiting probes past a threshold are included."""
+
+    slow: tuple[int, ...]
+    seen: tuple[int, ...]
+    runs: tuple[int, ...]
+    spans: tuple[float, ...]
+    by_second: tuple[tuple[int, ...], ...]
 
 
 class Exceedances:
@@ -78,3 +91,33 @@ class Exceedances:
         if not self._run[i] or self._run_last[i] < live_since:
             return 0, 0.0, 0.0
         return self._run[i], self._run_start[i], self._run_last[i]
+
+    def summary(
+        self,
+        now: float,
+        in_flight: Sequence[float],
+        latencies: int,
+        live_since: float,
+        oldest_slot: int,
+    ) -> SlowSummary:
+        """The counts at ``now``; ``in_flight`` holds start times of probes still waiting, each
+        a slow sample of every threshold it has passed, at the moment it passed it."""
+        slow, seen, runs, spans = [], [], [], []
+        for i, threshold in enumerate(self.thresholds):
+            crossed = sorted(start + threshold for start in in_flight if now - start > threshold)
+            waiting = len(crossed)
+            slow.append(self.slow(i) + waiting)
+            seen.append(latencies + waiting)
+            run, first, newest = self.run(i, live_since)
+            if waiting:
+                first = first if run else crossed[0]
+                newest = max(newest, crossed[-1])
+            runs.append(run + waiting)
+            spans.append(newest - first if run + waiting else 0.0)
+        return SlowSummary(
+            tuple(slow),
+            tuple(seen),
+            tuple(runs),
+            tuple(spans),
+            tuple(self.rotated(i, oldest_slot) for i in range(len(self.thresholds))),
+        )

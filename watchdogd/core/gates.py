@@ -295,7 +295,7 @@ class Gate:
         oldest first; ``waiting`` probes past a threshold count as bad samples of their own.
         Both tests need ``min_bad`` bad samples and ``min_samples`` samples."""
         spec = self.spec
-        last = -round(RECENT)
+        last = -RECENT
         recent = (seconds[0][last:], seconds[1][last:])
         for part, where in ((seconds, ""), (recent, f" in the last {RECENT:g} s")):
             bad, n = clipped(allowed, part, waiting)

@@ -55,8 +55,8 @@ MAX_LATENCY = 1e5
 # (0.95 * 100 is not 95 in binary floating point).
 _PERCENTS = (50, 95, 99)
 
-RECENT = 60.0
-"""Seconds of the short window that rate and latency gates also test (see ``gates``)."""
+RECENT = 60
+"""Seconds (one-second buckets) of the short window that share tests also run on (``gates``)."""
 
 
 class Window:
@@ -84,7 +84,6 @@ class Window:
         "_max_index",
         "_merged",
         "_n",
-        "_recent",
         "_run",
         "_run_last",
         "_run_start",
@@ -108,7 +107,6 @@ class Window:
             raise ValueError(f"span {span!r} is not a whole number of {bucket!r} s buckets")
         self._n = n
         self._width = bucket
-        self._recent = max(1, min(n, round(RECENT / bucket)))
         self._exceed = Exceedances(thresholds, n)
         self._gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
         self._inv_log_gamma = 1.0 / math.log(self._gamma)
@@ -349,10 +347,6 @@ class Window:
         # The oldest live bucket; anything "latest" that is older has left the window.
         head = self._head if self._head is not None else number
         oldest = head - self._n + 1
-        # The short window's slots as at most two slices of the ring (sums then run in C).
-        start = (head - self._recent + 1) % self._n
-        end = head % self._n + 1
-        recent = [(start, end)] if start < end else [(start, self._n), (0, end)]
 
         count = sum(self._count)
         errors = sum(self._errors)
@@ -372,22 +366,7 @@ class Window:
             return tuple(column[oldest_slot:] + column[:oldest_slot])  # oldest first
 
         exceed = self._exceed
-        slow, seen, runs, spans = [], [], [], []
-        slow_by_second = tuple(
-            exceed.rotated(i, oldest_slot) for i in range(len(exceed.thresholds))
-        )
-        live_since = oldest * self._width
-        for i, threshold in enumerate(exceed.thresholds):
-            crossed = sorted(start + threshold for start in in_flight if now - start > threshold)
-            waiting = len(crossed)
-            slow.append(exceed.slow(i) + waiting)
-            seen.append(latency_count + waiting)
-            run, first, newest = exceed.run(i, live_since)
-            if waiting:
-                first = first if run else crossed[0]
-                newest = max(newest, crossed[-1])
-            runs.append(run + waiting)
-            spans.append(newest - first if run + waiting else 0.0)
+        slow = exceed.summary(now, in_flight, latency_count, oldest * self._width, oldest_slot)
         run_live = ok_live and self._run > 0
         value_live = self._last_value is not None and self._last_value_bucket >= oldest
         return WindowStats(
@@ -406,18 +385,16 @@ class Window:
             last_value=self._last_value if value_live else None,
             run_started_at=self._run_start if run_live else None,
             run_last_at=self._run_last if run_live else None,
-            recent_count=_sum_slices(self._count, recent),
-            recent_errors=_sum_slices(self._errors, recent),
             counts_by_second=turned(self._count),
             errors_by_second=turned(self._errors),
             latencies_by_second=turned(self._lat_count),
-            slow_by_second=slow_by_second,
+            slow_by_second=slow.by_second,
             latency_sd=latency_sd,
             thresholds=exceed.thresholds,
-            slow=tuple(slow),
-            seen=tuple(seen),
-            slow_run=tuple(runs),
-            slow_run_span=tuple(spans),
+            slow=slow.slow,
+            seen=slow.seen,
+            slow_run=slow.runs,
+            slow_run_span=slow.spans,
         )
 
     def _percentiles(self, total: int, maximum: float) -> tuple[float, float, float]:
@@ -442,7 +419,3 @@ class Window:
         if key == self._zero_index:
             return 0.0
         return 2.0 * self._gamma**key / (self._gamma + 1.0)
-
-
-def _sum_slices(column: list[int], slices: list[tuple[int, int]]) -> int:
-    return sum(sum(column[a:b]) for a, b in slices)

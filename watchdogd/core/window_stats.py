@@ -27,9 +27,7 @@ class WindowStats:
     # When the trailing failure run started and its newest failure: bursts are not outages.
     run_started_at: float | None = None
     run_last_at: float | None = None
-    # The last RECENT seconds (the short window), and the latencies' standard deviation.
-    recent_count: int = 0
-    recent_errors: int = 0
+    # The latencies' standard deviation (the mean's confidence bound).
     # The window second by second, oldest first: samples, errors, latencies and, per
     # threshold, slow samples, for the burst clipping of the share tests (``gates``).
     counts_by_second: tuple[int, ...] = ()
