@@ -187,8 +187,8 @@ class TargetController:
             log.exception("evaluation after new evidence crashed", target=self.name)
 
     def warming_up(self, now: float) -> bool:
-        """A new release's first ``warmup`` seconds: its samples are shown, but only the fast
-        paths (hard down, nearly every request slow) and health states judge them."""
+        """A new release's first ``warmup`` seconds: its samples are shown, but only hard down
+        (failures spanning 1.5 s) and health states judge them; afterwards they are dropped."""
         warmup = float(self.setting("warmup"))
         return (
             warmup > 0.0
