@@ -49,7 +49,7 @@ from tenacity.wait import wait_base, wait_exponential
 
 from watchdogd.config.schema import Notifier, OnFailure, Step
 from watchdogd.errors import StepFailed, WatchdogError
-from watchdogd.logs import redact
+from watchdogd.redact import redact
 from watchdogd.playbook.context import HealthCheck, StepContext
 from watchdogd.playbook.notify import build_payload, send
 from watchdogd.playbook.plan import IncidentOutcome, IncidentPlan, StepResult
@@ -324,11 +324,11 @@ class PlaybookRunner:
         except StepFailed:
             raise
         except WatchdogError as err:
-            raise StepFailed(step.action, str(err)) from err
+            raise StepFailed(step.action, redact(str(err))) from err
         except Exception as err:
             # A bug in an executor must not kill the incident silently: report it as a failure.
             log.exception("step_crashed", action=step.action)
-            raise StepFailed(step.action, f"{type(err).__name__}: {err}") from err
+            raise StepFailed(step.action, redact(f"{type(err).__name__}: {err}")) from err
 
     def _retrying(self, index: int, step: Step, ctx: StepContext, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

@@ -1,0 +1,143 @@
+"""The one redaction of secrets: what may leave the daemon in a log line, an event, a
+notification or an error message.
+
+Three rules, applied by :func:`redact`:
+
+* every known secret value is replaced by ``***``: the config's ``${ENV}`` values and the API
+  token (registered process-wide with :func:`set_secrets`), plus any extra values a caller
+  knows of (a token an auth flow extracted a second ago);
+* every URL in the text loses its userinfo and its query string (:func:`safe_url`): a
+  configured URL may carry ``?apikey=…`` or ``user:password@`` that was never an ``${ENV}``;
+* a failed request is described by :func:`describe_error` from parts that cannot carry a
+  secret (a status code, an exception class, an errno name), never by the exception's
+  message, which for aiohttp includes the request URL.
+
+A child process (a ``command`` step, a release directory's ``restart``) gets
+:func:`child_environment`: never the daemon's own, which holds ``WATCHDOGD_TOKEN`` and every
+variable the config's ``${VAR}`` expanded.
+
+The logger applies :func:`redact` to every event (``watchdogd.logs``), the playbook runner to
+every step detail before it is journaled or sent, the sources to every failure reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
+
+import aiohttp
+
+__all__ = [
+    "CHILD_INHERITS",
+    "MIN_SECRET_LENGTH",
+    "REDACTED",
+    "child_environment",
+    "describe_error",
+    "known_secrets",
+    "redact",
+    "redact_urls",
+    "safe_url",
+    "set_secrets",
+]
+
+REDACTED = "***"
+#: Shorter values are not redacted: replacing every "a" or "10" would garble the message and
+#: hide nothing.
+MIN_SECRET_LENGTH = 3
+
+# scheme://anything-up-to-whitespace-or-a-quote: what an error message or a log line may quote.
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+#: The only variables of the daemon's environment a child process inherits.
+CHILD_INHERITS = ("PATH", "LANG")
+
+_secrets: tuple[str, ...] = ()
+
+
+def set_secrets(values: Iterable[str]) -> None:
+    """Replace the process-wide set of values no output may contain."""
+    global _secrets  # noqa: PLW0603 - one process-wide list, read by every redact() call
+    _secrets = _longest_first(values)
+
+
+def known_secrets() -> tuple[str, ...]:
+    return _secrets
+
+
+def redact(text: str, extra: Iterable[str] = ()) -> str:
+    """``text`` without URL credentials and query strings, and with every known secret (and
+    every value of ``extra``) replaced by ``***``, longest first so overlaps go."""
+    if "://" in text:
+        text = redact_urls(text)
+    for secret in (*_longest_first(extra), *_secrets):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def redact_urls(text: str) -> str:
+    """Every URL in ``text`` as :func:`safe_url` shows it."""
+    return _URL.sub(lambda match: safe_url(match.group(0)), text)
+
+
+def safe_url(url: str) -> str:
+    """The URL without userinfo, query string and fragment, which may carry tokens."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is not a number, a broken IPv6 literal
+        return url.partition("://")[0] + "://" + REDACTED
+    if ":" in host:
+        host = f"[{host}]"
+    marker = "?" + REDACTED if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{marker}"
+
+
+def describe_error(err: BaseException) -> str:
+    """A short, secret-free reason for a failed request: never the exception's message, which
+    for aiohttp includes the request URL (and with it any token placed in the URL)."""
+    if isinstance(err, TimeoutError):
+        return "timeout"
+    if isinstance(err, aiohttp.ClientConnectorDNSError):
+        return "DNS lookup failed"
+    if isinstance(err, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate rejected"
+    if isinstance(err, aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return f"connection failed ({_errno_text(err.os_error)})"
+    if isinstance(err, aiohttp.ServerDisconnectedError):
+        return "server closed the connection"
+    if isinstance(err, aiohttp.ClientPayloadError):
+        return "broken response body"
+    if isinstance(err, aiohttp.ClientResponseError):
+        return f"bad response (status {err.status})"
+    return type(err).__name__
+
+
+def child_environment(
+    *layers: Mapping[str, str], inherit: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A child's environment: ``PATH`` and ``LANG`` from ``inherit`` (the daemon's own by
+    default), then each of ``layers`` in order (the step's ``env:``, the ``WATCHDOGD_*``
+    context); nothing else of the daemon's."""
+    source = os.environ if inherit is None else inherit
+    env = {name: source[name] for name in CHILD_INHERITS if name in source}
+    env.setdefault("PATH", os.defpath)
+    for layer in layers:
+        env.update(layer)
+    return env
+
+
+def _errno_text(err: OSError) -> str:
+    if err.errno is not None and err.errno in errno.errorcode:
+        return os.strerror(err.errno).lower()
+    return type(err).__name__
+
+
+def _longest_first(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({v for v in values if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True))
