@@ -26,7 +26,7 @@ import errno
 import os
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
@@ -41,6 +41,7 @@ __all__ = [
     "redact_urls",
     "safe_url",
     "set_secrets",
+    "url_secrets",
 ]
 
 REDACTED = "***"
@@ -95,6 +96,19 @@ def safe_url(url: str) -> str:
         host = f"[{host}]"
     marker = "?" + REDACTED if parts.query else ""
     return f"{parts.scheme}://{host}{port}{parts.path}{marker}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a configured URL that may be credentials: the password and every query
+    value. A server that echoes its request (``denied: /hook?token=…``) quotes them without
+    the scheme that :func:`redact_urls` recognises."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    values = [value for _key, value in parse_qsl(parts.query, keep_blank_values=False)]
+    return [*values, *([password] if password else [])]
 
 
 def describe_error(err: BaseException) -> str:

@@ -7,7 +7,7 @@ import aiohttp
 from watchdogd.config.schema import HttpAction, Step
 from watchdogd.errors import StepFailed
 from watchdogd.playbook.context import StepContext, tail
-from watchdogd.redact import describe_error, redact, safe_url
+from watchdogd.redact import describe_error, redact, safe_url, url_secrets
 
 __all__ = ["run_http"]
 
@@ -26,8 +26,6 @@ async def run_http(step: Step, ctx: StepContext) -> str:
         raise StepFailed("http", f"{where}: {describe_error(err)}") from err
     if response.status not in spec.expect_status:
         expected = ", ".join(str(s) for s in spec.expect_status)
-        raise StepFailed(
-            "http",
-            f"{where} answered {response.status}, expected {expected}: {redact(tail(body, 5))}",
-        )
+        said = redact(tail(body, 5), url_secrets(spec.url))
+        raise StepFailed("http", f"{where} answered {response.status}, expected {expected}: {said}")
     return f"{where} answered {response.status}"

@@ -44,7 +44,7 @@ from watchdogd.errors import StepFailed
 from watchdogd.model import Release
 from watchdogd.playbook.context import StepContext, tail
 from watchdogd.playbook.plan import StepResult
-from watchdogd.redact import describe_error, redact
+from watchdogd.redact import describe_error, redact, url_secrets
 from watchdogd.store.records import StepStatus
 
 __all__ = ["build_payload", "event_for", "render_text", "run_notify", "send", "send_message"]
@@ -159,7 +159,8 @@ async def _post_json(url: str, payload: dict[str, Any], http: aiohttp.ClientSess
         # Read the (small) answer in full: the connection stays reusable, and is not reset.
         body = await response.text(errors="replace")
         if response.status >= 300:
-            raise StepFailed("notify", f"HTTP {response.status}: {redact(tail(body, 5, 300))}")
+            said = redact(tail(body, 5, 300), url_secrets(url))
+            raise StepFailed("notify", f"HTTP {response.status}: {said}")
 
 
 def _apprise_send(url: str, payload: dict[str, Any]) -> None:
