@@ -36,9 +36,9 @@ __all__ = [
     "REDACTED",
     "child_environment",
     "describe_error",
-    "known_secrets",
     "redact",
     "redact_urls",
+    "registered",
     "safe_url",
     "set_secrets",
     "url_secrets",
@@ -64,16 +64,17 @@ def set_secrets(values: Iterable[str]) -> None:
     _secrets = _longest_first(values)
 
 
-def known_secrets() -> tuple[str, ...]:
+def registered() -> tuple[str, ...]:
+    """The secrets :func:`set_secrets` registered, longest first."""
     return _secrets
 
 
-def redact(text: str, extra: Iterable[str] = ()) -> str:
-    """``text`` without URL credentials and query strings, and with every known secret (and
-    every value of ``extra``) replaced by ``***``, longest first so overlaps go."""
+def redact(text: str, secrets: Iterable[str] | None = None) -> str:
+    """``text`` without URL credentials and query strings, and with every registered secret
+    (and every value of ``secrets``) replaced by ``***``, longest first so overlaps go."""
     if "://" in text:
         text = redact_urls(text)
-    for secret in (*_longest_first(extra), *_secrets):
+    for secret in (*_longest_first(secrets or ()), *_secrets):
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

@@ -1,8 +1,9 @@
 """Logging through structlog: JSON off a TTY, readable on one, secrets redacted at the logger.
 
 Redaction sits in the processor chain, so no call site can forget it: every string value of
-every event is scrubbed (``watchdogd.redact``: the config's ``${ENV}`` values, the API token, and
-the userinfo and query string of every URL) before it is rendered.
+every event is scrubbed by ``watchdogd.redact`` (the secrets registered with ``set_secrets``:
+values that came from ``${ENV}`` and the API token; and the userinfo and query string of every
+URL) before it is rendered.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from typing import Any
 
 import structlog
 
-# The redaction itself lives in watchdogd.redact; set_secrets and redact stay importable from
-# here until every caller imports them from there (issue #13's layout move).
-from watchdogd.redact import REDACTED, redact, set_secrets
+from watchdogd.redact import redact, set_secrets
 
-__all__ = ["REDACTED", "configure", "redact", "set_secrets"]
+__all__ = ["configure", "set_secrets"]
 
 
 def _redact_processor(
