@@ -10,7 +10,7 @@ from test_check_config import BASE, broken
 
 from watchdogd.cli import main
 from watchdogd.config import load_config, load_config_text
-from watchdogd.config.source import MAX_VALUES
+from watchdogd.config.yaml_text import MAX_VALUES
 from watchdogd.errors import ConfigError
 
 SECRET = "pa55w0rd-from-the-environment"
