@@ -227,7 +227,7 @@ class TestHostileReload:
         elif broken == "deep":
             config.write_text(text + "extra: " + "[" * 20_000 + "]" * 20_000 + "\n")
         else:  # a variable only the new file uses, in a field whose error quotes its value
-            config.write_text(text.replace("bake_time: 2s", "bake_time: ${NEW_VAR}"))
+            config.write_text(text.replace("bake_time: 2s", "bake_time: '${NEW_VAR}'"))
         failures = daemon.metric("watchdogd_config_reload_failures_total") or 0.0
         daemon.process.send_signal(signal.SIGHUP)
         wait_for(
