@@ -74,7 +74,7 @@ class TestDecisionSim:
 
     def test_tables_are_data(self, sim: ModuleType) -> None:
         """Every row of every table summarises its own quick run (rows can be added)."""
-        table = sim.Table("one row", [sim.TABLES[1].rows[0]])
+        table = sim.Table("one row", [sim.DETECTION.rows[0]])
         [(title, [(_row, (text, _target, passed))])] = sim.run_tables(
             [table], full=False, workers=1
         )

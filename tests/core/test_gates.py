@@ -255,11 +255,11 @@ class TestLatency:
         """A run of slow latencies spanning 1.5 s or more breaches at once; the run needed
         against a 5 % share is 5 (the scan bound), not min_samples."""
         window = latency_window(300, 0)
-        for t in range(300, 304):
-            window.add(float(t), ok=True, latency=3.0)
-        assert verdict(latency_gate(), window.stats(303.5), 303.5) is Verdict.OK
-        window.add(304.0, ok=True, latency=3.0)
-        result = latency_gate().evaluate(window.stats(304.5), 304.5)
+        for sent in range(300, 304):  # one probe a second, each answering in 3 s
+            window.add(sent + 3.0, ok=True, latency=3.0)
+        assert verdict(latency_gate(), window.stats(306.5), 306.5) is Verdict.OK
+        window.add(307.0, ok=True, latency=3.0)
+        result = latency_gate().evaluate(window.stats(307.5), 307.5)
         assert result.verdict is Verdict.BREACHED
         assert "nearly every request is slow: 5 in a row" in result.reason
 

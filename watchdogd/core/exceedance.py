@@ -11,13 +11,17 @@ gate of its check uses, the samples known to be above it:
   ``(lower, upper]``) is above ``t`` when ``lower >= t``. Inside a bucket that straddles ``t``
   it is counted as not slow: the bound that cannot cause a false breach.
 
-It also keeps, per threshold, the trailing run of slow samples (exact latencies only: the order
-of a scrape's observations is unknown) and when that run started, for the fast path of a
-release where nearly every request is slow. No I/O, no clock: the window passes ``now``.
+It also keeps, per threshold, the trailing run of slow samples in the order they were *sent*
+(a sample's start is ``now - latency``; exact latencies only: the order of a scrape's
+observations is unknown), for the fast path of a release where nearly every request is slow. A
+slow answer that started before the newest fast one does not extend the run, and neither does
+a waiting probe sent before it: overlapping probes of a heavy-tailed service must not stack
+into a run. No I/O, no clock: the window passes ``now``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -39,7 +43,7 @@ class SlowSummary:
 class Exceedances:
     """Per-bucket counts of latencies above each of ``thresholds`` (seconds)."""
 
-    __slots__ = ("_run", "_run_last", "_run_start", "_slow", "thresholds")
+    __slots__ = ("_fast_start", "_run", "_run_last", "_run_start", "_slow", "thresholds")
 
     def __init__(self, thresholds: Iterable[float], buckets: int) -> None:
         self.thresholds = tuple(sorted(set(thresholds)))
@@ -47,19 +51,22 @@ class Exceedances:
         self._run = [0] * len(self.thresholds)
         self._run_start = [0.0] * len(self.thresholds)
         self._run_last = [0.0] * len(self.thresholds)
+        self._fast_start = [-math.inf] * len(self.thresholds)  # newest fast sample's start
 
     def add(self, slot: int, now: float, latency: float, count: int, latest: bool) -> None:
         """``count`` exact latencies; ``latest`` when they are the newest samples so far."""
+        start = now - latency
         for i, threshold in enumerate(self.thresholds):
             if latency > threshold:
                 self._slow[i][slot] += count
-                if latest:
+                if latest and start > self._fast_start[i]:
                     if not self._run[i]:
                         self._run_start[i] = now
                     self._run[i] += count
                     self._run_last[i] = now
             elif latest:
                 self._run[i] = 0
+                self._fast_start[i] = max(self._fast_start[i], start)
 
     def add_above(self, slot: int, lower: float, count: int) -> None:
         """``count`` observations known only to be above ``lower`` (a histogram bucket)."""
@@ -76,6 +83,7 @@ class Exceedances:
             for slot in range(len(column)):
                 column[slot] = 0
         self._run = [0] * len(self.thresholds)
+        self._fast_start = [-math.inf] * len(self.thresholds)
 
     def slow(self, i: int) -> int:
         """Slow samples over every live bucket."""
@@ -104,10 +112,15 @@ class Exceedances:
         a slow sample of every threshold it has passed, at the moment it passed it."""
         slow, seen, runs, spans = [], [], [], []
         for i, threshold in enumerate(self.thresholds):
-            crossed = sorted(start + threshold for start in in_flight if now - start > threshold)
+            crossed = sorted(
+                start + threshold
+                for start in in_flight
+                if now - start > threshold and start > self._fast_start[i]
+            )
+            waiting_any = sum(1 for start in in_flight if now - start > threshold)
             waiting = len(crossed)
-            slow.append(self.slow(i) + waiting)
-            seen.append(latencies + waiting)
+            slow.append(self.slow(i) + waiting_any)
+            seen.append(latencies + waiting_any)
             run, first, newest = self.run(i, live_since)
             if waiting:
                 first = first if run else crossed[0]
