@@ -7,6 +7,7 @@ Cross-field rules (a gate names an existing check, names are unique, …) live i
 
 from __future__ import annotations
 
+import difflib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,6 +51,7 @@ class Defaults(Strict):
 
     window: Duration = 300.0
     bake_time: Duration = 300.0
+    warmup: Duration = 0.0
     cooldown: Duration = 600.0
     max_rollbacks_per_hour: Annotated[int, Field(ge=0)] = 3
     dry_run: bool = False
@@ -176,6 +178,11 @@ LATENCY_METRICS = frozenset(
 )
 
 
+DEFAULT_FAILURE_RATE = 0.01
+"""The failure gate every ``http`` check gets unless it has a rate gate of its own: 1 %, so
+that hard down needs only three failed probes (``core.proportion.scan_run``)."""
+
+
 class GateConfig(Strict):
     """``above``/``below`` take the metric's unit: a ratio for rates, a duration for latency, a
     plain number for PromQL values. ``unhealthy`` takes neither."""
@@ -190,6 +197,8 @@ class GateConfig(Strict):
     min_errors: Annotated[int, Field(ge=1)] = _CORE.min_errors
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = _CORE.confidence
     consecutive_failures: Annotated[int, Field(ge=0)] = _CORE.consecutive_failures
+    min_slow: Annotated[int, Field(ge=1)] = _CORE.min_slow
+    max_staleness: Duration | None = None
     # Baseline gates (issue #15): judge green against blue over the same window. Validated
     # here and in rules; nothing evaluates them until blue-green targets exist.
     compare: Literal["absolute", "baseline"] = "absolute"
@@ -358,6 +367,14 @@ class Step(Strict):
                 f"one of: {', '.join(STEP_ACTIONS)}"
             )
         actions = [key for key in data if key in STEP_ACTIONS]
+        unknown = [key for key in data if key not in STEP_ACTIONS and key not in STEP_COMMON_KEYS]
+        if not actions and unknown:
+            # Most likely a misspelt action: name it, as unknown keys elsewhere are named.
+            close = difflib.get_close_matches(str(unknown[0]), list(STEP_ACTIONS), n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise ValueError(
+                f'unknown step "{unknown[0]}"{hint}; a step is one of {", ".join(STEP_ACTIONS)}'
+            )
         if len(actions) != 1:
             found = ", ".join(actions) if actions else "none"
             raise ValueError(
@@ -399,6 +416,7 @@ class TargetConfig(Strict):
     release_dir: ReleaseDir | None = None
     window: Duration | None = None
     bake_time: Duration | None = None
+    warmup: Duration | None = None
     cooldown: Duration | None = None
     max_rollbacks_per_hour: Annotated[int, Field(ge=0)] | None = None
     dry_run: bool | None = None
@@ -418,6 +436,41 @@ class TargetConfig(Strict):
             if len(present) == 1:
                 return dict(data, kind=present[0])
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gate_http_failures(cls, data: Any) -> Any:
+        """Every ``http`` check gates its failures, so that a refused connection or a hang is
+        caught by the check that sees it first, whatever the user gated: a check without a
+        ``failure_rate`` or ``error_rate`` gate gets ``failure_rate above 1%`` (defaults)."""
+        if not isinstance(data, dict):
+            return data
+        checks, gates = data.get("checks") or [], data.get("gates") or []
+        if not isinstance(checks, list) or not isinstance(gates, list):
+            return data  # the field validators report the real error
+        rated = {
+            g.get("check")
+            for g in gates
+            if isinstance(g, dict) and g.get("metric") in {m.value for m in RATE_METRICS}
+        }
+        implied = [
+            {"check": c["name"], "metric": "failure_rate", "above": DEFAULT_FAILURE_RATE}
+            for c in checks
+            if isinstance(c, dict) and c.get("type") == "http" and c.get("name") not in rated
+        ]
+        return dict(data, gates=[*gates, *implied]) if implied else data
+
+    def latency_thresholds(self, check: str) -> tuple[float, ...]:
+        """The latency thresholds of ``check``'s gates (its window counts samples above each)."""
+        return tuple(
+            sorted(
+                {
+                    g.above
+                    for g in self.gates
+                    if g.check == check and g.metric in LATENCY_METRICS and g.above is not None
+                }
+            )
+        )
 
     def setting(self, name: str, defaults: Defaults) -> Any:
         """The target's own value for a ``defaults`` key, or the inherited one."""
@@ -445,6 +498,16 @@ class Config(Strict):
 
     def remember_secrets(self, values: frozenset[str]) -> None:
         self._secrets = values
+
+    # ${VAR}s that were not set, loaded as placeholders (``check-config`` only).
+    _unset_variables: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def unset_variables(self) -> tuple[str, ...]:
+        return self._unset_variables
+
+    def remember_unset_variables(self, names: tuple[str, ...]) -> None:
+        self._unset_variables = names
 
     @field_validator("listen")
     @classmethod
