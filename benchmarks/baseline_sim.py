@@ -217,6 +217,7 @@ def _absolute(gates: Sequence[Gate], g: _Colour, now: int) -> bool:
         return False
     # Below the cut the p95 is not drawn; it is at most TAIL_CUT, far under the 2 s gate.
     p95 = g.quantile(0.95) or TAIL_CUT
+    limit = _above(BASE_LATENCY)
     stats = WindowStats(
         count=g.count,
         errors=g.errors,
@@ -231,6 +232,20 @@ def _absolute(gates: Sequence[Gate], g: _Colour, now: int) -> bool:
         last_ok=run == 0 if g.count else None,
         last_sample_at=float(now),
         last_value=None,
+        # What the gates of issue #12 read: the failure run's time span (request times are
+        # even, so index / rate), the window second by second, and the counts above 2 s. The
+        # slow-run fast path is left out (no run of 2 s answers in these shapes).
+        run_started_at=(g.last_error - run + 1) / g.rate if run else None,
+        run_last_at=g.last_error / g.rate if run else None,
+        counts_by_second=tuple(n for n, _, _ in g.per_second),
+        errors_by_second=tuple(e for _, e, _ in g.per_second),
+        latencies_by_second=tuple(n for n, _, _ in g.per_second),
+        slow_by_second=(tuple(sum(1 for x in tail if x > limit) for _, _, tail in g.per_second),),
+        thresholds=(limit,),
+        slow=(g.above(limit),),
+        seen=(g.count,),
+        slow_run=(0,),
+        slow_run_span=(0.0,),
     )
     return any(
         gate.evaluate(stats, float(now)).verdict is Verdict.BREACHED
