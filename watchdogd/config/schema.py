@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
+from watchdogd.core.baseline import DEFAULT_CONFIDENCE as BASELINE_CONFIDENCE
 from watchdogd.core.gates import GateMetric, GateSpec
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -242,6 +243,15 @@ class GateConfig(Strict):
     @property
     def name(self) -> str:
         return f"{self.check}:{self.metric.value}"
+
+    @property
+    def effective_confidence(self) -> float:
+        """``confidence`` as written, else the default of the gate's kind: a baseline gate is
+        tested again after every error on its sliding window, so its default is stricter
+        (``core.baseline.DEFAULT_CONFIDENCE``)."""
+        if self.compare == "baseline" and "confidence" not in self.model_fields_set:
+            return BASELINE_CONFIDENCE
+        return self.confidence
 
 
 class _Invalid:
