@@ -94,7 +94,7 @@ DEFAULT_TOLERANCE = {
 DEFAULT_CONFIDENCE = 0.9999
 """Per-evaluation confidence of a baseline gate (z = 3.72), stricter than an absolute gate's
 0.995 because the test is repeated every second on a sliding window: a new error on green or
-an old one leaving blue's window makes each of them a fresh look, about 26 000 a day at
+an old one leaving blue's window makes each of them a fresh look, some 30 000 a day at
 100 requests/s, not the 288 windows of five minutes a day suggests. 0.995 gave 15 false
 triggers in 100 simulated days of identical releases; 0.9999 gave none and still catches
 0.3 % -> 0.9 % at 100 requests/s in a median of about 3 minutes (docs/canary.md)."""
