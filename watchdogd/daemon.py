@@ -22,7 +22,8 @@ import structlog
 from aiohttp import web
 
 from watchdogd import logs
-from watchdogd.alertmanager import WebhookPayload, matches
+from watchdogd.alertmanager import WebhookPayload
+from watchdogd.api.alert_intake import AlertIntake, IntakeUnavailable
 from watchdogd.config import Config, load_config, summarize
 from watchdogd.core.guards import TriggerKind
 from watchdogd.errors import (
@@ -77,6 +78,7 @@ class Daemon:
         self.token = read_token(config)
         self.store = Store.in_state_dir(config.state_dir)
         self.wiring = Wiring(self)
+        self.alert_intake = AlertIntake(self.store, self.metrics, self.controllers.values)
         self._stop = asyncio.Event()
         self._signals = 0
         self._runner: web.AppRunner | None = None
@@ -285,41 +287,10 @@ class Daemon:
             raise web.HTTPServiceUnavailable(text=str(err)) from err
 
     async def receive_alerts(self, payload: WebhookPayload) -> dict[str, Any]:
-        accepted = duplicates = 0
-        started: list[dict[str, str]] = []
-        for alert in payload.alerts:
-            self.metrics.alerts_received.labels(alert.status).inc()
-            fingerprint, starts_at = alert.key
-            try:
-                new = self.store.remember_alert(fingerprint, starts_at, alert.status)
-            except StoreError as err:
-                raise web.HTTPServiceUnavailable(text=f"cannot record the alert: {err}") from err
-            if not new:
-                duplicates += 1
-                continue
-            accepted += 1
-            if alert.status != "firing":
-                self.store.audit(
-                    "alert_resolved",
-                    f"alert {alert.name} resolved",
-                    data={"fingerprint": fingerprint, "labels": dict(alert.labels)},
-                )
-                continue
-            for controller in self.controllers.values():
-                if any(matches(rule, alert.labels) for rule in controller.config.alerts):
-                    summary = alert.annotations.get("summary", "")
-                    trigger = Trigger(
-                        "alert",
-                        alert.name,
-                        f"alert {alert.name} firing {summary}".strip(),
-                        dict(alert.labels),
-                    )
-                    try:
-                        incident = await controller.request(trigger, TriggerKind.ALERT)
-                        started.append({"target": controller.name, "incident": incident})
-                    except ControlRefused as err:
-                        started.append({"target": controller.name, "refused": err.message})
-        return {"accepted": accepted, "duplicates": duplicates, "playbooks": started}
+        try:
+            return await self.alert_intake.receive(payload.alerts)
+        except IntakeUnavailable as err:
+            raise web.HTTPServiceUnavailable(text=str(err)) from err
 
 
 def run_daemon(config_path: str) -> int:
