@@ -24,6 +24,7 @@ from aiohttp import web
 from watchdogd import logs
 from watchdogd.alertmanager import WebhookPayload
 from watchdogd.api.alert_intake import AlertIntake, IntakeUnavailable
+from watchdogd.api.connections import CappedSite, connection_cap
 from watchdogd.config import Config, load_config, summarize
 from watchdogd.core.guards import TriggerKind
 from watchdogd.errors import (
@@ -36,7 +37,7 @@ from watchdogd.errors import (
 from watchdogd.metrics import Metrics
 from watchdogd.model import Trigger
 from watchdogd.sdnotify import SystemdNotifier
-from watchdogd.server import build_app
+from watchdogd.server import build_app, make_runner
 from watchdogd.store import Store
 from watchdogd.supervisor import Supervisor
 from watchdogd.watch.target import TargetController
@@ -76,7 +77,9 @@ class Daemon:
         self.supervisor = Supervisor(self.metrics)
         self.controllers: dict[str, TargetController] = {}
         self.token = read_token(config)
-        self.store = Store.in_state_dir(config.state_dir)
+        self.store = Store.in_state_dir(
+            config.state_dir, on_error=lambda _err: self.metrics.store_errors.inc()
+        )
         self.wiring = Wiring(self)
         self.alert_intake = AlertIntake(self.store, self.metrics, self.controllers.values)
         self._stop = asyncio.Event()
@@ -101,6 +104,7 @@ class Daemon:
 
     async def start(self) -> None:
         self.metrics.store_writable.set(1 if self.store.check_writable() else 0)
+        await asyncio.to_thread(self.store.check_integrity)  # /readyz says if damaged
         self.metrics.watch_targets(
             lambda: [c.view(time.monotonic(), recent=True) for c in self.controllers.values()]
         )
@@ -113,10 +117,19 @@ class Daemon:
         self.supervisor.start("releases", self._release_loop)
         if self.notifier.watchdog_interval:
             self.supervisor.start("watchdog", self._watchdog_loop)
-        app = build_app(self, self.metrics, self.token, self.config.server.max_body)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        server = self.config.server
+        app = build_app(
+            self,
+            self.metrics,
+            self.token,
+            server.max_body,
+            server=server,
+            listen_host=self.config.listen_host,
+        )
+        self._runner = make_runner(app, server)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)
+        cap = connection_cap(server.max_connections)
+        site = CappedSite(self._runner, self.config.listen_host, self.config.listen_port, cap=cap)
         await site.start()
         self._sources_started = True
         log.info("watchdogd started", listen=self.config.listen, summary=summarize(self.config))
@@ -244,6 +257,8 @@ class Daemon:
             reasons.append("sources not started")
         if not self.store.writable:
             reasons.append("state store not writable")
+        if self.store.damage:
+            reasons.append(f"state store damaged: {self.store.damage}")
         return reasons
 
     def target_names(self) -> list[str]:

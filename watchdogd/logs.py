@@ -2,7 +2,8 @@
 
 Redaction sits in the processor chain, so no call site can forget it: every string value of
 every event is scrubbed of the config's secrets (values that came from ``${ENV}`` and the API
-token) before it is rendered.
+token) before it is rendered. The standard library's loggers (aiohttp's, asyncio's) are routed into
+the same chain, so their errors are one JSON line too, traceback included as a field.
 """
 
 from __future__ import annotations
@@ -43,6 +44,28 @@ def _redact_processor(
     return event
 
 
+class _ToStructlog(logging.Handler):
+    """Hands standard-library log records (aiohttp, asyncio) to structlog."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info and record.exc_info[0] is not None:
+                fields["exc_info"] = record.exc_info
+            structlog.get_logger(record.name).log(record.levelno, record.getMessage(), **fields)
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
+
+
+def _route_standard_logging(level: str) -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _ToStructlog)]:
+        root.removeHandler(handler)
+    root.addHandler(_ToStructlog())
+    # Libraries' info lines (httpx logs every request) would drown ours: warnings and up.
+    root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
     """Set up structlog once for the process; ``fmt`` is ``json``, ``console`` or ``auto``."""
     out = stream or sys.stderr
@@ -67,3 +90,4 @@ def configure(level: str = "info", fmt: str = "auto", stream: Any = None) -> Non
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    _route_standard_logging(level)
