@@ -127,14 +127,12 @@ class AlertIntake:
             if len(alerts) == 1
             else f"{len(alerts)} alerts {what}: {listed}"
         )
-        data: dict[str, Any] = {
-            "count": len(alerts),
-            "alerts": [
-                {"fingerprint": a.fingerprint, "labels": dict(a.labels)} for a in alerts[:LISTED]
-            ],
-        }
+        data: dict[str, Any]
         if len(alerts) == 1:
-            data |= {"fingerprint": alerts[0].fingerprint, "labels": dict(alerts[0].labels)}
+            data = {"fingerprint": alerts[0].fingerprint, "labels": dict(alerts[0].labels)}
+        else:
+            listed_alerts = [{"fingerprint": a.fingerprint, "name": a.name} for a in alerts]
+            data = {"count": len(alerts), "alerts": listed_alerts[:LISTED]}
         try:
             self._store.audit(kind, message, data=data)
         except StoreError as err:

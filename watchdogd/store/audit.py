@@ -10,12 +10,20 @@ from typing import Any
 from watchdogd.store.base import StoreBase, dumps
 from watchdogd.store.records import AuditEvent
 
-__all__ = ["MAX_AUDIT_ITEMS", "MAX_AUDIT_TEXT", "AlertNews", "AuditStore", "bounded"]
+__all__ = [
+    "MAX_AUDIT_DATA",
+    "MAX_AUDIT_ITEMS",
+    "MAX_AUDIT_TEXT",
+    "AlertNews",
+    "AuditStore",
+    "bounded",
+]
 
 #: Caps on what one audit row keeps of its data: alert labels come from whoever holds the
 #: token, and a 1 MiB webhook must not turn into 1 MiB rows that every /api/v1/events reads.
 MAX_AUDIT_TEXT = 2048
 MAX_AUDIT_ITEMS = 64
+MAX_AUDIT_DATA = 16 * 1024
 
 
 class AlertNews(StrEnum):
@@ -59,6 +67,14 @@ def bounded(value: Any, depth: int = 0) -> Any:
     return value
 
 
+def _data_text(data: dict[str, Any]) -> str:
+    """``data`` as stored: bounded, and a preview of its JSON if still over ``MAX_AUDIT_DATA``."""
+    text = dumps(bounded(data))
+    if len(text) <= MAX_AUDIT_DATA:
+        return text
+    return dumps({"truncated": True, "size": len(text), "preview": text[: MAX_AUDIT_DATA // 2]})
+
+
 class AuditStore(StoreBase):
     """The store's audit log and alert de-duplication (a part of ``Store``)."""
 
@@ -81,7 +97,7 @@ class AuditStore(StoreBase):
                     target,
                     kind,
                     bounded(message),
-                    dumps(bounded(data or {})),
+                    _data_text(data or {}),
                     incident_id,
                 ),
             )
