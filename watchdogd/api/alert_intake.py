@@ -18,14 +18,14 @@ from typing import Any
 
 import structlog
 
-from watchdogd.alertmanager import Alert, matches
+from watchdogd.api.alertmanager import Alert, matches
 from watchdogd.core.guards import TriggerKind
 from watchdogd.errors import ControlRefused, StoreError
-from watchdogd.metrics import Metrics
+from watchdogd.metrics.registry import Metrics
 from watchdogd.model import Trigger
 from watchdogd.store import Store
 from watchdogd.store.audit import AlertNews
-from watchdogd.watch.target import TargetController
+from watchdogd.watch.controller import TargetController
 
 __all__ = ["ALERT_MEMORY", "AlertIntake", "IntakeUnavailable"]
 

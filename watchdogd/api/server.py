@@ -19,12 +19,12 @@ import pydantic
 import structlog
 from aiohttp import web
 
-from watchdogd.alertmanager import WebhookPayload
+from watchdogd.api.alertmanager import WebhookPayload
 from watchdogd.api.connections import BUSY, track_busy
+from watchdogd.api.openapi import OPENAPI
 from watchdogd.config.schema import ServerSettings
 from watchdogd.errors import ControlRefused
-from watchdogd.metrics import Metrics
-from watchdogd.openapi import OPENAPI
+from watchdogd.metrics.registry import Metrics
 
 log = structlog.get_logger(__name__)
 
