@@ -157,6 +157,8 @@ def test_non_utf8_authorization_is_a_wrong_token(
         b"\r\n{}"
     )
     assert status_of(raw_request(daemon.port, request)) == 401
+    foreign = b"GET /api/v1/targets HTTP/1.1\r\nHost: \xff\xfeevil\r\nConnection: close\r\n\r\n"
+    assert status_of(raw_request(daemon.port, foreign)) == 421
     assert daemon.target("app")["state"] != "frozen"
     assert "Traceback" not in daemon.log.read_text()
 

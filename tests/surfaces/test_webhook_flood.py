@@ -132,6 +132,12 @@ def test_resolution_before_its_firing_starts_nothing(
     assert ignored["data"]["fingerprint"] == "0123abcd"
     assert daemon.target("app")["state"] == "healthy"
     assert release_app.current() == "v2"
+    # Both halves of another alert in one delivery, firing first: it is over too.
+    both = alert_payload(fingerprint="4567cdef", starts_at="2026-02-01T00:00:00Z")
+    both["alerts"] += alert_payload(
+        status="resolved", fingerprint="4567cdef", starts_at="2026-02-01T00:00:00Z"
+    )["alerts"]
+    assert daemon.post("/hooks/alertmanager", both).json()["playbooks"] == []
     # Its repeats are duplicates; another episode of the same alert still acts.
     assert daemon.post("/hooks/alertmanager", firing).json()["duplicates"] == 1
     other = alert_payload(fingerprint="0123abcd", starts_at="2026-02-01T02:00:00Z")
