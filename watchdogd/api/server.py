@@ -118,6 +118,7 @@ def _error(status: int, message: str) -> web.Response:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def _host_name(header: str) -> str:
@@ -130,7 +131,7 @@ def _host_name(header: str) -> str:
     return host.rstrip(".")
 
 
-def _check_host(allowed: frozenset[str]) -> Any:
+def _check_host(allowed: frozenset[str]) -> Middleware:
     """Answer only requests addressed to us: an IP address, ``localhost``, the listen host or a
     name in ``server.hosts``. A page that rebinds its own DNS name to 127.0.0.1 sends that name
     as ``Host`` and is refused, so it cannot read the API from a browser (421)."""

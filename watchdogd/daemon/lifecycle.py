@@ -81,7 +81,9 @@ class Daemon:
             config.state_dir, on_error=lambda _err: self.metrics.store_errors.inc()
         )
         self.wiring = Wiring(self)
-        self.alert_intake = AlertIntake(self.store, self.metrics, self.controllers.values)
+        self.alert_intake = AlertIntake(
+            self.store, self.metrics, lambda: list(self.controllers.values())
+        )
         self._stop = asyncio.Event()
         self._signals = 0
         self._runner: web.AppRunner | None = None
