@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from watchdogd.api.alertmanager import PayloadError, WebhookPayload, validate_payload
 from watchdogd.api.connections import BUSY, track_busy
@@ -118,7 +119,6 @@ def _error(status: int, message: str) -> web.Response:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def _host_name(header: str) -> str:
