@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
 
 from watchdogd.daemon import logs
 from watchdogd.redact import set_secrets
@@ -65,3 +66,17 @@ def test_an_asyncio_error_is_one_json_line(output: io.StringIO) -> None:
 def test_library_info_lines_stay_out(output: io.StringIO) -> None:
     logging.getLogger("httpx").info("HTTP Request: GET http://app/ 200")
     assert output.getvalue() == ""
+
+
+def test_a_clients_bad_request_is_not_an_error(output: io.StringIO) -> None:
+    """aiohttp logs a malformed request with its traceback; it was answered 400, so it is a
+    debug line at most: anyone could otherwise fill the log with tracebacks."""
+    try:
+        raise_bad_request()
+    except HttpProcessingError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    assert output.getvalue() == ""
+
+
+def raise_bad_request() -> None:
+    raise InvalidURLError(message="Invalid char in url path")

@@ -159,6 +159,9 @@ def test_non_utf8_authorization_is_a_wrong_token(
     assert status_of(raw_request(daemon.port, request)) == 401
     foreign = b"GET /api/v1/targets HTTP/1.1\r\nHost: \xff\xfeevil\r\nConnection: close\r\n\r\n"
     assert status_of(raw_request(daemon.port, foreign)) == 421
+    for path in (b"/api/v1/events?target=%ff%fe", b"/api/v1/targets/%ff\xfe", b"/\xff"):
+        request = b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        assert status_of(raw_request(daemon.port, request)) < 500, path
     assert daemon.target("app")["state"] != "frozen"
     assert "Traceback" not in daemon.log.read_text()
 

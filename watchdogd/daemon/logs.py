@@ -15,6 +15,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 from watchdogd.redact import redact, registered, set_secrets
 
@@ -39,9 +40,15 @@ class _ToStructlog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             fields: dict[str, Any] = {"logger": record.name}
-            if record.exc_info and record.exc_info[0] is not None:
+            level = record.levelno
+            error = record.exc_info[1] if record.exc_info else None
+            if isinstance(error, HttpProcessingError) and error.code < 500:
+                # A client's malformed request, answered with a 4xx: not our error, and one
+                # traceback per bad request would let anyone fill the log.
+                level, fields["error"] = logging.DEBUG, str(error).replace("\n", " ")[:300]
+            elif record.exc_info and record.exc_info[0] is not None:
                 fields["exc_info"] = record.exc_info
-            structlog.get_logger(record.name).log(record.levelno, record.getMessage(), **fields)
+            structlog.get_logger(record.name).log(level, record.getMessage(), **fields)
         except Exception:  # logging must never raise into the caller
             self.handleError(record)
 
