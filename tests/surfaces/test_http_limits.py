@@ -145,6 +145,7 @@ def test_compressed_bodies_are_refused_before_authentication(
     assert daemon.target("app")["state"] != "frozen"
     assert events(daemon, "incident_started") == []
     assert metric_value(daemon, "watchdogd_alerts_received_total", status="firing") is None
+    assert metric_value(daemon, "watchdogd_webhook_rejected_total", reason="compressed") == 4.0
 
 
 def test_non_utf8_authorization_is_a_wrong_token(

@@ -75,7 +75,7 @@ def build_app(
     hosts = frozenset(h.lower().rstrip(".") for h in (*settings.hosts, listen_host, "localhost"))
     app = web.Application(
         client_max_size=max_body,
-        middlewares=[track_busy, _check_host(hosts), _refuse_encoded_bodies],
+        middlewares=[track_busy, _check_host(hosts, metrics), _refuse_encoded_bodies(metrics)],
     )
     app[BUSY] = set()
     handlers = _Handlers(control, metrics, token, settings.body_timeout)
@@ -131,7 +131,7 @@ def _host_name(header: str) -> str:
     return host.rstrip(".")
 
 
-def _check_host(allowed: frozenset[str]) -> Middleware:
+def _check_host(allowed: frozenset[str], metrics: Metrics) -> Middleware:
     """Answer only requests addressed to us: an IP address, ``localhost``, the listen host or a
     name in ``server.hosts``. A page that rebinds its own DNS name to 127.0.0.1 sends that name
     as ``Host`` and is refused, so it cannot read the API from a browser (421)."""
@@ -146,6 +146,7 @@ def _check_host(allowed: frozenset[str]) -> Middleware:
             ipaddress.ip_address(name)
         except ValueError:
             if name not in allowed:
+                metrics.webhook_rejected.labels("host").inc()
                 shown = name.encode("ascii", "backslashreplace").decode()[:100]
                 return _error(
                     421, f"this server does not answer to host {shown!r}; see server.hosts"
@@ -155,13 +156,18 @@ def _check_host(allowed: frozenset[str]) -> Middleware:
     return check_host
 
 
-@web.middleware
-async def _refuse_encoded_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _refuse_encoded_bodies(metrics: Metrics) -> Middleware:
     """Compressed bodies are refused before any other work (bodies are never decompressed)."""
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        return _error(415, "compressed request bodies are not accepted; send plain JSON")
-    return await handler(request)
+
+    @web.middleware
+    async def refuse_encoded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            metrics.webhook_rejected.labels("compressed").inc()
+            return _error(415, "compressed request bodies are not accepted; send plain JSON")
+        return await handler(request)
+
+    return refuse_encoded
 
 
 class _Handlers:
