@@ -39,11 +39,16 @@ class Looks:
     max_z: float
 
 
-def run(share: float, green: Release, seconds: int, seed: int, stop: bool) -> Looks:
-    """Evaluate every rule once a second on one seeded run."""
+def run(
+    share: float, green: Release, seconds: int, seed: int, stop: bool, *, latency: bool = True
+) -> Looks:
+    """Evaluate every rule once a second on one seeded run. ``latency`` False draws no
+    latencies (ten times faster; the seeds then give other error streams than the sim's)."""
     rng = random.Random(seed)
     g = _Colour(RATE * share, green, rng, WINDOW)
     b = _Colour(RATE * (1.0 - share), HEALTHY, rng, WINDOW)
+    if not latency:
+        g.next_slow = b.next_slow = 1 << 62  # never: no latency is drawn
     was = dict.fromkeys(RULES, False)
     triggers = dict.fromkeys(RULES, 0)
     first: dict[str, int | None] = dict.fromkeys(RULES)
@@ -63,7 +68,7 @@ def run(share: float, green: Release, seconds: int, seed: int, stop: bool) -> Lo
         state = {rule: z > limit for rule, limit in _LIMITS.items()}
         held.append(state["99.5%"])
         state["99.5% for 60s"] = len(held) == HOLD and sum(held) >= 0.8 * HOLD
-        state["latency"] = _latency_breached(g, b)
+        state["latency"] = latency and _latency_breached(g, b)
         for rule in RULES:
             if state[rule] and not was[rule]:
                 triggers[rule] += 1
@@ -80,15 +85,21 @@ def main() -> None:
     parser.add_argument("green", type=float, help="green's share of the traffic, e.g. 0.5")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--hours", type=float, default=24.0, help="per seed, quiet mode")
+    parser.add_argument("--errors-only", action="store_true", help="no latency test (faster)")
     args = parser.parse_args()
     quiet = args.mode == "quiet"
     green = HEALTHY if quiet else Release(error_rate=0.009)
     seconds = round(args.hours * 3600) if quiet else HORIZON
     seeds = range(1, args.seeds + 1)
     with ProcessPoolExecutor(2) as pool:
-        jobs = [pool.submit(run, args.green, green, seconds, seed, not quiet) for seed in seeds]
+        jobs = [
+            pool.submit(
+                run, args.green, green, seconds, seed, not quiet, latency=not args.errors_only
+            )
+            for seed in seeds
+        ]
         results = [job.result() for job in jobs]
-    for rule in RULES:
+    for rule in RULES[:4] if args.errors_only else RULES:
         if quiet:
             total = sum(r.triggers[rule] for r in results)
             print(f"{rule}: {total} false triggers in {len(results)} x {args.hours:g} h")

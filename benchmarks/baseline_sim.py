@@ -221,6 +221,9 @@ def _latency_breached(g: _Colour, b: _Colour) -> bool:
     slow = g.above(threshold)
     if slow < LATENCY.min_errors:
         return False  # compare_latency says OK: too few slow samples to decide
+    blue_tail = b.count - math.ceil(0.95 * b.count)
+    if slow * b.count <= blue_tail * g.count:
+        return False  # green's share is not above blue's: z <= 0, no breach (and 5x faster)
     evidence = LatencyEvidence(Counts(g.count, slow), b.count, blue_q, threshold)
     return compare_latency(LATENCY, evidence).verdict is Verdict.BREACHED
 
