@@ -223,7 +223,7 @@ def _latency_breached(g: _Colour, b: _Colour) -> bool:
         return False  # compare_latency says OK: too few slow samples to decide
     blue_tail = b.count - math.ceil(0.95 * b.count)
     if slow * b.count <= blue_tail * g.count:
-        return False  # green's share is not above blue's: z <= 0, no breach (and 5x faster)
+        return False  # green's share is not above blue's: z <= 0, no breach (skips the reason)
     evidence = LatencyEvidence(Counts(g.count, slow), b.count, blue_q, threshold)
     return compare_latency(LATENCY, evidence).verdict is Verdict.BREACHED
 
