@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from watchdogd.config import load_config_text
+from watchdogd.core.guards import TriggerKind
 from watchdogd.core.incident import TargetState
 from watchdogd.metrics import Metrics
-from watchdogd.model import Release
+from watchdogd.model import Release, Trigger
 from watchdogd.store import Store
 from watchdogd.targets.base import ExecResult
 from watchdogd.watch.target import ABSENT_GRACE, TargetController
@@ -136,3 +137,33 @@ class TestDeployGap:
         assert target.machine.state is TargetState.BREACHED
         kinds = [event.kind for event in store.events(target="web")]
         assert "rollback_refused" in kinds
+
+
+class HealthyDriver(FakeDriver):
+    async def healthy(self) -> bool | None:
+        return True
+
+
+class TestAlertBeforePoll:
+    async def test_an_alert_names_the_release_that_runs_now(self, store: Store) -> None:
+        """An alert that arrives before the poll has seen a deploy blames the new release and
+        puts back the newest known-good one, not the one before it (found by the soak)."""
+        driver = HealthyDriver(V1)
+        target = controller(store, driver)
+        for at, release in ((0.0, V1), (30.0, V2)):
+            driver.running = release
+            await target.observe_release(at)
+            target.recorders["api"].probe(at + 1, ok=True, latency=0.01)
+            await target.tick(at + 20)
+            assert target.machine.state is TargetState.HEALTHY
+        v3 = Release("web", "sha256:v3", "cfg", "app:v3")
+        driver.running = v3  # deployed; no poll since
+        await target.request(Trigger("SoakBad", "alert", "firing"), TriggerKind.ALERT)
+        task = target.playbook_task
+        assert task is not None
+        await task
+        incident = store.incidents("web")[0]
+        assert incident.bad_release is not None
+        assert incident.bad_release.image == v3.image
+        assert driver.restores == [V2]
+        assert [q.image for q in store.quarantined("web")] == [v3.image]

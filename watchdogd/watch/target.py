@@ -274,6 +274,9 @@ class TargetController:
         stuck = self.machine.state in (TargetState.FROZEN, TargetState.FAILED)
         if stuck and kind is TriggerKind.MANUAL:
             raise ControlRefused(409, f"{self.name} is {self.machine.state}; unfreeze it first")
+        # An alert can arrive before the next poll has seen a deploy: read what runs now, so
+        # the incident names (and quarantines) the release that is bad, not its predecessor.
+        await self.observe_release(now)
         incident = await self._start(trigger, kind, now, to=to)
         if incident is None:
             raise ControlRefused(409, self.last_refusal or "refused")
