@@ -16,6 +16,7 @@ CI_PACKAGES=(
     redis-server
     postgresql
     busybox-static
+    docker-compose
     wrk
     curl
     make
