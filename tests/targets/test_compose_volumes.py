@@ -22,7 +22,7 @@ from tests.support import SESSION_ID, SESSION_LABEL, TEST_LABEL, require, unique
 from tests.support.images import AppImages, wait_http
 from tests.support.ports import free_port
 from watchdogd.targets.compose import ComposeDriver
-from watchdogd.targets.docker_client import DockerEngine
+from watchdogd.engine.docker_api import DockerEngine
 
 pytestmark = pytest.mark.docker
 
