@@ -11,6 +11,7 @@ import pytest
 from watchdogd.config import load_config_text
 from watchdogd.core.guards import TriggerKind
 from watchdogd.core.incident import TargetState
+from watchdogd.errors import TargetError
 from watchdogd.metrics.registry import Metrics
 from watchdogd.model import Release, Trigger
 from watchdogd.store import Store
@@ -167,3 +168,41 @@ class TestAlertBeforePoll:
         assert incident.bad_release.image == v3.image
         assert driver.restores == [V2]
         assert [q.image for q in store.quarantined("web")] == [v3.image]
+
+
+class FlakyEngineDriver(FakeDriver):
+    """Raises TargetError while ``away``, as the container driver does without an engine."""
+
+    away = False
+
+    async def current(self) -> Release | None:
+        if self.away:
+            raise TargetError("list containers: connection refused")
+        return self.running
+
+
+class TestEngineAway:
+    async def test_failures_while_the_engine_is_away_are_not_blamed(self, store: Store) -> None:
+        """The engine stopping stops the app: its probes fail, but no release is blamed and no
+        rollback (that could not be done) starts; once the engine answers, judging resumes
+        on fresh windows (found by the soak)."""
+        driver = FlakyEngineDriver(V1)
+        target = controller(store, driver)
+        await target.observe_release(0.0)
+        target.recorders["api"].probe(1.0, ok=True, latency=0.01)
+        await target.tick(20.0)
+        assert target.machine.state is TargetState.HEALTHY
+        driver.away = True
+        await target.observe_release(21.0)
+        for second in range(22, 40):
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+            await target.tick(float(second))
+        assert target.machine.state is TargetState.HEALTHY
+        assert store.incidents("web") == []
+        driver.away = False
+        await target.observe_release(40.0)
+        assert target.recorders["api"].stats(40.0).count == 0
+        for second in range(41, 45):
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+        await target.tick(45.0)
+        assert target.machine.state is TargetState.BREACHED  # judged again once reachable

@@ -114,6 +114,8 @@ class TargetController:
         self._rolled_back_at: float | None = None
         # Set while the target has no container (a deploy's `rm -f` before its `run`).
         self._absent_since: float | None = None
+        # Set while the driver cannot say what runs (the Docker engine is away).
+        self._unreachable_since: float | None = None
         # (image, state) of the known-good and quarantined releases for watchdogd_release_info;
         # refreshed when they change, so a scrape reads no database.
         self._catalogue: list[tuple[str, str]] = []
@@ -166,6 +168,8 @@ class TargetController:
         if self._absent_since is not None and now - self._absent_since < ABSENT_GRACE:
             # Between a deploy's `rm -f` and its `run` the failures belong to no release:
             # blaming the old one would roll back (or freeze) in the middle of a deploy.
+            return
+        if self._unreachable_since is not None:
             return
         # A gate still waiting out its `for:` has a breached condition: no bake passes then.
         pending = any(r.condition is Verdict.BREACHED for r in self._results)
@@ -223,7 +227,17 @@ class TargetController:
             release = await self.driver.current()
         except TargetError as err:
             log.debug("cannot inspect target", target=self.name, error=str(err))
+            if self._unreachable_since is None:
+                # The engine stopping stops the app too: its failures belong to no release,
+                # and no rollback could be done. Judge again once the engine answers.
+                log.warning("target unreachable, not judged", target=self.name, error=str(err))
+                self._unreachable_since = now
+                self._reset_windows()
             return
+        if self._unreachable_since is not None:
+            log.info("target reachable again", target=self.name)
+            self._unreachable_since = None
+            self._reset_windows()
         if release is None:
             if self._absent_since is None:
                 self._absent_since = now
