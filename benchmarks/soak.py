@@ -10,9 +10,10 @@ release, deploy a bad one (500s, 3 s latency, failed login, crash loop, unhealth
 directory only 500s), freeze it for a few seconds, roll it back by hand, unquarantine an image,
 or send an Alertmanager ``resolved`` before its ``firing`` (which must not roll anything back).
 A bad deploy is sometimes followed by duplicate and out-of-order deliveries of its alert.
-Meanwhile, at random: SIGKILL of the daemon and a restart, SIGHUP with a valid or an invalid
+Meanwhile, at random: SIGKILL of the daemon and a restart (none in the last 40 % of the run,
+so that one process lives long enough to judge its memory), SIGHUP with a valid or an invalid
 config, and (only with ``--engine-restarts PIDFILE``: an engine this run may stop) the engine
-stopped and started again.
+stopped for 2 to 10 s and started again, at least once, mid-run.
 
 At the end ``soak_invariants.check`` prints one table. A violation prints the seed and the
 event history to replay it; the exit status is 1.
@@ -96,6 +97,8 @@ class Soak:
     counts: Counter[str] = field(default_factory=Counter)
     serial: int = 0
     start: float = field(default_factory=time.time)
+    quiet_from: float = float("inf")  # no SIGKILL after this: one process lives to the end
+    engine_ok_at: float = 0.0
 
     def note(self, kind: str, target: str = "", **detail: Any) -> None:
         self.counts[kind] += 1
@@ -235,6 +238,8 @@ class Soak:
     def global_step(self, action: str = "") -> None:
         names, weights = zip(*GLOBAL_ACTIONS, strict=True)
         action = action or self.rng.choices(names, weights)[0]
+        if action == "sigkill" and time.time() > self.quiet_from:
+            action = "sighup valid"  # the last stretch keeps one process, to judge its slope
         if action == "sigkill":
             self.daemon.kill()
             away_from = time.time()
@@ -254,15 +259,17 @@ class Soak:
             time.sleep(1.0)
             self.daemon.write_config()  # the operator fixes it; the next reload takes it
             self.note("sighup invalid")
-        elif action == "engine" and self.engine is not None:
+        elif action == "engine" and self.engine is not None and time.time() > self.engine_ok_at:
             away_from = time.time()
             self.note("engine stop")
             self.engine.restart(self.rng.uniform(2.0, 10.0))
             self.history.outages.append(Outage(away_from, time.time() + 5.0, "engine"))
             self.note("engine start")
+            self.engine_ok_at = time.time() + 60.0  # one outage at a time, a minute apart
 
     def run(self, seconds: float) -> None:
         end = time.time() + seconds
+        self.quiet_from = time.time() + seconds * 0.6
         next_global = time.time() + self.rng.uniform(10, 30)
         # With an engine it may restart, the run restarts it at least once, mid-run.
         engine_at = time.time() + seconds * self.rng.uniform(0.3, 0.6) if self.engine else end

@@ -19,7 +19,8 @@ watchdogd recorded in its store and what the Docker engine runs at the end), and
   log;
 * ``no leaks``: no container, network or volume of watchdogd's is left;
 * ``rss flat`` / ``fds flat``: the daemon's memory and open files, by least squares over the
-  longest-lived daemon process's samples after its warm-up.
+  longest-lived daemon process's samples after its warm-up (its first five minutes), judged
+  when at least five more minutes remain.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ FINAL_STATES = frozenset({"succeeded", "failed", "aborted"})
 # is reached after a few minutes, and a short run sees part of that warm-up.
 RSS_FLAT_BYTES = 8 * 1024 * 1024
 FDS_FLAT = 8
-WARM_UP = 0.25  # the first quarter of a process's samples is warm-up
-MIN_SPAN = 300.0  # a process must have lived this long (after warm-up) to judge its slope
+# A process's first five minutes are warm-up: its windows (5 minutes long) are still filling.
+WARM_UP = 300.0
+MIN_SPAN = 300.0  # and it must then have lived this long again to judge its slope
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,7 @@ def steady_samples(samples: Sequence[Sample]) -> list[Sample]:
         return []
     pid = by_pid.most_common(1)[0][0]
     mine = sorted((s for s in samples if s.pid == pid), key=lambda s: s.at)
-    return mine[int(len(mine) * WARM_UP) :]
+    return [s for s in mine if s.at >= mine[0].at + WARM_UP]
 
 
 def flat(observed: Observed, what: str, limit: float) -> Verdict:
