@@ -21,8 +21,8 @@ from docker.errors import APIError, NotFound
 from tests.support import SESSION_ID, SESSION_LABEL, TEST_LABEL, require, unique_name
 from tests.support.images import AppImages, wait_http
 from tests.support.ports import free_port
-from watchdogd.targets.compose import ComposeDriver
 from watchdogd.engine.docker_api import DockerEngine
+from watchdogd.targets.compose import ComposeDriver
 
 pytestmark = pytest.mark.docker
 
@@ -157,3 +157,39 @@ class TestComposeVolumes:
 
         assert compose.mounted() == {volume}
         assert compose.volume_exists(volume)
+
+
+class TestComposeTemporaries:
+    async def test_a_container_compose_is_replacing_is_not_a_replica(
+        self, compose: Compose, docker_engine: Any
+    ) -> None:
+        """Mid-recreate, Compose renames the container it replaces ``<short id>_<name>``
+        (stopped, every label kept) until it removes it. The driver ignores such a container:
+        it is neither what runs, nor an unhealthy replica, nor recreated by a restore (the
+        soak saw a restore fail on its port). Compose's moment cannot be held still, so the
+        leftover is made as Compose leaves it: a stopped v1 container with the replica's
+        labels under the replaced container's temporary name."""
+        driver = compose.driver()
+        compose.up("v1")
+        good = await driver.current()
+        assert good is not None
+        (replica,) = compose.containers()
+        name = replica["Names"][0].lstrip("/")
+        temporary = f"{replica['Id'][:12]}_{name}"
+        compose.up("v2")
+        leftover = docker_engine.api.create_container(
+            compose.images["v1"],
+            name=temporary,
+            labels=replica["Labels"],
+        )
+
+        current = await driver.current()
+        assert current is not None
+        assert len(current.spec["replicas"]) == 1
+        assert await driver.healthy() is not False
+        await driver.restore(good, stop_timeout=5)
+
+        kept = docker_engine.api.inspect_container(leftover["Id"])
+        assert kept["Name"] == f"/{temporary}"
+        assert not kept["State"]["Running"]
+        assert await driver.current() == good
