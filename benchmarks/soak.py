@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -379,6 +380,14 @@ def report(seed: int, soak: Soak, observed: Observed, load: Load, workdir: Path)
         f"Incidents: {len(observed.incidents)} "
         + str(dict(Counter(f"{i.trigger_kind}/{i.state}" for i in observed.incidents)))
     )
+    by_fault: dict[str, list[float]] = {}
+    for timing in timings:
+        by_fault.setdefault(timing.label.split("-")[1], []).append(timing.detect)
+    for fault, seconds in sorted(by_fault.items()):
+        print(
+            f"Detection of {fault}: {len(seconds)} deploys, median "
+            f"{statistics.median(seconds):.2f} s, worst {max(seconds):.2f} s"
+        )
     if timings:
         worst_detect = max(timings, key=lambda t: t.detect)
         restores = [t for t in timings if t.restore is not None]

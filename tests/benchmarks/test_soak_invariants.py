@@ -144,6 +144,7 @@ class TestSoakInvariants:
         history, observed = clean(inv)
         mb = 1024 * 1024
         observed.samples = [inv.Sample(t * 10.0, 7, 50 * mb + t * mb, 20) for t in range(100)]
+        observed.samples += [inv.Sample(t * 10.0, 8, 50 * mb, 20) for t in range(10)]
         verdicts, _ = inv.check(history, observed)
         rss = verdict(verdicts, "daemon rss flat")
         assert not rss.ok
@@ -159,11 +160,12 @@ class TestSoakInvariants:
         assert "too short to judge" in rss.note
 
     def test_the_slope_follows_the_longest_lived_process(self, inv: ModuleType) -> None:
-        samples = [inv.Sample(float(t), 1, 100, 5) for t in range(10)]
-        samples += [inv.Sample(float(t), 2, 10 * t, 5) for t in range(10, 50)]
+        samples = [inv.Sample(float(t * 10), 1, 100, 5) for t in range(10)]
+        samples += [inv.Sample(float(t * 10), 2, 10 * t, 5) for t in range(10, 100)]
         kept = inv.steady_samples(samples)
         assert {s.pid for s in kept} == {2}
-        assert inv.slope([(s.at, float(s.rss)) for s in kept]) == pytest.approx(10.0)
+        assert kept[0].at == 100.0 + inv.WARM_UP
+        assert inv.slope([(s.at, float(s.rss)) for s in kept]) == pytest.approx(1.0)
 
     def test_downtime_merges_overlapping_outages(self, inv: ModuleType) -> None:
         outages = [inv.Outage(0.0, 10.0, "daemon"), inv.Outage(5.0, 15.0, "engine")]
