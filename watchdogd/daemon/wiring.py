@@ -197,6 +197,9 @@ class Wiring:
             source = SOURCES[check.type](
                 check, recorder, self._client, secrets=daemon.config.secrets
             )
+            if isinstance(source, ScrapeSource):
+                # Checked once against the histogram's buckets at the first scrape.
+                source.latency_thresholds = target.latency_thresholds(check.name)
             daemon.supervisor.start(task, source.run)
 
     def _docker_watcher(self) -> DockerHealthWatcher:
@@ -265,6 +268,8 @@ class Wiring:
             "name": controller.name,
             "kind": str(controller.config.kind),
             "state": view.state,
+            # A new release in its `warmup`: samples shown, only the fast paths judge them.
+            "warming_up": controller.warming_up(now),
             "since": round(time.time() - (now - controller.machine.since), 3),
             "current_release": _release(controller.current),
             "known_good_release": _release(known_good.release) if known_good else None,
