@@ -207,6 +207,21 @@ class TestEngineAway:
         await target.tick(45.0)
         assert target.machine.state is TargetState.BREACHED  # judged again once reachable
 
+    async def test_a_breach_right_after_the_engine_left_is_not_blamed(self, store: Store) -> None:
+        """The app's probes fail before the next poll has seen the engine go: the breach asks
+        the driver first, and starts nothing (a rollback would fail on the missing engine)."""
+        driver = FlakyEngineDriver(V1)
+        target = controller(store, driver)
+        await target.observe_release(0.0)
+        target.recorders["api"].probe(1.0, ok=True, latency=0.01)
+        await target.tick(20.0)
+        driver.away = True  # no poll since
+        for second in range(21, 30):
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+        await target.tick(30.0)
+        assert store.incidents("web") == []
+        assert target.machine.state is TargetState.HEALTHY
+
 
 WARM_CONFIG = CONFIG.replace(
     "defaults: {bake_time: 10s, window: 1m}", "defaults: {bake_time: 60s, window: 1m, warmup: 30s}"

@@ -239,6 +239,14 @@ class TargetController:
         elif state is TargetState.BREACHED and not breached and self._playbook is None:
             self._transition(Event.BREACH_CLEARED, now)
         if breached and self.machine.state in (TargetState.BAKING, TargetState.HEALTHY):
+            # Ask the driver first: an engine that went away since the last poll took the app
+            # with it, and a deploy since then is another release (neither is to be blamed).
+            before = self.current.id if self.current else None
+            await self.observe_release(now)
+            after = self.current.id if self.current else None
+            absent = self._absent_since is not None and now - self._absent_since < ABSENT_GRACE
+            if self._unreachable_since is not None or absent or before != after:
+                return
             first = breached[0]
             trigger = Trigger("gate", first.gate, first.reason, _numbers(first))
             await self._start(trigger, TriggerKind.GATE, now)
