@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from watchdogd.config.units import ByteSize, Duration, parse_duration, parse_ratio
+from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
 from watchdogd.core.gates import GateMetric, GateSpec
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -44,6 +44,12 @@ class LogSettings(Strict):
 class ServerSettings(Strict):
     max_body: ByteSize = 1024 * 1024
     shutdown_timeout: Duration = 30.0
+    #: From connect (or the previous response) to a request's complete headers.
+    header_timeout: Duration = 10.0
+    body_timeout: Duration = 30.0
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] = 256
+    #: Names the server answers to besides IP addresses, ``localhost`` and ``listen``'s host.
+    hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
 
 
 class Defaults(Strict):
@@ -199,6 +205,10 @@ class GateConfig(Strict):
     consecutive_failures: Annotated[int, Field(ge=0)] = _CORE.consecutive_failures
     min_slow: Annotated[int, Field(ge=1)] = _CORE.min_slow
     max_staleness: Duration | None = None
+    # Baseline gates (issue #15): judge green against blue over the same window. Validated
+    # here and in rules; nothing evaluates them until blue-green targets exist.
+    compare: Literal["absolute", "baseline"] = "absolute"
+    tolerance: Ratio | None = None
 
     @model_validator(mode="before")
     @classmethod
