@@ -8,6 +8,8 @@ edge that called it, so the core and the daemon only ever see these:
     ├── SourceUnavailable    a signal source cannot reach what it watches: data is unknown, not bad
     ├── StoreError           the state store cannot be read or written
     ├── TargetError          a target could not be inspected or changed (Docker, release dir)
+    ├── TrafficError         HAProxy's Runtime API is unreachable or refused a command, or a
+    │                        traffic switch could not be applied and verified
     ├── StepFailed           a playbook step failed; carries the step and the reason
     └── ControlRefused       an API request the daemon refuses; carries the HTTP status
 """
@@ -64,6 +66,17 @@ class StoreError(WatchdogError):
 
 class TargetError(WatchdogError):
     """Inspecting or changing a target failed."""
+
+
+class TrafficError(WatchdogError):
+    """HAProxy could not be driven: ``unreachable`` when its socket did not answer (worth a
+    retry), otherwise HAProxy refused ``command`` and said ``reason``."""
+
+    def __init__(self, command: str, reason: str, *, unreachable: bool = False) -> None:
+        self.command = command
+        self.reason = reason
+        self.unreachable = unreachable
+        super().__init__(f"HAProxy: {command}: {reason}")
 
 
 class StepFailed(WatchdogError):

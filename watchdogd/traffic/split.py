@@ -1,0 +1,324 @@
+"""Traffic splits between the servers of one HAProxy backend: applying one without losing a
+request, and keeping it in place when HAProxy forgets it.
+
+A :class:`TrafficSplit` names a weight per server. Servers at weight 0 get no traffic: they
+are drained, then put in maintenance once idle. :func:`apply_split` goes in the order that
+loses no request:
+
+1. every server the split names exists (a dynamic server with a known address is added,
+   at weight 0 in maintenance);
+2. receivers (weight > 0) get their weight, then leave maintenance/drain;
+3. at least one receiver must be up (``UP`` or ``no check``) before anything is drained:
+   draining the only healthy server would turn requests into 503s;
+4. the other servers are drained (``state drain``, weight 0), HAProxy stops sending them new
+   requests while the ones in flight finish; once idle (or after ``drain_timeout``) they go
+   to maintenance;
+5. the result is read back (``show stat``) and compared with the split.
+
+Every step is idempotent, so an attempt that fails anywhere (HAProxy unreachable, a command
+refused, a read-back that differs) is retried from step 1 with exponential backoff. After the
+last attempt :class:`~watchdogd.errors.TrafficError` is raised: a switch is reported done only
+when HAProxy was seen serving it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from watchdogd.errors import TrafficError
+from watchdogd.traffic.counters import TrafficCounters
+from watchdogd.traffic.haproxy import HAProxyRuntime, ServerStatus
+
+log = structlog.get_logger(__name__)
+
+_UP_POLL = 0.05
+
+
+@dataclass(frozen=True)
+class TrafficSplit:
+    """The desired weights of ``backend``'s servers (0..256). Servers not named are left alone.
+
+    ``addresses`` gives ``(address, port)`` for dynamic servers, so a server that HAProxy
+    forgot (a restart) or never had is added again; a static server slot needs none.
+    """
+
+    backend: str
+    weights: Mapping[str, int]
+    addresses: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = {name: w for name, w in self.weights.items() if not 0 <= w <= 256}
+        if bad:
+            raise ValueError(f"weights must be 0..256: {bad}")
+        if not any(self.weights.values()):
+            raise ValueError(f"a split of {self.backend} must send traffic to some server")
+
+    @property
+    def receivers(self) -> dict[str, int]:
+        return {name: w for name, w in self.weights.items() if w > 0}
+
+    @property
+    def drained(self) -> list[str]:
+        return [name for name, w in self.weights.items() if w == 0]
+
+
+def split_differences(split: TrafficSplit, servers: Mapping[str, ServerStatus]) -> list[str]:
+    """How HAProxy's servers differ from ``split``, one phrase each; empty when in effect."""
+    differences: list[str] = []
+    for name, weight in split.weights.items():
+        status = servers.get(name)
+        if status is None:
+            differences.append(f"{name}: missing")
+        elif weight > 0:
+            if status.admin_maint or status.admin_drain:
+                differences.append(f"{name}: {status.state}, want ready")
+            if status.weight != weight:
+                differences.append(f"{name}: weight {status.weight}, want {weight}")
+        elif not status.admin_maint:
+            differences.append(f"{name}: {status.state}, want maintenance")
+    return differences
+
+
+def _is_up(status: ServerStatus | None) -> bool:
+    return status is not None and (status.state.startswith("UP") or status.state == "no check")
+
+
+async def apply_split(
+    runtime: HAProxyRuntime,
+    split: TrafficSplit,
+    *,
+    drain_timeout: float = 10.0,
+    ready_timeout: float = 5.0,
+    attempts: int = 5,
+    backoff: float = 0.1,
+    max_backoff: float = 2.0,
+    counters: TrafficCounters | None = None,
+) -> None:
+    """Apply ``split`` (see the module docstring); raise :class:`TrafficError` when it could not
+    be applied and verified after ``attempts`` tries."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    delay = backoff
+    last = TrafficError(f"switch {split.backend}", "not attempted")
+    for attempt in range(1, attempts + 1):
+        try:
+            await _apply_once(runtime, split, drain_timeout, ready_timeout)
+            differences = split_differences(split, await runtime.servers(split.backend))
+            if not differences:
+                log.info(
+                    "traffic split applied", backend=split.backend, weights=dict(split.weights)
+                )
+                return
+            last = TrafficError(f"switch {split.backend}", "; ".join(differences))
+        except TrafficError as err:
+            last = err
+        if attempt < attempts:
+            if counters is not None:
+                counters.switch_retries[split.backend] += 1
+            log.warning(
+                "traffic switch failed, retrying",
+                backend=split.backend,
+                attempt=attempt,
+                error=str(last),
+                retry_in=delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff)
+    if counters is not None:
+        counters.switch_failures[split.backend] += 1
+    log.error("traffic switch failed", backend=split.backend, attempts=attempts, error=str(last))
+    raise TrafficError(
+        f"switch {split.backend} to {dict(split.weights)}",
+        f"not applied after {attempts} attempts: {last.reason}",
+        unreachable=last.unreachable,
+    )
+
+
+async def _apply_once(
+    runtime: HAProxyRuntime, split: TrafficSplit, drain_timeout: float, ready_timeout: float
+) -> None:
+    backend = split.backend
+    servers = await runtime.servers(backend)
+    for name in split.weights:
+        if name in servers:
+            continue
+        if name not in split.addresses:
+            raise TrafficError(f"switch {backend}", f"no server {name} in backend {backend}")
+        address, port = split.addresses[name]
+        await runtime.add_server(backend, name, address, port)
+        servers = await runtime.servers(backend)
+
+    for name, weight in split.receivers.items():
+        status = servers[name]
+        if status.weight != weight:
+            await runtime.set_weight(backend, name, weight)
+        if status.admin_maint or status.admin_drain:
+            await runtime.set_state(backend, name, "ready")
+
+    to_drain = [name for name in split.drained if not servers[name].admin_maint]
+    if not to_drain:
+        return
+    await _wait_receiver_up(runtime, split, ready_timeout)
+    for name in to_drain:
+        if not servers[name].admin_drain:
+            await runtime.set_state(backend, name, "drain")
+        if servers[name].weight != 0:
+            await runtime.set_weight(backend, name, 0)
+    idle = await asyncio.gather(
+        *(runtime.wait_idle(backend, name, timeout=drain_timeout) for name in to_drain)
+    )
+    for name, was_idle in zip(to_drain, idle, strict=True):
+        if not was_idle:
+            # Maintenance does not cut the sessions still open: they finish, nothing new starts.
+            log.warning(
+                "server still busy after drain timeout; maintenance anyway",
+                backend=backend,
+                server=name,
+                drain_timeout=drain_timeout,
+            )
+        await runtime.set_state(backend, name, "maint")
+
+
+async def _wait_receiver_up(runtime: HAProxyRuntime, split: TrafficSplit, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        servers = await runtime.servers(split.backend)
+        if any(_is_up(servers.get(name)) for name in split.receivers):
+            return
+        if time.monotonic() >= deadline:
+            states = ", ".join(
+                f"{name} {servers[name].state if name in servers else 'missing'}"
+                for name in split.receivers
+            )
+            raise TrafficError(
+                f"switch {split.backend}", f"no receiver is up ({states}): nothing drained"
+            )
+        await asyncio.sleep(_UP_POLL)
+
+
+class SplitReconciler:
+    """Keeps the desired split of each backend in place on one HAProxy.
+
+    ``want`` records a split; ``reconcile`` reads HAProxy's servers and, when they differ from
+    what is wanted (HAProxy restarted and forgot its runtime changes, or someone changed a
+    weight by hand), applies the split again, logs why and counts
+    ``watchdogd_traffic_restored_total{backend}``. Call it every second or so (``run``).
+
+    Switches made while a reconciler is watching go through :meth:`apply`, which holds the
+    backend's lock: the reconciler never "restores" a split that is being replaced.
+    """
+
+    def __init__(
+        self,
+        runtime: HAProxyRuntime,
+        *,
+        counters: TrafficCounters | None = None,
+        drain_timeout: float = 10.0,
+        attempts: int = 5,
+    ) -> None:
+        self.runtime = runtime
+        self.counters = counters if counters is not None else TrafficCounters()
+        self._drain_timeout = drain_timeout
+        self._attempts = attempts
+        self._wanted: dict[str, TrafficSplit] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._last_seen: dict[str, float] = {}  # backend -> when it last matched (monotonic)
+        self._unreachable: set[str] = set()
+
+    def want(self, split: TrafficSplit) -> None:
+        self._wanted[split.backend] = split
+
+    def forget(self, backend: str) -> None:
+        self._wanted.pop(backend, None)
+        self._last_seen.pop(backend, None)
+        self._unreachable.discard(backend)
+
+    def wanted(self, backend: str) -> TrafficSplit | None:
+        return self._wanted.get(backend)
+
+    async def apply(self, split: TrafficSplit) -> None:
+        """Want ``split`` and apply it now (:func:`apply_split`), excluding reconciliation."""
+        async with self._lock(split.backend):
+            self.want(split)
+            await apply_split(
+                self.runtime,
+                split,
+                drain_timeout=self._drain_timeout,
+                attempts=self._attempts,
+                counters=self.counters,
+            )
+            self._last_seen[split.backend] = time.monotonic()
+
+    async def reconcile(self) -> list[str]:
+        """Put back every wanted split that HAProxy does not serve; return those backends."""
+        restored: list[str] = []
+        for backend, split in list(self._wanted.items()):
+            lock = self._lock(backend)
+            if lock.locked():
+                continue  # a switch is under way: it owns the backend
+            async with lock:
+                if self._wanted.get(backend) is split and await self._restore(split):
+                    restored.append(backend)
+        return restored
+
+    async def run(self, interval: float = 1.0) -> None:
+        """Reconcile every ``interval`` seconds until cancelled."""
+        while True:
+            await self.reconcile()
+            await asyncio.sleep(interval)
+
+    async def _restore(self, split: TrafficSplit) -> bool:
+        backend = split.backend
+        try:
+            differences = split_differences(split, await self.runtime.servers(backend))
+        except TrafficError as err:
+            if backend not in self._unreachable:
+                self._unreachable.add(backend)
+                log.error("cannot read HAProxy's servers", backend=backend, error=str(err))
+            return False
+        if backend in self._unreachable:
+            self._unreachable.discard(backend)
+            log.info("HAProxy reachable again", backend=backend)
+        if not differences:
+            self._last_seen[backend] = time.monotonic()
+            return False
+        reason = await self._why_changed(backend)
+        log.warning(
+            "traffic split lost; restoring",
+            backend=backend,
+            reason=reason,
+            differences=differences,
+            weights=dict(split.weights),
+        )
+        try:
+            await apply_split(
+                self.runtime,
+                split,
+                drain_timeout=self._drain_timeout,
+                attempts=self._attempts,
+                counters=self.counters,
+            )
+        except TrafficError:
+            return False  # apply_split logged it; the next reconcile tries again
+        self._last_seen[backend] = time.monotonic()
+        self.counters.restored[backend] += 1
+        log.warning("traffic split restored", backend=backend, reason=reason)
+        return True
+
+    async def _why_changed(self, backend: str) -> str:
+        seen = self._last_seen.get(backend)
+        try:
+            uptime = int((await self.runtime.info()).get("Uptime_sec", "-1"))
+        except (TrafficError, ValueError):
+            return "unknown"
+        if seen is not None and 0 <= uptime <= time.monotonic() - seen + 1:
+            return "haproxy restarted"
+        return "changed outside watchdogd" if seen is not None else "not applied yet"
+
+    def _lock(self, backend: str) -> asyncio.Lock:
+        return self._locks.setdefault(backend, asyncio.Lock())
