@@ -188,6 +188,10 @@ def _follow_deploy(
             continue  # the daemon restarts; it resumes the deploy from its journal
         patience_until = time.monotonic() + UNREACHABLE_PATIENCE
         deploy = answer["deploy"] or deploy
+    return _deploy_outcome(target, image, deploy, as_json=as_json)
+
+
+def _deploy_outcome(target: str, image: str, deploy: dict[str, Any], *, as_json: bool) -> int:
     stage = Stage(deploy["stage"])
     if as_json:
         print(json.dumps(deploy, indent=2, sort_keys=True))

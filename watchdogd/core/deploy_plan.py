@@ -151,7 +151,7 @@ class PreCheckTally:
         return f"{self.check}: {self.last_failure or 'no passing sample'} ({self.samples} samples)"
 
 
-# --- promotion -------------------------------------------------------------------------------------
+# --- promotion ---------------------------------------------------------------------------------
 
 
 def bake_verdict(

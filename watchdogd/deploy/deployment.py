@@ -14,6 +14,7 @@ gates, an alert or an operator reaches ``roll_back`` through the same step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 import uuid
@@ -44,6 +45,7 @@ from watchdogd.targets.docker_client import DockerEngine
 log = structlog.get_logger(__name__)
 
 BAKE_TICK = 0.05
+COUNTER_POLL = 0.25
 MAX_LOG_LINES = 200
 
 
@@ -236,7 +238,8 @@ class Deployment:
         self.journal(Stage.GREEN_READY)
 
     def _slots(self) -> tuple[Slot, Slot]:
-        assert self.blue.slot is not None and self.green.slot is not None  # noqa: S101
+        assert self.blue.slot is not None  # noqa: S101 - set when the deploy started
+        assert self.green.slot is not None  # noqa: S101 - set when green was created
         return self.blue.slot, self.green.slot
 
     async def switch(self) -> None:
@@ -262,12 +265,18 @@ class Deployment:
         if traffic is None:
             traffic = self.windows.watch(self.proxy.backend, self.green.slot.server)
         said = ""
+        counters = (
+            None if self._traffic.haproxy.log_socket else CounterFeed(self.proxy, self.windows)
+        )
         while self.stage is Stage.BAKING:
             now = time.monotonic()
+            if counters is not None:
+                await counters.poll(self.green.slot.server, now)
             results = judge.evaluate(traffic, now)
             bad = breached(results)
             if bad is not None:
                 self.detected_at = now
+                self.numbers["detected_at"] = time.time()
                 numbers = {"gate": bad.gate, "value": bad.value, "threshold": bad.threshold}
                 await self.switch_back(f"green breached {bad.gate}: {bad.reason}", numbers)
                 break
@@ -372,10 +381,8 @@ class Deployment:
         except Exception as again:
             reason = f"{error}; and restoring blue failed too: {again}"
             log.error("deploy.failed_unsafe", deploy=self.id, error=reason)
-            try:
+            with contextlib.suppress(WatchdogError):
                 self.journal(Stage.FAILED, reason)
-            except WatchdogError:
-                pass
             await self.hooks.notify("deploy_failed", f"DEPLOY FAILED: {reason}", self.numbers)
 
     # --- going forward -----------------------------------------------------------------------
@@ -409,3 +416,32 @@ class Deployment:
         await self.hooks.notify(
             "deploy_promoted", f"{self.image} promoted: {self.reason}", self.numbers
         )
+
+
+class CounterFeed:
+    """Feeds green's window from HAProxy's per-server counters (``show stat``), for a setup
+    without the per-request log: deltas of requests and 5xx, every ``COUNTER_POLL`` s."""
+
+    def __init__(self, proxy: Proxy, windows: TrafficWindows) -> None:
+        self._proxy = proxy
+        self._windows = windows
+        self._last: tuple[int, int] | None = None
+        self._due = 0.0
+
+    async def poll(self, server: str, now: float) -> None:
+        if now < self._due:
+            return
+        self._due = now + COUNTER_POLL
+        try:
+            status = (await self._proxy.reconciler.runtime.servers(self._proxy.backend)).get(server)
+        except WatchdogError as err:
+            log.debug("deploy.counters_unavailable", error=str(err))
+            return  # unknown, not bad
+        if status is None:
+            return
+        totals = (status.requests_total, status.responses_5xx)
+        if self._last is not None:
+            requests, errors = totals[0] - self._last[0], totals[1] - self._last[1]
+            if requests >= 0:
+                self._windows.counts(self._proxy.backend, server, now, requests, errors)
+        self._last = totals

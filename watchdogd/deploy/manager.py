@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
 from prometheus_client import Counter
-from watchdogd.traffic.counters import TrafficCounters
-from watchdogd.traffic.haproxy import HAProxyRuntime
-from watchdogd.traffic.split import SplitReconciler
+from prometheus_client.metrics_core import Metric
 
 from watchdogd.config.schema import Config, Notifier, TargetConfig, TargetKind
 from watchdogd.core.deploy_plan import Stage, resume_action
@@ -45,6 +43,9 @@ from watchdogd.store import Store
 from watchdogd.store.deploys import DeployRecord
 from watchdogd.targets.base import TargetDriver
 from watchdogd.targets.docker_client import DockerEngine
+from watchdogd.traffic.counters import TrafficCounters
+from watchdogd.traffic.haproxy import HAProxyRuntime
+from watchdogd.traffic.split import SplitReconciler
 
 if TYPE_CHECKING:
     from watchdogd.watch.target import TargetController
@@ -80,7 +81,7 @@ class DeployManager:
         self._receivers: dict[str, Any] = {}
         self._reconcilers: dict[str, SplitReconciler] = {}
         self.counters = TrafficCounters()
-        metrics.registry.register(self.counters)  # type: ignore[arg-type]
+        metrics.registry.register(_CountersCollector(self.counters))
         self.deploys_total = Counter(
             "watchdogd_deploys",
             "Blue-green deploys by outcome (promoted, rolled_back, aborted, failed).",
@@ -146,7 +147,7 @@ class DeployManager:
         await deployment.say(f"deploying {image} to {name}; blue is {deployment.blue.container}")
         await deployment.hooks.notify(
             "deploy_started",
-            f"deploying {image} (blue: {deployment.blue.release.label if deployment.blue.release else '-'})",
+            f"deploying {image} (blue: {_label(deployment.blue.release)})",
             {},
         )
         self._run(deployment, deployment.run())
@@ -158,11 +159,11 @@ class DeployManager:
         try:
             blue_name = await self._blue_container(target)
             blue_release = await containers.release_in(self._docker(), target.name, blue_name)
-            if blue_release is None:
-                raise TargetError(f"blue container {blue_name} is gone")
             endpoint = await containers.endpoint_of(self._docker(), blue_name, traffic.upstream)
         except TargetError as err:
             raise ControlRefused(503, f"cannot read blue: {err}") from err
+        if blue_release is None:
+            raise ControlRefused(409, f"blue container {blue_name} does not exist")
         proxy = self.proxy(target)
         try:
             server = await proxy.find(endpoint)
@@ -478,20 +479,21 @@ class DeployManager:
                 continue
             from watchdogd.traffic.log_receiver import HAProxyLogReceiver  # noqa: PLC0415
 
-            receiver = HAProxyLogReceiver(path, self.windows)
-            await _maybe_await(receiver.start())
+            receiver = HAProxyLogReceiver(
+                path,
+                self.windows,
+                counters=self.counters.log,
+                runtime=HAProxyRuntime(traffic.haproxy.socket, timeout=traffic.haproxy.timeout),
+            )
+            await receiver.start()
             self._receivers[path] = receiver
 
     async def close(self) -> None:
         for task in self._tasks.values():
             task.cancel()
         for receiver in self._receivers.values():
-            await _maybe_await(receiver.close())
+            await receiver.close()
         self._receivers.clear()
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if asyncio.iscoroutine(value) else value
 
 
 def _view(record: DeployRecord) -> dict[str, Any]:
@@ -503,3 +505,17 @@ def _view(record: DeployRecord) -> dict[str, Any]:
         "blue": (body.get("blue") or {}).get("container"),
         "green": (body.get("green") or {}).get("container"),
     }
+
+
+def _label(release: Release | None) -> str:
+    return release.label if release is not None else "-"
+
+
+class _CountersCollector:
+    """Registers the traffic counters (a dataclass, so unhashable) with prometheus_client."""
+
+    def __init__(self, counters: TrafficCounters) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        return self._counters.collect()

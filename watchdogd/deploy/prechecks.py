@@ -36,7 +36,7 @@ def green_checks(
     target: TargetConfig, settings: PreChecks, endpoint: Endpoint
 ) -> list[HttpCheck | AuthFlowCheck]:
     """The target's probe checks, rewritten to reach green directly."""
-    chosen = []
+    chosen: list[HttpCheck | AuthFlowCheck] = []
     for check in target.checks:
         if settings.checks is not None and check.name not in settings.checks:
             continue
@@ -103,12 +103,7 @@ async def run_prechecks(
     if not checks:
         return True, "healthy; no http or auth_flow check to run against green"
     tallies = [PreCheckTally(c.name, settings.samples, settings.max_latency) for c in checks]
-    probes = [
-        (HttpProbe if isinstance(c, HttpCheck) else AuthFlowProbe)(  # type: ignore[arg-type]
-            c, _Tap(t), client, secrets=secrets
-        )
-        for c, t in zip(checks, tallies, strict=True)
-    ]
+    probes = [_probe(c, _Tap(t), client, secrets) for c, t in zip(checks, tallies, strict=True)]
     await progress(f"pre-checks against green at {endpoint}: " + ", ".join(c.name for c in checks))
     while True:
         pending = [(p, t) for p, t in zip(probes, tallies, strict=True) if not t.passed]
@@ -124,3 +119,11 @@ async def run_prechecks(
             late = [t for t in tallies if not t.passed]
             return False, "pre-checks did not pass in time: " + "; ".join(t.summary() for t in late)
         await asyncio.sleep(settings.interval)
+
+
+def _probe(
+    check: HttpCheck | AuthFlowCheck, tap: _Tap, client: ProbeClient, secrets: frozenset[str]
+) -> HttpProbe | AuthFlowProbe:
+    if isinstance(check, HttpCheck):
+        return HttpProbe(check, tap, client, secrets=secrets)
+    return AuthFlowProbe(check, tap, client, secrets=secrets)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from watchdogd.traffic.split import SplitReconciler, TrafficSplit
 
 from watchdogd.deploy.green import Endpoint
 from watchdogd.errors import TrafficError
+from watchdogd.traffic.split import SplitReconciler, TrafficSplit
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,5 @@
-"""Per-release windows of real user traffic, fed by HAProxy's per-request log.
+"""Per-release windows of real user traffic, fed by HAProxy's per-request log (or, without a
+log socket, by its per-server counters: requests and 5xx, no latency).
 
 Each HAProxy server is one release, so each watched ``(backend, server)`` gets its own window:
 the gates judge green on green's requests only, never on a mix with blue's. A request counts
@@ -42,6 +43,16 @@ class TrafficWindows:
 
     def get(self, backend: str, server: str) -> ServerTraffic | None:
         return self._servers.get((backend, server))
+
+    def counts(self, backend: str, server: str, now: float, requests: int, errors: int) -> None:
+        """Counter deltas from HAProxy's ``show stat`` (when no log socket is configured)."""
+        traffic = self._servers.get((backend, server))
+        if traffic is None or requests <= 0:
+            return
+        errors = min(max(errors, 0), requests)
+        traffic.window.add_counts(now, requests, errors)
+        traffic.requests += requests
+        traffic.errors += errors
 
     def __call__(
         self, backend: str, server: str, now: float, status: int, response_time_s: float | None

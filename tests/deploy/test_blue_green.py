@@ -1,0 +1,170 @@
+"""``watchdogd deploy`` end to end: real HAProxy, real Docker, the daemon, users under load.
+
+Every test runs a load client through HAProxy and asserts on what users got: which release
+served them and which requests failed. Times are measured and reported (``record_property``
+and the test's output), never asserted.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import TARGET, LoadClient, Stage
+from tests.e2e.conftest import events, wait_event
+from tests.support.images import set_mode, wait_http
+
+pytestmark = [pytest.mark.docker, pytest.mark.haproxy, pytest.mark.slow]
+
+
+def load(stage: Stage, clients: list[LoadClient]) -> LoadClient:
+    client = LoadClient(stage.frontend).start()
+    clients.append(client)
+    wait_http(stage.frontend, 10)
+    time.sleep(1.0)  # some traffic on blue before the deploy
+    return client
+
+
+class TestPrePromotionChecks:
+    @pytest.mark.parametrize(
+        ("fault", "why"),
+        [
+            ("500", "pre-promotion checks"),
+            ("slow", "timeout"),
+            ("authfail", "login"),
+            ("unhealthy", "unhealthy"),
+        ],
+    )
+    def test_a_bad_release_never_gets_user_traffic(
+        self, stage: Stage, load_clients: list[LoadClient], fault: str, why: str
+    ) -> None:
+        bad = stage.derived_image(f"bad-{fault}", mode=fault)
+        daemon = stage.start_daemon(stage.config())
+        users = load(stage, load_clients)
+
+        result = stage.deploy(bad)
+        users.stop()
+
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "not deployed" in result.stdout or "aborted" in result.stdout, result.stdout
+        assert why in result.stdout, result.stdout
+        # Users never met the bad release, and nothing failed for them.
+        assert users.served_by(f"bad-{fault}") == []
+        assert users.failed() == []
+        assert users.by_version()["v1"] > 50
+        # Green is gone, blue alone serves, HAProxy never had green.
+        assert stage.app_containers() == [stage.blue]
+        assert set(stage.servers()) == {"blue"}
+        record = stage.deploy_record()
+        assert record["stage"] == "aborted"
+        assert daemon.target(TARGET)["current_release"]["image_ref"].endswith(":v1")
+
+
+class TestSwitchBack:
+    def test_a_release_failing_on_real_traffic_is_switched_back(
+        self, stage: Stage, load_clients: list[LoadClient], record_property: Any
+    ) -> None:
+        release = stage.derived_image("v4")
+        daemon = stage.start_daemon(stage.config(bake_time="60s", log_socket=False))
+        users = load(stage, load_clients)
+
+        stage.deploy(release, detach=True)
+        stage.wait_stage("baking")
+        time.sleep(1.0)  # users on green, all fine
+        assert users.served_by("v4"), "green took no traffic"
+        green = stage.deploy_record()["green"]
+        broke_at = time.time()
+        set_mode(stage.docker.containers.get(green), "500")  # the release fails under real load
+
+        record = stage.wait_stage("rolled_back", timeout=60)
+        time.sleep(1.0)
+        users.stop()
+
+        numbers = record["numbers"]
+        detected = float(numbers["detected_at"])
+        failed_after = users.failed(since=detected)
+        last_green = max(r.at for r in users.served_by("v4"))
+        figures = {
+            "failed_before_detection": len(users.failed(since=broke_at)) - len(failed_after),
+            "failed_after_detection": len(failed_after),
+            "switch_back_ms": numbers.get("switch_back_ms"),
+            "last_green_response_after_detection_ms": round((last_green - detected) * 1000, 1),
+            "detection_after_break_s": round(detected - broke_at, 3),
+        }
+        for key, value in figures.items():
+            record_property(key, value)
+        print(f"switch back figures: {figures}")
+
+        # Blue serves everything again; green is drained, removed, quarantined.
+        assert users.responses[-1].version == "v1"
+        assert users.failed(since=time.time() - 0.5) == []
+        assert stage.app_containers() == [stage.blue]
+        assert all(
+            row["status"] == "MAINT" or name == "blue" for name, row in stage.servers().items()
+        )
+        assert stage.servers()["blue"]["status"] != "MAINT"
+        quarantined = daemon.target(TARGET)["quarantined"]
+        assert len(quarantined) == 1, quarantined
+        assert record["reason"].startswith("green breached traffic:error_rate")
+        finished = wait_event(daemon, "incident_finished", timeout=30)
+        assert "restored" in str(events(daemon, "incident_finished")) or finished
+
+
+class TestPromotion:
+    def test_a_good_release_is_promoted_and_blue_retired(
+        self, stage: Stage, load_clients: list[LoadClient]
+    ) -> None:
+        release = stage.derived_image("v5")
+        daemon = stage.start_daemon(stage.config(bake_time="3s"))
+        users = load(stage, load_clients)
+
+        result = stage.deploy(release)
+        time.sleep(1.0)
+        users.stop()
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "promoted" in result.stdout
+        for step in ("started from blue's configuration", "pre-checks passed", "switched"):
+            assert step in result.stdout, result.stdout
+        assert users.failed() == []
+        assert users.responses[-1].version == "v5"
+        # One container, under blue's name, running the new release; HAProxy sends it all.
+        assert stage.app_containers() == [stage.blue]
+        running = stage.docker.containers.get(stage.blue)
+        assert running.attrs["Config"]["Image"] == release
+        serving = {n for n, row in stage.servers().items() if row["status"] != "MAINT"}
+        assert len(serving) == 1 and serving != {"blue"}
+        status = daemon.target(TARGET)
+        assert status["current_release"]["image_ref"] == release
+        assert status["known_good_release"] is None or status["known_good_release"]["image_ref"]
+        kinds = [e["kind"] for e in events(daemon)]
+        for kind in ("deploy_started", "deploy_switched", "deploy_promoted"):
+            assert kind in kinds, kinds
+
+    def test_haproxy_restarted_during_the_bake_gets_the_weights_back(
+        self, stage: Stage, load_clients: list[LoadClient]
+    ) -> None:
+        release = stage.derived_image("v6")
+        daemon = stage.start_daemon(stage.config(bake_time="12s"))
+        users = load(stage, load_clients)
+        stage.deploy(release, detach=True)
+        stage.wait_stage("baking")
+
+        stage.haproxy.restart()  # forgets green and every weight: users are back on blue
+        restarted = time.time()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            recent = [r for r in users.responses if r.at > restarted + 0.2]
+            if recent and recent[-1].version == "v6":
+                break
+            time.sleep(0.1)
+        back_at = time.time()
+        record = stage.wait_stage("promoted", timeout=60)
+        users.stop()
+
+        print(f"weights back {back_at - restarted:.2f} s after the HAProxy restart")
+        assert users.responses[-1].version == "v6"
+        assert record["stage"] == "promoted"
+        assert wait_event(daemon, "traffic_restored", timeout=5)
