@@ -22,9 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from watchdogd import logs
 from watchdogd.config import Config, load_config
-from watchdogd.daemon import Daemon, read_token
+from watchdogd.daemon.lifecycle import Daemon, logs, read_token
 
 INTERVAL = 0.02
 
@@ -65,7 +64,7 @@ async def main(config_path: str, config: Config) -> tuple[int, dict[str, object]
 
 
 def run(config_path: str, out: Path) -> int:
-    """As ``watchdogd.daemon.run_daemon``, plus the sampler."""
+    """As ``watchdogd.daemon.lifecycle.run_daemon``, plus the sampler."""
     config = load_config(config_path)
     token = read_token(config)
     logs.configure(config.log.level, config.log.format)

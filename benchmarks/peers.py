@@ -20,8 +20,8 @@ import aiohttp
 from common import free_port, process_cpu, process_rss, wait_port
 
 from watchdogd.config.schema import HttpCheck
-from watchdogd.sources.client import open_probe_client
 from watchdogd.sources.http import HttpProbe
+from watchdogd.sources.probe_client import open_probe_client
 from watchdogd.sources.schedule import run_every
 
 BLACKBOX = Path("/usr/bin/prometheus-blackbox-exporter")

@@ -38,8 +38,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from watchdogd.config.schema import HttpCheck
-from watchdogd.sources.client import DEFAULT_MAX_IN_FLIGHT, open_probe_client
 from watchdogd.sources.http import HttpProbe
+from watchdogd.sources.probe_client import DEFAULT_MAX_IN_FLIGHT, open_probe_client
 from watchdogd.sources.schedule import run_every
 
 CONCURRENCY = (1, 100, 1000)

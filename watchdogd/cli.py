@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from watchdogd import __version__
-from watchdogd.client import ClientError, Endpoint, call, resolve_endpoint
+from watchdogd.api.client import ClientError, Endpoint, call, resolve_endpoint
 from watchdogd.config import load_config, summarize
 from watchdogd.core.deploy_plan import Stage, outcome_exit_code
 from watchdogd.demo.release import FAULT_DESCRIPTIONS, FAULTS
@@ -40,7 +40,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     # The daemon pulls in aiohttp, docker and the rest: load it only for `run`.
-    from watchdogd.daemon import run_daemon  # noqa: PLC0415
+    from watchdogd.daemon.lifecycle import run_daemon  # noqa: PLC0415
 
     return run_daemon(args.config)
 

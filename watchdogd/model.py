@@ -43,6 +43,14 @@ class Release:
         return cls(**json.loads(text))
 
 
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run inside a release (an ``exec`` step) printed and returned."""
+
+    exit_code: int
+    output: str
+
+
 def fingerprint(config: Any) -> str:
     """A stable hash of JSON-able configuration, for ``Release.config_hash``."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)

@@ -12,7 +12,8 @@ import watchdogd.core
 CORE = Path(watchdogd.core.__file__).parent
 MODULES = sorted(CORE.rglob("*.py"))
 
-# Pure computation only. statistics is here for NormalDist().inv_cdf (the Wilson z).
+# Pure computation only. statistics is here for NormalDist().inv_cdf (the Wilson z), re for
+# the PromQL selector parser.
 ALLOWED = {
     "__future__",
     "bisect",
@@ -21,6 +22,7 @@ ALLOWED = {
     "dataclasses",
     "enum",
     "math",
+    "re",
     "statistics",
     "types",
     "typing",

@@ -16,15 +16,14 @@ from prometheus_client.metrics_core import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from watchdogd.metrics import Metrics
-from watchdogd.target_series import (
+from watchdogd.metrics.registry import Metrics
+from watchdogd.metrics.target_text import (
     _FAMILIES,
-    PROBE_BUCKETS,
     QUANTILES,
     TARGET_STATES,
-    ProbeTally,
     render_targets,
 )
+from watchdogd.watch.tally import PROBE_BUCKETS, ProbeTally
 
 
 @dataclass
@@ -76,7 +75,7 @@ def views() -> list[Target]:
 
 
 class Reference(Collector):
-    """The same series built with prometheus_client, as metrics.py used to."""
+    """The same series built with prometheus_client, as metrics/registry.py used to."""
 
     def collect(self) -> Iterator[Metric]:
         help_of = {name: text for name, _kind, text in _FAMILIES}

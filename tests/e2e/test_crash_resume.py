@@ -4,7 +4,7 @@ runs again; one that was in flight is reported ``interrupted`` and not run again
 rollback is started.
 
 The daemon pauses inside a step through its TEST-ONLY hook (``WATCHDOGD_TEST_PAUSE_STEP`` and
-``WATCHDOGD_TEST_PAUSE_FILE``, see ``watchdogd.wiring``): the step's ``started`` row is
+``WATCHDOGD_TEST_PAUSE_FILE``, see ``watchdogd.daemon.wiring``): the step's ``started`` row is
 committed, then the hook writes the marker file and sleeps, and the test kills the process.
 The restarted daemon runs without the hook. Side effects are counted where they land: the
 ``command`` step appends a line to a file, the ``sql`` step inserts a row, the release
@@ -38,8 +38,8 @@ from tests.support.images import AppImages, run_app, wait_http
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.sink import HttpSink
 from watchdogd.config.schema import IDEMPOTENT_ACTIONS
+from watchdogd.daemon.wiring import PAUSE_FILE_ENV, PAUSE_STEP_ENV
 from watchdogd.store import JournalEntry, StepStatus, Store
-from watchdogd.wiring import PAUSE_FILE_ENV, PAUSE_STEP_ENV
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ from aiohttp import web
 from tests.support.ports import free_port
 from watchdogd.config.schema import AuthFlowCheck, HttpCheck, ScrapeCheck
 from watchdogd.sources.auth_flow import AuthFlowProbe
-from watchdogd.sources.client import ProbeClient, open_probe_client
 from watchdogd.sources.http import HttpProbe
+from watchdogd.sources.probe_client import ProbeClient, open_probe_client
 from watchdogd.sources.scrape import ScrapeSource
 
 PASSWORD = "correct-horse-battery"  # plays the config's secret in these tests

@@ -13,7 +13,7 @@ from aiohttp import web
 from tests.sources.test_source_http import RecordingSink
 from tests.support.services import PrometheusServer
 from watchdogd.config.schema import PromqlCheck
-from watchdogd.sources.client import ProbeClient, open_probe_client
+from watchdogd.sources.probe_client import ProbeClient, open_probe_client
 from watchdogd.sources.promql import PromqlSource
 
 # One event loop, exporter and Prometheus for the module: starting Prometheus and waiting

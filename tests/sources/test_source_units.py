@@ -9,12 +9,12 @@ import aiohttp
 import pytest
 
 from watchdogd.config.schema import ScrapeCheck, TargetConfig
+from watchdogd.core.selector import Selector
 from watchdogd.errors import SourceUnavailable
-from watchdogd.selector import Selector
+from watchdogd.redact import describe_error, redact
 from watchdogd.sources.auth_flow import MISSING, lookup, substitute, substitute_json
 from watchdogd.sources.docker_health import ContainerSelector, ContainerState
 from watchdogd.sources.promql import parse_query_response
-from watchdogd.sources.redact import describe_error, redact
 from watchdogd.sources.schedule import FixedRateSchedule, run_every
 from watchdogd.sources.scrape import CounterDeltas, ScrapeSource
 

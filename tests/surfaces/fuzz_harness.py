@@ -30,9 +30,8 @@ import structlog
 from yarl import URL
 
 from tests.support.ports import free_port
-from watchdogd import logs
 from watchdogd.config import load_config
-from watchdogd.daemon import Daemon
+from watchdogd.daemon.lifecycle import Daemon, logs
 
 TOKEN = "fuzz-token-7d0c4f1e9a2b"
 #: Values that reach the config only through ${ENV}, so they are secrets too.

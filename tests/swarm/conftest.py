@@ -25,7 +25,7 @@ import pytest
 from docker.errors import APIError, NotFound
 
 from tests.support import SESSION_ID, docker_labels, is_stale_session, require, unique_name
-from watchdogd.swarm_document import STATE_LABEL, config_name
+from watchdogd.watch.swarm_document import STATE_LABEL, config_name
 
 USER_PREFIX = "watchdogd-test-swarm-user."
 MADE_BY_TESTS = "watchdogd.test.swarm-made-by"

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.images import AppImages
 from tests.swarm.conftest import Services
-from watchdogd.targets.docker_client import DockerEngine
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.targets.swarm import SwarmDriver
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]

@@ -7,17 +7,17 @@ from typing import Any
 
 import pytest
 
-from watchdogd.sources.swarm_tasks import judge
-from watchdogd.swarm_document import STATE_LABEL, Document, config_name
-from watchdogd.targets.docker_client import DockerEngine
-from watchdogd.targets.swarm import (
-    SwarmDriver,
+from watchdogd.engine.docker_api import DockerEngine
+from watchdogd.engine.swarm_spec import (
     desired_replicas,
     repository,
     runs_spec,
     spec_fingerprint,
     split_digest,
 )
+from watchdogd.sources.swarm_tasks import judge
+from watchdogd.targets.swarm import SwarmDriver
+from watchdogd.watch.swarm_document import STATE_LABEL, Document, config_name
 
 DIGEST = "sha256:" + "ab" * 32
 

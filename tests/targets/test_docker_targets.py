@@ -27,12 +27,12 @@ from docker.types import IPAMConfig, IPAMPool
 from tests.support import SESSION_ID, docker_labels, require, unique_name
 from tests.support.images import AppImages, wait_http
 from tests.support.ports import free_port
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
 from watchdogd.targets import container as container_module
 from watchdogd.targets.compose import ComposeDriver
 from watchdogd.targets.container import ContainerDriver
-from watchdogd.targets.docker_client import DockerEngine
 
 pytestmark = pytest.mark.docker
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from watchdogd.config.schema import DockerSettings, TargetConfig
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.targets.compose import ComposeDriver
 from watchdogd.targets.container import ContainerDriver
-from watchdogd.targets.docker_client import DockerEngine
 from watchdogd.targets.factory import engine_factory, make_driver
 from watchdogd.targets.release_dir import ReleaseDirDriver
 from watchdogd.targets.swarm import SwarmDriver

@@ -10,11 +10,11 @@ import pytest
 
 from watchdogd.config import load_config_text
 from watchdogd.core.incident import TargetState
-from watchdogd.metrics import Metrics
+from watchdogd.metrics.registry import Metrics
 from watchdogd.model import Release
 from watchdogd.store import Store
 from watchdogd.targets.base import ExecResult
-from watchdogd.watch.target import ABSENT_GRACE, TargetController
+from watchdogd.watch.controller import ABSENT_GRACE, TargetController
 
 CONFIG = """\
 defaults: {bake_time: 10s, window: 1m}

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from watchdogd.config.rules import check_rules, did_you_mean
 from watchdogd.config.schema import Config
-from watchdogd.config.source import ConfigSource, Path_, parse_config_text, read_config_source
+from watchdogd.config.yaml_text import ConfigSource, Path_, parse_config_text, read_config_source
 from watchdogd.errors import ConfigError, ConfigProblem
 
 

@@ -19,7 +19,7 @@ from watchdogd.config.schema import (
     TargetKind,
 )
 from watchdogd.core.gates import GateMetric
-from watchdogd.selector import Selector
+from watchdogd.core.selector import Selector
 
 Finding = tuple[tuple[str | int, ...], str]
 

@@ -38,9 +38,9 @@ from watchdogd.deploy.proxy import Proxy, Slot
 from watchdogd.deploy.windows import TrafficJudge, TrafficWindows, breached, pending
 from watchdogd.errors import StoreError, WatchdogError
 from watchdogd.model import Release
-from watchdogd.sources.client import ProbeClient
+from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.store import Store
-from watchdogd.targets.docker_client import DockerEngine
+from watchdogd.engine.docker_api import DockerEngine
 
 log = structlog.get_logger(__name__)
 

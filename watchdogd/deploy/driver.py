@@ -17,7 +17,7 @@ from watchdogd.deploy import green as containers
 from watchdogd.deploy.deployment import Deployment
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult, TargetDriver
-from watchdogd.targets.docker_client import DockerEngine
+from watchdogd.engine.docker_api import DockerEngine
 
 
 class TrafficDriver:

@@ -23,7 +23,7 @@ from watchdogd.config.traffic import Upstream
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
 from watchdogd.targets.container import health_of, inspect_with_spec, is_running
-from watchdogd.targets.docker_client import DockerEngine
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.targets.recreate import create_plan, release_of
 
 log = structlog.get_logger(__name__)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.metrics_core import Metric
 
 from watchdogd.config.schema import Config, Notifier, TargetConfig, TargetKind
@@ -35,20 +35,19 @@ from watchdogd.errors import (
     TrafficError,
     WatchdogError,
 )
-from watchdogd.metrics import Metrics
 from watchdogd.model import Release, Trigger
 from watchdogd.playbook.notify import send
-from watchdogd.sources.client import ProbeClient
+from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.store import Store
 from watchdogd.store.deploys import DeployRecord
 from watchdogd.targets.base import TargetDriver
-from watchdogd.targets.docker_client import DockerEngine
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.traffic.counters import TrafficCounters
 from watchdogd.traffic.haproxy import HAProxyRuntime
 from watchdogd.traffic.split import SplitReconciler
 
 if TYPE_CHECKING:
-    from watchdogd.watch.target import TargetController
+    from watchdogd.watch.controller import TargetController
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +63,7 @@ class DeployManager:
         config: Callable[[], Config],
         store: Store,
         engine: Callable[[], DockerEngine],
-        metrics: Metrics,
+        registry: CollectorRegistry,
         client: Callable[[], ProbeClient],
         http: Callable[[], aiohttp.ClientSession | None],
     ) -> None:
@@ -81,12 +80,12 @@ class DeployManager:
         self._receivers: dict[str, Any] = {}
         self._reconcilers: dict[str, SplitReconciler] = {}
         self.counters = TrafficCounters()
-        metrics.registry.register(_CountersCollector(self.counters))
+        registry.register(_CountersCollector(self.counters))
         self.deploys_total = Counter(
             "watchdogd_deploys",
             "Blue-green deploys by outcome (promoted, rolled_back, aborted, failed).",
             ["target", "outcome"],
-            registry=metrics.registry,
+            registry=registry,
         )
 
     # --- wiring ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from watchdogd.config.traffic import PreChecks
 from watchdogd.core.deploy_plan import PreCheckTally
 from watchdogd.deploy.green import Endpoint
 from watchdogd.sources.auth_flow import AuthFlowProbe
-from watchdogd.sources.client import ProbeClient
+from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.sources.http import HttpProbe
 
 Progress = Callable[[str], Awaitable[None]]

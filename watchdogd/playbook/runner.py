@@ -49,12 +49,12 @@ from tenacity.wait import wait_base, wait_exponential
 
 from watchdogd.config.schema import Notifier, OnFailure, Step
 from watchdogd.errors import StepFailed, WatchdogError
-from watchdogd.logs import redact
 from watchdogd.playbook.context import HealthCheck, StepContext
 from watchdogd.playbook.notify import build_payload, send
 from watchdogd.playbook.plan import IncidentOutcome, IncidentPlan, StepResult
 from watchdogd.playbook.rollback import wait_healthy_timeout
 from watchdogd.playbook.steps import execute
+from watchdogd.redact import redact
 from watchdogd.store import IncidentRecord, IncidentState, JournalEntry, StepStatus, Store
 from watchdogd.targets.base import TargetDriver
 

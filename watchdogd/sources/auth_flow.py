@@ -37,9 +37,9 @@ from typing import Any
 import aiohttp
 
 from watchdogd.config.schema import AuthFlowCheck, AuthStep
+from watchdogd.redact import describe_error, redact
 from watchdogd.sources.http import MAX_BODY, read_capped
 from watchdogd.sources.poller import Poller
-from watchdogd.sources.redact import describe_error, redact
 from watchdogd.sources.schedule import StateChangeLog
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9][A-Za-z0-9_.-]*)\}")

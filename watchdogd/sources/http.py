@@ -29,8 +29,8 @@ from typing import Any
 import aiohttp
 
 from watchdogd.config.schema import HttpCheck
+from watchdogd.redact import describe_error, redact
 from watchdogd.sources.poller import Poller
-from watchdogd.sources.redact import describe_error, redact
 from watchdogd.sources.schedule import StateChangeLog
 
 #: The probe reads at most this much of a body: enough for any health page, and a huge or

@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 from watchdogd.config.schema import CheckBase
 from watchdogd.sources.base import SampleSink
-from watchdogd.sources.client import ProbeClient
+from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.sources.schedule import Clock, run_every
 
 CheckT = TypeVar("CheckT", bound=CheckBase)

@@ -25,9 +25,9 @@ import aiohttp
 
 from watchdogd.config.schema import PromqlCheck
 from watchdogd.errors import SourceUnavailable
+from watchdogd.redact import describe_error, redact
 from watchdogd.sources.http import read_capped
 from watchdogd.sources.poller import Poller
-from watchdogd.sources.redact import describe_error, redact
 from watchdogd.sources.schedule import StateChangeLog
 
 #: An instant query answering one number is tiny; a huge answer is a wrong query.

@@ -47,11 +47,11 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from watchdogd.config.schema import ScrapeCheck
+from watchdogd.core.selector import Selector
 from watchdogd.errors import SourceUnavailable
-from watchdogd.selector import Selector
+from watchdogd.redact import describe_error, redact
 from watchdogd.sources.http import read_capped
 from watchdogd.sources.poller import Poller
-from watchdogd.sources.redact import describe_error, redact
 from watchdogd.sources.schedule import StateChangeLog
 
 #: A /metrics page larger than this is cut off and fails to parse (reported as unknown).

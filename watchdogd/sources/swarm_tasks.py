@@ -24,18 +24,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
+from watchdogd.engine.swarm_api import SwarmApi
+from watchdogd.engine.swarm_spec import PAUSED, image_of, runs_spec, spec_fingerprint
 from watchdogd.errors import TargetError
 from watchdogd.sources.base import SampleSink
 from watchdogd.sources.schedule import Clock, StateChangeLog, run_every
-from watchdogd.targets.swarm import PAUSED, SwarmDriver, image_of, runs_spec, spec_fingerprint
 
 __all__ = ["ENDED_BY_ITSELF", "SwarmTaskSource", "judge"]
 
 ENDED_BY_ITSELF = frozenset({"failed", "rejected", "orphaned", "complete"})
 
 Outcome = tuple[bool, str]
+
+
+class SwarmService(Protocol):
+    """The service to watch and the API to ask (the swarm driver is one)."""
+
+    @property
+    def service(self) -> str: ...
+    @property
+    def api(self) -> SwarmApi: ...
 
 
 def judge(service: dict[str, Any], tasks: list[dict[str, Any]], seen: set[str]) -> list[Outcome]:
@@ -71,7 +81,7 @@ class SwarmTaskSource:
 
     def __init__(
         self,
-        driver: SwarmDriver,
+        driver: SwarmService,
         sink: SampleSink,
         interval: float,
         *,

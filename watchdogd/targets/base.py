@@ -8,16 +8,11 @@ the target with nothing running.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from watchdogd.model import Release
+from watchdogd.model import ExecResult, Release
 
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    output: str
+__all__ = ["ExecResult", "TargetDriver"]
 
 
 class TargetDriver(Protocol):

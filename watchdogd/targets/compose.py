@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult
@@ -27,7 +28,6 @@ from watchdogd.targets.container import (
     is_running,
     put_back,
 )
-from watchdogd.targets.docker_client import DockerEngine
 from watchdogd.targets.recreate import container_name, is_anonymous_volume, release_of
 
 log = structlog.get_logger(__name__)

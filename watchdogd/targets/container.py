@@ -23,10 +23,10 @@ from typing import Any
 
 import structlog
 
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult
-from watchdogd.targets.docker_client import DockerEngine
 from watchdogd.targets.recreate import config_hash, create_plan, release_of, snapshot
 
 log = structlog.get_logger(__name__)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from watchdogd.config.schema import DockerSettings, TargetConfig, TargetKind
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.targets.base import TargetDriver
 from watchdogd.targets.compose import ComposeDriver
 from watchdogd.targets.container import ContainerDriver
-from watchdogd.targets.docker_client import DockerEngine
 from watchdogd.targets.release_dir import ReleaseDirDriver
 from watchdogd.targets.swarm import SwarmDriver
 

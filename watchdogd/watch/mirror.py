@@ -2,7 +2,7 @@
 
 The local store stays the working copy. A mirror keeps known-good releases, quarantine and
 the incident journal where they survive the loss of the node (for a Swarm service: in the
-swarm, see ``watchdogd.swarm_state``), and it is where watchdogd instances that watch the
+swarm, see ``watchdogd.watch.swarm_state``), and it is where watchdogd instances that watch the
 same target agree on who handles an incident. Only ``claim`` may say no; the other calls log
 their own failures and never raise, except ``before_step`` when the claim was lost.
 """

@@ -21,7 +21,7 @@ import requests
 from docker.errors import DockerException, NotFound
 
 from watchdogd.errors import TargetError
-from watchdogd.targets.base import ExecResult
+from watchdogd.model import ExecResult
 
 T = TypeVar("T")
 

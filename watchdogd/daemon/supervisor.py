@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from watchdogd.metrics import Metrics
+from watchdogd.metrics.registry import Metrics
 
 log = structlog.get_logger(__name__)
 

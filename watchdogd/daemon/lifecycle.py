@@ -21,10 +21,14 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from watchdogd import logs
-from watchdogd.alertmanager import WebhookPayload, matches
+from watchdogd.api.alertmanager import WebhookPayload, matches
+from watchdogd.api.server import build_app
 from watchdogd.config import Config, load_config, summarize
 from watchdogd.core.guards import TriggerKind
+from watchdogd.daemon import logs
+from watchdogd.daemon.sdnotify import SystemdNotifier
+from watchdogd.daemon.supervisor import Supervisor
+from watchdogd.daemon.wiring import Wiring
 from watchdogd.errors import (
     ConfigError,
     ConfigProblem,
@@ -32,14 +36,10 @@ from watchdogd.errors import (
     StoreError,
     WatchdogError,
 )
-from watchdogd.metrics import Metrics
+from watchdogd.metrics.registry import Metrics
 from watchdogd.model import Trigger
-from watchdogd.sdnotify import SystemdNotifier
-from watchdogd.server import build_app
 from watchdogd.store import Store
-from watchdogd.supervisor import Supervisor
-from watchdogd.watch.target import TargetController
-from watchdogd.wiring import Wiring
+from watchdogd.watch.controller import TargetController
 
 log = structlog.get_logger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any
 from docker import auth
 from docker.errors import APIError
 
+from watchdogd.engine.docker_api import DockerEngine, ObjectMissing, _explain
 from watchdogd.errors import TargetError
-from watchdogd.targets.docker_client import DockerEngine, ObjectMissing, _explain
 
 __all__ = ["ObjectExists", "SwarmApi", "VersionConflict"]
 

@@ -44,11 +44,14 @@ from typing import Any, TypeVar
 import structlog
 
 from watchdogd.config.schema import Step
+from watchdogd.engine.swarm_api import ObjectExists, SwarmApi, VersionConflict
 from watchdogd.errors import StoreError, TargetError
 from watchdogd.model import Release
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.store import IncidentState, StepStatus, Store
-from watchdogd.swarm_document import (
+from watchdogd.targets.swarm import SwarmDriver
+from watchdogd.watch.mirror import ClaimLost
+from watchdogd.watch.swarm_document import (
     CONFIG_DATA,
     SERVICE_LABEL,
     STATE_LABEL,
@@ -60,9 +63,6 @@ from watchdogd.swarm_document import (
     release_from,
     trigger_from,
 )
-from watchdogd.targets.swarm import SwarmDriver
-from watchdogd.targets.swarm_api import ObjectExists, SwarmApi, VersionConflict
-from watchdogd.watch.mirror import ClaimLost
 
 __all__ = ["LEASE", "Refused", "SwarmStateMirror"]
 

@@ -1,11 +1,14 @@
-"""What a source may say about a failure: reasons without secrets.
+"""The one redaction of secrets: what a log line, a failure reason or a journal entry may say.
+
+The config's secrets (values that came from ``${ENV}``, the API token) are registered once with
+:func:`set_secrets`; the logger scrubs every event with them (``daemon.logs``), so no call
+site can forget it. Values the config never held, such as tokens an auth flow extracted a
+second ago, are passed to :func:`redact` by the caller.
 
 A failure detail travels far: into the window, the incident journal, notifications and the
 status API. So it is built from parts that cannot carry a secret (a status code, an exception
 class, an errno name) and then scrubbed of every known secret value anyway, in case a URL or a
-server's error message quoted one. The logger redacts the config's secrets too
-(``watchdogd.logs``); this module also covers values the logger never hears of, such as tokens
-an auth flow extracted a second ago.
+server's error message quoted one.
 """
 
 from __future__ import annotations
@@ -21,12 +24,28 @@ REDACTED = "***"
 #: hide nothing (the logger uses the same bound).
 MIN_SECRET_LENGTH = 3
 
+_registered: tuple[str, ...] = ()
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced by ``***``, longest first so overlaps go."""
-    for secret in sorted(
-        (s for s in secrets if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True
-    ):
+
+def _longest_first(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True))
+
+
+def set_secrets(values: Iterable[str]) -> None:
+    """Replace the process-wide set of strings no output may contain (the config's secrets)."""
+    global _registered  # noqa: PLW0603 - one process-wide list, read by the log processor
+    _registered = _longest_first(values)
+
+
+def registered() -> tuple[str, ...]:
+    """The secrets :func:`set_secrets` registered, longest first."""
+    return _registered
+
+
+def redact(text: str, secrets: Iterable[str] | None = None) -> str:
+    """``text`` with every secret value replaced by ``***``, longest first so overlaps go;
+    ``secrets`` defaults to the registered ones."""
+    for secret in _registered if secrets is None else _longest_first(secrets):
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

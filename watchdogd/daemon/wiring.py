@@ -12,34 +12,45 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 import structlog
 
 from watchdogd.config.schema import Config, Step, TargetConfig
+from watchdogd.daemon.supervisor import Supervisor
 from watchdogd.deploy.manager import DeployManager
 from watchdogd.errors import StepFailed, StoreError
+from watchdogd.metrics.registry import Metrics
 from watchdogd.playbook.notify import send
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
 from watchdogd.sources.auth_flow import AuthFlowProbe
-from watchdogd.sources.client import ProbeClient
 from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
 from watchdogd.sources.http import HttpProbe
 from watchdogd.sources.poller import Poller
+from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.sources.promql import PromqlSource
 from watchdogd.sources.scrape import ScrapeSource
 from watchdogd.sources.swarm_tasks import SwarmTaskSource
-from watchdogd.swarm_state import SwarmStateMirror
+from watchdogd.store import Store
 from watchdogd.targets.factory import engine_factory, make_driver
 from watchdogd.targets.swarm import SwarmDriver
-from watchdogd.watch.check import CheckRecorder
+from watchdogd.watch.controller import TargetController
 from watchdogd.watch.mirror import StateMirror
-from watchdogd.watch.target import TargetController
+from watchdogd.watch.recorder import CheckRecorder
+from watchdogd.watch.swarm_state import SwarmStateMirror
 
-if TYPE_CHECKING:
-    from watchdogd.daemon import Daemon
+
+class DaemonParts(Protocol):
+    """What the wiring reads and replaces of the daemon (``daemon.lifecycle.Daemon``)."""
+
+    config: Config
+    store: Store
+    metrics: Metrics
+    supervisor: Supervisor
+    controllers: dict[str, TargetController]
+
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +63,7 @@ SOURCES: dict[str, type[Poller[Any]]] = {
 
 
 class Wiring:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonParts) -> None:
         self._daemon = daemon
         self._client: ProbeClient | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -64,7 +75,7 @@ class Wiring:
             config=lambda: daemon.config,
             store=daemon.store,
             engine=self._engine,
-            metrics=daemon.metrics,
+            registry=daemon.metrics.registry,
             client=self._probe_client,
             http=lambda: self._http,
         )

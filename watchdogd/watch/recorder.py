@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from watchdogd.core.window import Window, WindowStats
-from watchdogd.metrics import Metrics
-from watchdogd.target_series import ProbeTally
+from watchdogd.watch.tally import ProbeTally
 
 log = structlog.get_logger(__name__)
 
@@ -58,9 +57,7 @@ class CheckView:
 class CheckRecorder:
     """Implements ``sources.base.SampleSink`` for one (target, check)."""
 
-    def __init__(
-        self, target: str, check: str, check_type: str, window_span: float, metrics: Metrics
-    ) -> None:
+    def __init__(self, target: str, check: str, check_type: str, window_span: float) -> None:
         self.target = target
         self.check = check
         self.check_type = check_type
@@ -69,9 +66,9 @@ class CheckRecorder:
         self.last_detail = ""
         self.samples_since_reset = 0
         self.successes_since_reset = 0
-        self._metrics = metrics
         # watchdogd_probes_total and watchdogd_probe_duration_seconds of this check: plain
-        # numbers, written out at scrape time (see target_series for why not prometheus_client).
+        # numbers, written out at scrape time (metrics.target_text says why not
+        # prometheus_client).
         self.tally = ProbeTally()
         # The last stats() and what it depended on: the window's bucket and its contents.
         self._version = 0

@@ -1,40 +1,28 @@
 """Logging through structlog: JSON off a TTY, readable on one, secrets redacted at the logger.
 
 Redaction sits in the processor chain, so no call site can forget it: every string value of
-every event is scrubbed of the config's secrets (values that came from ``${ENV}`` and the API
-token) before it is rendered.
+every event is scrubbed of the secrets registered with ``watchdogd.redact.set_secrets`` (values
+that came from ``${ENV}`` and the API token) before it is rendered.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-REDACTED = "***"
-_secrets: tuple[str, ...] = ()
+from watchdogd.redact import redact, registered, set_secrets
 
-
-def set_secrets(values: Iterable[str]) -> None:
-    """Replace the set of strings no log line may contain (longest first, so overlaps go)."""
-    global _secrets  # noqa: PLW0603 - one process-wide list, read by the processor below
-    _secrets = tuple(sorted((v for v in values if len(v) >= 3), key=len, reverse=True))
-
-
-def redact(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+__all__ = ["configure", "set_secrets"]
 
 
 def _redact_processor(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    if _secrets:
+    if registered():
         for key, value in event.items():
             if isinstance(value, str):
                 event[key] = redact(value)

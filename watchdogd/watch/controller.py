@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -22,17 +22,25 @@ from watchdogd.core.gates import Gate, GateResult, GateSpec, Verdict
 from watchdogd.core.guards import GuardPolicy, TriggerKind, refusal
 from watchdogd.core.incident import Event, TargetState, TargetStateMachine
 from watchdogd.errors import ControlRefused, StoreError, TargetError
-from watchdogd.metrics import Metrics
 from watchdogd.model import Release, Trigger
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import PlaybookRunner
 from watchdogd.store import Store
 from watchdogd.store.records import ReleaseState
 from watchdogd.targets.base import TargetDriver
-from watchdogd.watch.check import CheckRecorder, CheckView
 from watchdogd.watch.mirror import StateMirror
+from watchdogd.watch.recorder import CheckRecorder, CheckView
 
 log = structlog.get_logger(__name__)
+
+
+class RollbackMetrics(Protocol):
+    """Where the controller counts a finished playbook (``metrics.registry.Metrics``)."""
+
+    def rollback_finished(
+        self, target: str, trigger: str, result: str, seconds: float, at: float
+    ) -> None: ...
+
 
 # How long a target may have no container before its failures count again (a deploy that
 # removed the old container and never started a new one is an outage, not a deploy).
@@ -88,7 +96,7 @@ class TargetController:
         store: Store,
         runner: PlaybookRunner | None = None,
         notify: Callable[[str, str], Awaitable[None]] | None = None,
-        metrics: Metrics,
+        metrics: RollbackMetrics,
         recorders: dict[str, CheckRecorder] | None = None,
         mirror: StateMirror | None = None,
     ) -> None:
@@ -127,7 +135,7 @@ class TargetController:
         span = float(config.setting("window", defaults))
         self.recorders = {
             check.name: keep.get(check.name)
-            or CheckRecorder(self.name, check.name, check.type, span, self._metrics)
+            or CheckRecorder(self.name, check.name, check.type, span)
             for check in config.checks
         }
         self.gates = [Gate(gate_spec(g)) for g in config.gates]
@@ -395,9 +403,7 @@ class TargetController:
             await self.mirror.finished(plan, succeeded=succeeded, detail=detail)
         now = time.monotonic()
         result = "succeeded" if succeeded else "failed"
-        self._metrics.rollbacks.labels(self.name, kind.value, result).inc()
-        self._metrics.rollback_duration.labels(self.name).observe(now - started)
-        self._metrics.last_rollback.labels(self.name).set(time.time())
+        self._metrics.rollback_finished(self.name, kind.value, result, now - started, time.time())
         restored = plan.restore_release
         if succeeded and restored is not None:
             self.current = restored

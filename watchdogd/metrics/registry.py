@@ -21,7 +21,7 @@ from prometheus_client import (
 )
 
 from watchdogd import __version__
-from watchdogd.target_series import TargetView, render_targets
+from watchdogd.metrics.target_text import TargetView, render_targets
 
 # Without this every counter doubles its lines with a _created series nobody reads.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -29,6 +29,14 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 class Metrics:
     """Every metric of one daemon, in its own registry (tests run several daemons at once)."""
+
+    def rollback_finished(
+        self, target: str, trigger: str, result: str, seconds: float, at: float
+    ) -> None:
+        """Count one playbook's end (``watch.controller.RollbackMetrics``); ``at`` is Unix time."""
+        self.rollbacks.labels(target, trigger, result).inc()
+        self.rollback_duration.labels(target).observe(seconds)
+        self.last_rollback.labels(target).set(at)
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)

@@ -9,40 +9,22 @@ what prometheus_client would write: the same names, HELP and TYPE lines, label n
 sorted order, values as floats.
 
 The probe counters and the probe duration histogram live with each check's recorder
-(:class:`ProbeTally`), not in the registry, so a reload that drops a target or a check drops
+(``watch.tally.ProbeTally``), not in the registry, so a reload that drops a target or a check drops
 its series too.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from watchdogd.watch.tally import PROBE_BUCKETS, ProbeTally
+
 TARGET_STATES = ("baking", "healthy", "breached", "rolling_back", "rolled_back", "failed", "frozen")
 QUANTILES = ("0.5", "0.95", "0.99")
-PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 _LE = (*(repr(b) for b in PROBE_BUCKETS), "+Inf")
 PROBE_RESULTS = ("ok", "failure", "unknown")
-
-
-class ProbeTally:
-    """One check's ``watchdogd_probes_total`` by result and its duration histogram."""
-
-    __slots__ = ("buckets", "duration_count", "duration_sum", "failure", "ok", "unknown")
-
-    def __init__(self) -> None:
-        self.ok = self.failure = self.unknown = 0
-        self.buckets = [0] * (len(PROBE_BUCKETS) + 1)  # per bucket, not cumulative; last: +Inf
-        self.duration_count = 0
-        self.duration_sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        # bisect_left: a value equal to a bound belongs to that bound's bucket (le = "<=").
-        self.buckets[bisect.bisect_left(PROBE_BUCKETS, seconds)] += 1
-        self.duration_count += 1
-        self.duration_sum += seconds
 
 
 class CheckView(Protocol):

@@ -16,10 +16,10 @@ import pydantic
 import structlog
 from aiohttp import web
 
-from watchdogd.alertmanager import WebhookPayload
+from watchdogd.api.alertmanager import WebhookPayload
+from watchdogd.api.openapi import OPENAPI
 from watchdogd.errors import ControlRefused
-from watchdogd.metrics import Metrics
-from watchdogd.openapi import OPENAPI
+from watchdogd.metrics.registry import Metrics
 
 log = structlog.get_logger(__name__)
 
