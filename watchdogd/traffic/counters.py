@@ -43,7 +43,7 @@ class LogCounters:
     dropped: int = 0
 
 
-@dataclass
+@dataclass(eq=False)  # a collector is registered by identity: it must stay hashable
 class TrafficCounters:
     log: LogCounters = field(default_factory=LogCounters)
     restored: Counter[str] = field(default_factory=Counter)

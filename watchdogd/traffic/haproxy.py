@@ -64,11 +64,23 @@ class ServerStatus:
     queued: int = 0
     response_time_ms: int | None = None
     total_time_ms: int | None = None
+    check_status: str = ""
 
     @property
     def admin_drain(self) -> bool:
         """Drained by the API (``set server ... state drain``): no new requests."""
         return self.state.startswith("DRAIN")
+
+    @property
+    def confirmed_up(self) -> bool:
+        """Up, and known to be: a server without health checks ("no check"), or one that is UP
+        and whose check has run since it left maintenance. (Leaving maintenance, HAProxy marks
+        a checked server UP at once, before any check: ``check_status`` is ``INI`` until then.)
+        """
+        if self.state == "no check":
+            return True
+        check = self.check_status.removeprefix("* ")
+        return self.state.startswith("UP") and check not in ("", "INI")
 
 
 class HAProxyRuntime:
@@ -238,6 +250,7 @@ def parse_servers(text: str, backend: str) -> dict[str, ServerStatus]:
             queued=_int(row.get("qcur")),
             response_time_ms=_int(row["rtime"]) if row.get("rtime") else None,
             total_time_ms=_int(row["ttime"]) if row.get("ttime") else None,
+            check_status=row.get("check_status") or "",
         )
     return found
 

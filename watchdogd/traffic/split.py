@@ -12,7 +12,10 @@ loses no request:
    draining the only healthy server would turn requests into 503s;
 4. the other servers are drained (``state drain``, weight 0), HAProxy stops sending them new
    requests while the ones in flight finish; once idle (or after ``drain_timeout``) they go
-   to maintenance;
+   to maintenance, except those named in ``standby``: they stay drained at weight 0, so
+   HAProxy keeps running their health checks and a switch back to them needs no new check
+   (from maintenance, a checked server is trusted only after its first check: up to its
+   ``inter``);
 5. the result is read back (``show stat``) and compared with the split.
 
 Every step is idempotent, so an attempt that fails anywhere (HAProxy unreachable, a command
@@ -45,16 +48,21 @@ class TrafficSplit:
 
     ``addresses`` gives ``(address, port)`` for dynamic servers, so a server that HAProxy
     forgot (a restart) or never had is added again; a static server slot needs none.
+    ``standby`` names servers at weight 0 that stay drained instead of going to maintenance
+    (blue during a bake: switching back to it is then immediate).
     """
 
     backend: str
     weights: Mapping[str, int]
     addresses: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    standby: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         bad = {name: w for name, w in self.weights.items() if not 0 <= w <= 256}
         if bad:
             raise ValueError(f"weights must be 0..256: {bad}")
+        if not self.standby <= set(self.drained):
+            raise ValueError(f"standby servers must be at weight 0: {sorted(self.standby)}")
         if not any(self.weights.values()):
             raise ValueError(f"a split of {self.backend} must send traffic to some server")
 
@@ -79,13 +87,14 @@ def split_differences(split: TrafficSplit, servers: Mapping[str, ServerStatus]) 
                 differences.append(f"{name}: {status.state}, want ready")
             if status.weight != weight:
                 differences.append(f"{name}: weight {status.weight}, want {weight}")
+        elif name in split.standby:
+            if status.admin_maint:
+                differences.append(f"{name}: {status.state}, want standby (drained)")
+            if status.weight != 0:
+                differences.append(f"{name}: weight {status.weight}, want 0")
         elif not status.admin_maint:
             differences.append(f"{name}: {status.state}, want maintenance")
     return differences
-
-
-def _is_up(status: ServerStatus | None) -> bool:
-    return status is not None and (status.state.startswith("UP") or status.state == "no check")
 
 
 async def apply_split(
@@ -160,19 +169,28 @@ async def _apply_once(
         if status.admin_maint or status.admin_drain:
             await runtime.set_state(backend, name, "ready")
 
-    to_drain = [name for name in split.drained if not servers[name].admin_maint]
-    if not to_drain:
+    standby = [
+        name
+        for name in split.standby
+        if servers[name].weight != 0 or servers[name].admin_maint or not servers[name].admin_drain
+    ]
+    to_maint = [
+        name
+        for name in split.drained
+        if name not in split.standby and not servers[name].admin_maint
+    ]
+    if not standby and not to_maint:
         return
     await _wait_receiver_up(runtime, split, ready_timeout)
-    for name in to_drain:
+    for name in [*standby, *to_maint]:
         if not servers[name].admin_drain:
             await runtime.set_state(backend, name, "drain")
         if servers[name].weight != 0:
             await runtime.set_weight(backend, name, 0)
     idle = await asyncio.gather(
-        *(runtime.wait_idle(backend, name, timeout=drain_timeout) for name in to_drain)
+        *(runtime.wait_idle(backend, name, timeout=drain_timeout) for name in to_maint)
     )
-    for name, was_idle in zip(to_drain, idle, strict=True):
+    for name, was_idle in zip(to_maint, idle, strict=True):
         if not was_idle:
             # Maintenance does not cut the sessions still open: they finish, nothing new starts.
             log.warning(
@@ -188,7 +206,7 @@ async def _wait_receiver_up(runtime: HAProxyRuntime, split: TrafficSplit, timeou
     deadline = time.monotonic() + timeout
     while True:
         servers = await runtime.servers(split.backend)
-        if any(_is_up(servers.get(name)) for name in split.receivers):
+        if any(servers[name].confirmed_up for name in split.receivers if name in servers):
             return
         if time.monotonic() >= deadline:
             states = ", ".join(
@@ -227,7 +245,7 @@ class SplitReconciler:
         self._attempts = attempts
         self._wanted: dict[str, TrafficSplit] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._last_seen: dict[str, float] = {}  # backend -> when it last matched (monotonic)
+        self._applied_by: dict[str, str | None] = {}  # backend -> HAProxy's pid when applied
         self._unreachable: set[str] = set()
 
     def want(self, split: TrafficSplit) -> None:
@@ -235,7 +253,7 @@ class SplitReconciler:
 
     def forget(self, backend: str) -> None:
         self._wanted.pop(backend, None)
-        self._last_seen.pop(backend, None)
+        self._applied_by.pop(backend, None)
         self._unreachable.discard(backend)
 
     def wanted(self, backend: str) -> TrafficSplit | None:
@@ -252,7 +270,7 @@ class SplitReconciler:
                 attempts=self._attempts,
                 counters=self.counters,
             )
-            self._last_seen[split.backend] = time.monotonic()
+            self._applied_by[split.backend] = await self._haproxy_pid()
 
     async def reconcile(self) -> list[str]:
         """Put back every wanted split that HAProxy does not serve; return those backends."""
@@ -285,9 +303,9 @@ class SplitReconciler:
             self._unreachable.discard(backend)
             log.info("HAProxy reachable again", backend=backend)
         if not differences:
-            self._last_seen[backend] = time.monotonic()
             return False
-        reason = await self._why_changed(backend)
+        pid = await self._haproxy_pid()
+        reason = self._why_changed(backend, pid)
         log.warning(
             "traffic split lost; restoring",
             backend=backend,
@@ -305,20 +323,26 @@ class SplitReconciler:
             )
         except TrafficError:
             return False  # apply_split logged it; the next reconcile tries again
-        self._last_seen[backend] = time.monotonic()
+        self._applied_by[backend] = pid
         self.counters.restored[backend] += 1
         log.warning("traffic split restored", backend=backend, reason=reason)
         return True
 
-    async def _why_changed(self, backend: str) -> str:
-        seen = self._last_seen.get(backend)
-        try:
-            uptime = int((await self.runtime.info()).get("Uptime_sec", "-1"))
-        except (TrafficError, ValueError):
+    def _why_changed(self, backend: str, pid: str | None) -> str:
+        # Runtime changes live in one HAProxy process: a new worker pid (restart, or a reload
+        # without a server-state-file) forgot them; the same pid means someone changed them.
+        if backend not in self._applied_by:
+            return "not applied yet"
+        before = self._applied_by[backend]
+        if pid is None or before is None:
             return "unknown"
-        if seen is not None and 0 <= uptime <= time.monotonic() - seen + 1:
-            return "haproxy restarted"
-        return "changed outside watchdogd" if seen is not None else "not applied yet"
+        return "changed outside watchdogd" if pid == before else "haproxy restarted"
+
+    async def _haproxy_pid(self) -> str | None:
+        try:
+            return (await self.runtime.info()).get("Pid")
+        except TrafficError:
+            return None
 
     def _lock(self, backend: str) -> asyncio.Lock:
         return self._locks.setdefault(backend, asyncio.Lock())
