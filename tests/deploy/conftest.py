@@ -42,9 +42,10 @@ TARGET = "shop"
 
 @dataclass
 class Response:
-    at: float  # time.time()
+    at: float  # time.time() of the answer
     status: int  # 0: no response (connection error, timeout)
     version: str
+    sent: float = 0.0  # time.time() of the request
 
 
 @dataclass
@@ -67,13 +68,13 @@ class LoadClient:
         with httpx.Client(trust_env=False, timeout=5.0) as client:
             while not self._stop.is_set():
                 began = time.monotonic()
+                sent = time.time()
                 try:
                     answer = client.get(self.url)
-                    record = Response(
-                        time.time(), answer.status_code, answer.headers.get("X-App-Version", "")
-                    )
+                    version = answer.headers.get("X-App-Version", "")
+                    record = Response(time.time(), answer.status_code, version, sent)
                 except httpx.HTTPError:
-                    record = Response(time.time(), 0, "")
+                    record = Response(time.time(), 0, "", sent)
                 self.responses.append(record)
                 self._stop.wait(max(0.0, gap - (time.monotonic() - began)))
 

@@ -36,11 +36,11 @@ from watchdogd.deploy import green as containers
 from watchdogd.deploy.prechecks import run_prechecks
 from watchdogd.deploy.proxy import Proxy, Slot
 from watchdogd.deploy.windows import TrafficJudge, TrafficWindows, breached, pending
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import StoreError, WatchdogError
 from watchdogd.model import Release
 from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.store import Store
-from watchdogd.engine.docker_api import DockerEngine
 
 log = structlog.get_logger(__name__)
 
@@ -305,10 +305,14 @@ class Deployment:
             if self.stage not in GREEN_SERVING:
                 return
             self.journal(Stage.ROLLING_BACK, reason)
+            journaled = time.monotonic()
             blue, green = self._slots()
             await self.proxy.switch(blue, [green])
             switched = time.monotonic()
             if self.detected_at is not None:
+                # Up to the switch applied and verified, green drained included: an upper
+                # bound of the time until blue served every new request.
+                self.numbers["journal_ms"] = round((journaled - self.detected_at) * 1000, 2)
                 self.numbers["switch_back_ms"] = round((switched - self.detected_at) * 1000, 2)
             self.numbers.update(self._green_numbers())
             self.journal()

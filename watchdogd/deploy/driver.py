@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from watchdogd.core.deploy_plan import GREEN_SERVING, Stage
 from watchdogd.deploy import green as containers
 from watchdogd.deploy.deployment import Deployment
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult, TargetDriver
-from watchdogd.engine.docker_api import DockerEngine
 
 
 class TrafficDriver:

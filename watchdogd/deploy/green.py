@@ -20,10 +20,10 @@ from typing import Any
 import structlog
 
 from watchdogd.config.traffic import Upstream
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
 from watchdogd.targets.container import health_of, inspect_with_spec, is_running
-from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.targets.recreate import create_plan, release_of
 
 log = structlog.get_logger(__name__)

@@ -27,6 +27,7 @@ from watchdogd.deploy.deployment import Deployment, Hooks, Side
 from watchdogd.deploy.driver import TrafficDriver
 from watchdogd.deploy.proxy import Proxy, Slot
 from watchdogd.deploy.windows import TrafficWindows
+from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import (
     ControlRefused,
     StepFailed,
@@ -41,9 +42,9 @@ from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.store import Store
 from watchdogd.store.deploys import DeployRecord
 from watchdogd.targets.base import TargetDriver
-from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.traffic.counters import TrafficCounters
 from watchdogd.traffic.haproxy import HAProxyRuntime
+from watchdogd.traffic.log_receiver import HAProxyLogReceiver
 from watchdogd.traffic.split import SplitReconciler
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class DeployManager:
         self._tasks: dict[str, asyncio.Task[Stage]] = {}
         self._controllers: dict[str, TargetController] = {}
         self._proxies: dict[tuple[str, str], Proxy] = {}
-        self._receivers: dict[str, Any] = {}
+        self._receivers: dict[str, HAProxyLogReceiver] = {}
         self._reconcilers: dict[str, SplitReconciler] = {}
         self.counters = TrafficCounters()
         registry.register(_CountersCollector(self.counters))
@@ -476,8 +477,6 @@ class DeployManager:
             path = str(traffic.haproxy.log_socket)
             if path in self._receivers:
                 continue
-            from watchdogd.traffic.log_receiver import HAProxyLogReceiver  # noqa: PLC0415
-
             receiver = HAProxyLogReceiver(
                 path,
                 self.windows,

@@ -19,8 +19,8 @@ from watchdogd.config.traffic import PreChecks
 from watchdogd.core.deploy_plan import PreCheckTally
 from watchdogd.deploy.green import Endpoint
 from watchdogd.sources.auth_flow import AuthFlowProbe
-from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.sources.http import HttpProbe
+from watchdogd.sources.probe_client import ProbeClient
 
 Progress = Callable[[str], Awaitable[None]]
 HealthOf = Callable[[], Awaitable[str]]
