@@ -137,7 +137,7 @@ state_dir: {self.tmp / "state"}
 log: {{format: json, level: info}}
 docker: {{host: "{host}", poll_interval: 500ms}}
 server: {{shutdown_timeout: 5s}}
-defaults: {{window: 1m, bake_time: {bake_time}, cooldown: 5m, stop_timeout: 1s}}
+defaults: {{window: 1m, bake_time: 1s, cooldown: 5m, stop_timeout: 1s}}
 targets:
   - name: {TARGET}
     container: {self.blue}
@@ -161,6 +161,7 @@ targets:
       pre_checks: {{samples: 3, interval: 200ms, max_latency: 1s, timeout: 30s}}
       min_requests: {min_requests}
       drain_timeout: 2s
+      bake_time: {bake_time}
 """)
         return path
 

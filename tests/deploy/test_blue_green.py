@@ -85,11 +85,13 @@ class TestSwitchBack:
 
         numbers = record["numbers"]
         detected = float(numbers["detected_at"])
-        failed_after = users.failed(since=detected)
+        failed_after = users.failed(since=detected)  # answered after detection
+        sent_after = [r for r in failed_after if r.sent >= detected]
         last_green = max(r.sent for r in users.served_by("v4"))
         figures = {
             "failed_before_detection": len(users.failed(since=broke_at)) - len(failed_after),
-            "failed_after_detection": len(failed_after),
+            "failed_answered_after_detection": len(failed_after),
+            "failed_sent_after_detection": len(sent_after),
             "journal_ms": numbers.get("journal_ms"),
             "switch_back_ms": numbers.get("switch_back_ms"),
             "last_request_to_green_after_detection_ms": round((last_green - detected) * 1000, 1),

@@ -150,6 +150,8 @@ class TrafficConfig(_Strict):
     upstream: Upstream
     pre_checks: PreChecks = PreChecks()
     gates: list[TrafficGate] = list(DEFAULT_TRAFFIC_GATES)
+    # How long green bakes on user traffic; the target's bake_time when not set.
+    bake_time: Duration | None = None
     # Green must have served this many user requests before it can be promoted: a bake that
     # saw no traffic judged nothing.
     min_requests: Annotated[int, Field(ge=0)] = 20

@@ -18,7 +18,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.metrics_core import Metric
 
-from watchdogd.config.schema import Config, Notifier, TargetConfig, TargetKind
+from watchdogd.config.schema import Config, Defaults, Notifier, TargetConfig, TargetKind
 from watchdogd.core.deploy_plan import Stage, resume_action
 from watchdogd.core.guards import TriggerKind
 from watchdogd.core.incident import TargetState
@@ -185,7 +185,7 @@ class DeployManager:
             windows=self.windows,
             client=self._client,
             hooks=self._hooks(target.name),
-            bake_time=float(target.setting("bake_time", defaults)),
+            bake_time=_bake_time(target, defaults),
             stop_timeout=float(target.setting("stop_timeout", defaults)),
             secrets=self._config().secrets,
             blue=Side(blue_name, blue_release, Slot(server, endpoint)),
@@ -387,7 +387,7 @@ class DeployManager:
             windows=self.windows,
             client=self._client,
             hooks=self._hooks(target.name),
-            bake_time=float(target.setting("bake_time", defaults)),
+            bake_time=_bake_time(target, defaults),
             stop_timeout=float(target.setting("stop_timeout", defaults)),
             secrets=self._config().secrets,
             blue=Side.from_dict(record.body["blue"]),
@@ -517,3 +517,9 @@ class _CountersCollector:
 
     def collect(self) -> Iterator[Metric]:
         return self._counters.collect()
+
+
+def _bake_time(target: TargetConfig, defaults: Defaults) -> float:
+    assert target.traffic is not None  # noqa: S101 - only traffic targets deploy
+    own = target.traffic.bake_time
+    return float(own if own is not None else target.setting("bake_time", defaults))
