@@ -142,15 +142,15 @@ targets:
   - name: {TARGET}
     container: {self.blue}
     checks:
-      - {{name: api, type: http, url: "http://127.0.0.1:{self.blue_port}/cgi-bin/api",
+      - {{name: api, type: http, url: "{self.haproxy.url}/cgi-bin/api",
           interval: 500ms, timeout: 2s}}
       - name: login
         type: auth_flow
         interval: 2s
         steps:
-          - {{name: login, method: POST, url: "http://127.0.0.1:{self.blue_port}/cgi-bin/login",
+          - {{name: login, method: POST, url: "{self.haproxy.url}/cgi-bin/login",
               body: "user=probe", extract: {{token: access_token}}}}
-          - {{name: me, url: "http://127.0.0.1:{self.blue_port}/cgi-bin/me",
+          - {{name: me, url: "{self.haproxy.url}/cgi-bin/me",
               headers: {{Authorization: "Bearer {{token}}"}}}}
     gates:
       - {{check: api, metric: error_rate, above: 1%}}

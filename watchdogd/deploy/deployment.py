@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -44,6 +46,11 @@ from watchdogd.store import Store
 
 log = structlog.get_logger(__name__)
 
+# TEST-ONLY (tests/deploy/test_deploy_crash.py): with both set, the deploy writes the marker
+# file once it has journaled the named stage, then waits forever, so that the test can SIGKILL
+# the daemon exactly there. Never set these in production.
+PAUSE_STAGE_ENV = "WATCHDOGD_TEST_PAUSE_DEPLOY_STAGE"
+PAUSE_FILE_ENV = "WATCHDOGD_TEST_PAUSE_FILE"
 BAKE_TICK = 0.05
 COUNTER_POLL = 0.25
 MAX_LOG_LINES = 200
@@ -139,6 +146,15 @@ class Deployment:
             body=self.body(),
         )
 
+    async def reach(self, stage: Stage) -> None:
+        """Journal ``stage`` (and honour the TEST-ONLY pause)."""
+        self.journal(stage)
+        wanted, marker = os.environ.get(PAUSE_STAGE_ENV), os.environ.get(PAUSE_FILE_ENV)
+        if wanted == stage.value and marker:
+            log.warning("TEST-ONLY deploy pause", stage=stage.value, marker=marker)
+            await asyncio.to_thread(Path(marker).write_text, stage.value)
+            await asyncio.sleep(3600)
+
     async def say(self, line: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.gmtime())
         self.lines.append(f"{stamp} {line}")
@@ -209,7 +225,7 @@ class Deployment:
             self.engine, self.green.container, self._traffic.upstream
         )
         self.green.slot = Slot(f"wd-{token}", endpoint)
-        self.journal(Stage.GREEN_CREATED)
+        await self.reach(Stage.GREEN_CREATED)
         await self.say(
             f"green {self.green.container} started from blue's configuration at {endpoint}"
         )
@@ -235,7 +251,7 @@ class Deployment:
     async def _prepare_slot(self) -> None:
         # HAProxy gets green's server with the switch itself (added at weight 0, in
         # maintenance, then enabled): nothing reaches it before that.
-        self.journal(Stage.GREEN_READY)
+        await self.reach(Stage.GREEN_READY)
 
     def _slots(self) -> tuple[Slot, Slot]:
         assert self.blue.slot is not None  # noqa: S101 - set when the deploy started
@@ -244,12 +260,12 @@ class Deployment:
 
     async def switch(self) -> None:
         """Users to green. Journaled first: from here a crash resumes with green judged."""
-        self.journal(Stage.SWITCHING)
+        await self.reach(Stage.SWITCHING)
         blue, green = self._slots()
         self.windows.watch(self.proxy.backend, green.server)
         await self.proxy.switch(green, [blue])
         self._bake_started = time.monotonic()
-        self.journal(Stage.BAKING)
+        await self.reach(Stage.BAKING)
         await self.hooks.observe()
         await self.say(f"traffic switched to green; baking for {self.bake_time:g} s")
         await self.hooks.notify(

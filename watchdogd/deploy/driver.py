@@ -10,7 +10,7 @@ today).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from watchdogd.core.deploy_plan import GREEN_SERVING, Stage
 from watchdogd.deploy import green as containers
@@ -26,11 +26,13 @@ class TrafficDriver:
         inner: TargetDriver,
         engine: DockerEngine,
         active: Callable[[], Deployment | None],
+        repoint: Callable[[], Awaitable[None]],
     ) -> None:
         self.inner = inner
         self.target = inner.target
         self._engine = engine
         self._active = active
+        self._repoint = repoint
 
     def _serving_green(self) -> Deployment | None:
         deployment = self._active()
@@ -61,6 +63,8 @@ class TrafficDriver:
             if blue is not None and blue.id == release.id:
                 return
         await self.inner.restore(release, stop_timeout)
+        # A re-create may bring back another host port than the one HAProxy sends to.
+        await self._repoint()
 
     async def healthy(self) -> bool | None:
         deployment = self._serving_green()

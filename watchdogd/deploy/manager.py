@@ -9,7 +9,9 @@ release), the Docker engine, the store and the notifiers; the rest is in ``Deplo
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,8 @@ from watchdogd.core.incident import TargetState
 from watchdogd.deploy import green as containers
 from watchdogd.deploy.deployment import Deployment, Hooks, Side
 from watchdogd.deploy.driver import TrafficDriver
-from watchdogd.deploy.proxy import Proxy, Slot
+from watchdogd.deploy.green import Endpoint
+from watchdogd.deploy.proxy import DYNAMIC_PREFIX, Proxy, Slot
 from watchdogd.deploy.windows import TrafficWindows
 from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import (
@@ -95,7 +98,11 @@ class DeployManager:
         if target.traffic is None:
             return driver
         name = target.name
-        return TrafficDriver(driver, self._docker(), lambda: self.active.get(name))
+
+        async def repoint() -> None:
+            await self.repoint(name)
+
+        return TrafficDriver(driver, self._docker(), lambda: self.active.get(name), repoint)
 
     def attach(self, controller: TargetController) -> None:
         self._controllers[controller.name] = controller
@@ -412,6 +419,47 @@ class DeployManager:
         self.active[target.name] = deployment
         await deployment.say(f"watchdogd restarted at stage {record.stage}: {action.value}")
         self._run(deployment, deployment.resume(action))
+
+    async def repoint(self, name: str) -> None:
+        """After a re-create outside a deploy (an ordinary rollback): send the backend's
+        traffic to the container that now runs, wherever its port is, and remember it."""
+        target = self._target(name)
+        traffic = target.traffic
+        assert traffic is not None  # noqa: S101 - only traffic targets have this driver
+        engine = self._docker()
+        try:
+            container = await self._blue_container(target)
+            endpoint = await containers.endpoint_of(engine, container, traffic.upstream)
+        except TargetError as err:
+            log.error("deploy.repoint_failed", target=name, error=str(err))
+            return
+        proxy = self.proxy(target)
+        servers = await proxy.reconciler.runtime.servers(traffic.haproxy.backend)
+        server = await proxy.find(endpoint) or f"{DYNAMIC_PREFIX}{secrets.token_hex(3)}"
+        slot = Slot(server, endpoint)
+        others = [
+            Slot(n, Endpoint(s.address, s.port))
+            for n, s in servers.items()
+            if n != server and s.address and s.port
+        ]
+        await proxy.switch(slot, others)
+        static = [o for o in others if not o.dynamic]
+        proxy.keep(slot, static)
+        for other in others:
+            if other.dynamic:
+                await proxy.remove(other)
+        self._store.save_deploy(
+            str(uuid.uuid4()),
+            target=name,
+            image="(re-created by a rollback)",
+            stage=Stage.PROMOTED.value,
+            reason="a rollback outside a deploy re-created the container; HAProxy follows it",
+            body={
+                "blue": {"container": container},
+                "green": {"container": container, "slot": slot.to_dict()},
+            },
+        )
+        log.info("deploy.repointed", target=name, server=server, endpoint=str(endpoint))
 
     # --- keeping HAProxy right --------------------------------------------------------------
 
