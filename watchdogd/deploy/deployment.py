@@ -378,12 +378,14 @@ class Deployment:
         return {"green_requests": traffic.requests, "green_errors": traffic.errors}
 
     async def abort(self, reason: str) -> None:
-        """Before any switch: remove green (and its server); blue never stopped serving."""
-        self.journal(Stage.ABORTED, reason)
+        """Before any switch: remove green (and its server); blue never stopped serving.
+        Removed before the journal says so: a crash in between only removes it again."""
+        self.reason = reason
         if self.green.slot is not None:
             await self.proxy.remove(self.green.slot)
         if self.green.container:
             await containers.remove_quietly(self.engine, self.green.container)
+        self.journal(Stage.ABORTED, reason)
         await self.say(f"deploy stopped before any user reached green: {reason}")
         await self.hooks.notify("deploy_rolled_back", f"not deployed: {reason}", self.numbers)
 
