@@ -182,7 +182,9 @@ def haproxy_factory() -> Iterator[HAProxyFactory]:
     """Start HAProxy instances: ``haproxy_factory([StaticServer("blue", 8081)])``.
 
     Keyword arguments: ``backend`` (default ``"app"``), ``log_length`` (the ``len`` of the
-    ``log`` line). Each instance runs until the test ends.
+    ``log`` line), ``template`` (a whole config instead of the generated one, with
+    ``{admin_socket}``, ``{log_socket}`` and ``{port}`` to fill in). Each instance runs until
+    the test ends.
     """
     binary = shutil.which("haproxy") or (
         "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
@@ -193,7 +195,11 @@ def haproxy_factory() -> Iterator[HAProxyFactory]:
     started: list[HAProxyServer] = []
 
     def start(
-        servers: Sequence[StaticServer] = (), *, backend: str = "app", log_length: int = 1024
+        servers: Sequence[StaticServer] = (),
+        *,
+        backend: str = "app",
+        log_length: int = 1024,
+        template: str | None = None,
     ) -> HAProxyServer:
         workdir = cleanup.tmpdir("haproxy")
         for _attempt in range(3):
@@ -207,8 +213,12 @@ def haproxy_factory() -> Iterator[HAProxyFactory]:
                 log_socket=workdir / "log.sock",
                 config_path=workdir / "haproxy.cfg",
             )
-            server.config_path.write_text(
-                render_config(
+            if template is not None:
+                text = template.format(
+                    admin_socket=server.admin_socket, log_socket=server.log_socket, port=port
+                )
+            else:
+                text = render_config(
                     admin_socket=server.admin_socket,
                     log_socket=server.log_socket,
                     port=port,
@@ -216,7 +226,7 @@ def haproxy_factory() -> Iterator[HAProxyFactory]:
                     servers=servers,
                     log_length=log_length,
                 )
-            )
+            server.config_path.write_text(text)
             check = subprocess.run(
                 [binary, "-c", "-q", "-f", str(server.config_path)],
                 capture_output=True,

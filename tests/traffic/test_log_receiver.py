@@ -11,10 +11,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from tests.support.haproxy import HAProxyFactory, StaticServer
 from tests.traffic.conftest import ReleaseApp
 from watchdogd.errors import TrafficError
+from watchdogd.traffic import log_receiver
 from watchdogd.traffic.counters import TrafficCounters
 from watchdogd.traffic.haproxy import HAProxyRuntime
 from watchdogd.traffic.log_line import LineKind, LogLineParser, RequestLine
@@ -142,6 +144,21 @@ class TestReceiverAlone:
             await receiver.close()
         assert seen == ["bad", "good"]
         assert receiver.counters.sink_errors == 1
+
+    async def test_warns_when_the_kernel_queue_is_short(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Below 512 queued datagrams HAProxy will drop lines under load: start says so."""
+        sysctl = tmp_path / "max_dgram_qlen"
+        monkeypatch.setattr(log_receiver, "_QLEN_SYSCTL", sysctl)
+        for qlen, warned in (("10\n", True), ("512\n", False)):
+            sysctl.write_text(qlen)
+            receiver = HAProxyLogReceiver(tmp_path / "log.sock", Recorder())
+            with capture_logs() as logs:
+                await receiver.start()
+            await receiver.close()
+            warnings = [e for e in logs if e.get("max_dgram_qlen") == 10]
+            assert bool(warnings) is warned
 
     async def test_refuses_to_replace_a_file_that_is_not_a_socket(self, tmp_path: Path) -> None:
         """A config pointing the socket at a regular file fails loudly and leaves the file."""

@@ -2,8 +2,10 @@
 
 The hot path (a log line every 0.2 ms at 5000 requests/s) only adds to plain integers; nothing
 here costs anything until a scrape. :class:`TrafficCounters` is a prometheus_client collector:
-the metrics layer registers the one instance the daemon shares between its receivers and
-reconcilers (``registry.register(counters)``) and the series appear on ``/metrics``:
+``watchdogd.metrics.registry.Metrics`` creates the daemon's one instance as ``metrics.traffic``
+and registers it; pass it to every ``SplitReconciler(counters=...)`` and ``apply_split(...,
+counters=...)``, and its ``.log`` to every ``HAProxyLogReceiver(counters=...)``. The series
+on ``/metrics``:
 
 * ``watchdogd_traffic_restored_total{backend}``: splits put back by the reconciler (HAProxy
   restarted, or someone changed the weights);

@@ -21,8 +21,7 @@ the ``backend/server`` names are decoded once and cached (there are few of them)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 LOG_FORMAT: Final = "%b/%s %ST %Tr %Ta %tsc"
 
@@ -31,8 +30,7 @@ _EVENT_PREFIXES: Final = (b"Server ", b"Proxy ", b"backend ", b"Health check", b
 _MAX_NAMES: Final = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class RequestLine:
+class RequestLine(NamedTuple):  # a tuple: three times cheaper to build than a dataclass
     backend: str
     server: str
     status: int
@@ -52,6 +50,7 @@ class LogLineParser:
 
     def __init__(self) -> None:
         self._names: dict[bytes, tuple[str, str]] = {}
+        self._terminations: dict[bytes, str] = {}
 
     def message(self, datagram: bytes) -> bytes:
         """The message without its syslog framing."""
@@ -82,9 +81,12 @@ class LogLineParser:
             return LineKind.MALFORMED
         if active_ms < 0:
             return LineKind.MALFORMED
-        return RequestLine(
-            names[0], names[1], status, response_ms, active_ms, fields[4].decode("ascii", "replace")
-        )
+        termination = self._terminations.get(fields[4])
+        if termination is None:
+            termination = fields[4].decode("ascii", "replace")
+            if len(self._terminations) < _MAX_NAMES:
+                self._terminations[fields[4]] = termination
+        return RequestLine(names[0], names[1], status, response_ms, active_ms, termination)
 
     def _decode_names(self, field: bytes) -> tuple[str, str] | None:
         backend, slash, server = field.partition(b"/")
