@@ -263,7 +263,7 @@ class Deployment:
         await self.reach(Stage.SWITCHING)
         blue, green = self._slots()
         self.windows.watch(self.proxy.backend, green.server)
-        await self.proxy.switch(green, [blue])
+        await self.proxy.switch(green, [blue], standby=True)
         self._bake_started = time.monotonic()
         await self.reach(Stage.BAKING)
         await self.hooks.observe()

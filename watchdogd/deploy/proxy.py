@@ -44,8 +44,12 @@ class Slot:
         return cls(str(data["server"]), Endpoint.from_dict(data))
 
 
-def split_for(backend: str, serving: Slot, others: list[Slot]) -> TrafficSplit:
-    """All of the backend's traffic to ``serving``; ``others`` drained, in maintenance."""
+def split_for(
+    backend: str, serving: Slot, others: list[Slot], *, standby: bool = False
+) -> TrafficSplit:
+    """All of the backend's traffic to ``serving``; ``others`` drained, then in maintenance,
+    or kept drained and health-checked (``standby``: blue during a bake, so that a switch
+    back to it is immediate)."""
     weights = {slot.server: 0 for slot in others}
     weights[serving.server] = 100
     addresses = {
@@ -53,7 +57,8 @@ def split_for(backend: str, serving: Slot, others: list[Slot]) -> TrafficSplit:
         for slot in (serving, *others)
         if slot.dynamic
     }
-    return TrafficSplit(backend, weights, addresses)
+    spare = frozenset(slot.server for slot in others) if standby else frozenset()
+    return TrafficSplit(backend, weights, addresses, spare)
 
 
 class Proxy:
@@ -71,9 +76,9 @@ class Proxy:
                 return name
         return None
 
-    async def switch(self, serving: Slot, others: list[Slot]) -> None:
+    async def switch(self, serving: Slot, others: list[Slot], *, standby: bool = False) -> None:
         """Every request to ``serving``; raises ``TrafficError`` when not applied and verified."""
-        await self.reconciler.apply(split_for(self.backend, serving, others))
+        await self.reconciler.apply(split_for(self.backend, serving, others, standby=standby))
 
     def keep(self, serving: Slot, others: list[Slot]) -> None:
         """Want this split from now on (put back after an HAProxy restart), without applying."""
