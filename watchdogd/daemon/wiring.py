@@ -76,6 +76,7 @@ class Wiring:
             store=daemon.store,
             engine=self._engine,
             registry=daemon.metrics.registry,
+            counters=daemon.metrics.traffic,
             client=self._probe_client,
             http=lambda: self._http,
         )

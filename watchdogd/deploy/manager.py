@@ -12,13 +12,12 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.metrics_core import Metric
 
 from watchdogd.config.schema import Config, Defaults, Notifier, TargetConfig, TargetKind
 from watchdogd.core.deploy_plan import Stage, resume_action
@@ -68,6 +67,7 @@ class DeployManager:
         store: Store,
         engine: Callable[[], DockerEngine],
         registry: CollectorRegistry,
+        counters: TrafficCounters,
         client: Callable[[], ProbeClient],
         http: Callable[[], aiohttp.ClientSession | None],
     ) -> None:
@@ -83,8 +83,7 @@ class DeployManager:
         self._proxies: dict[tuple[str, str], Proxy] = {}
         self._receivers: dict[str, HAProxyLogReceiver] = {}
         self._reconcilers: dict[str, SplitReconciler] = {}
-        self.counters = TrafficCounters()
-        registry.register(_CountersCollector(self.counters))
+        self.counters = counters
         self.deploys_total = Counter(
             "watchdogd_deploys",
             "Blue-green deploys by outcome (promoted, rolled_back, aborted, failed).",
@@ -555,16 +554,6 @@ def _view(record: DeployRecord) -> dict[str, Any]:
 
 def _label(release: Release | None) -> str:
     return release.label if release is not None else "-"
-
-
-class _CountersCollector:
-    """Registers the traffic counters (a dataclass, so unhashable) with prometheus_client."""
-
-    def __init__(self, counters: TrafficCounters) -> None:
-        self._counters = counters
-
-    def collect(self) -> Iterator[Metric]:
-        return self._counters.collect()
 
 
 def _bake_time(target: TargetConfig, defaults: Defaults) -> float:
