@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from watchdogd.core.deploy_plan import (
@@ -28,7 +30,7 @@ class TestStages:
             Stage.PROMOTING,
             Stage.PROMOTED,
         ]
-        assert all(can_move(a, b) for a, b in zip(path, path[1:], strict=False))
+        assert all(can_move(a, b) for a, b in itertools.pairwise(path))
 
     def test_before_the_switch_the_way_back_is_abort(self) -> None:
         for stage in (Stage.STARTED, Stage.GREEN_CREATED, Stage.GREEN_READY):
