@@ -23,6 +23,7 @@ from watchdogd.traffic.log_line import LineKind, LogLineParser, RequestLine
 from watchdogd.traffic.log_receiver import HAProxyLogReceiver
 
 AppFactory = Callable[[str], Awaitable[ReleaseApp]]
+MAX_DGRAM_QLEN = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class TestReceiverAlone:
         counters = TrafficCounters()
         receiver = HAProxyLogReceiver(tmp_path / "log.sock", recorder, counters=counters.log)
         await receiver.start()
+        assert receiver.last_received is None
         try:
             await _send(
                 receiver.socket_path,
@@ -114,6 +116,7 @@ class TestReceiverAlone:
             samples = await recorder.wait_for(2)
         finally:
             await receiver.close()
+        assert receiver.last_received == samples[0].now
         assert [(s.server, s.status, s.response_time_s) for s in samples] == [
             ("blue", 200, 0.005),
             ("green", 500, 2.5),
@@ -213,7 +216,7 @@ class TestReceiverWithHAProxy:
             tmp_path / "unused.sock", Recorder(), runtime=HAProxyRuntime(proxy.admin_socket)
         )
         await receiver.start()  # reads the baseline
-        requests = 40
+        requests = MAX_DGRAM_QLEN + 40  # more than the kernel queues for an unread socket
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as stalled:
             stalled.bind(str(proxy.log_socket))  # bound, never read: its queue fills up
             async with aiohttp.ClientSession() as session:

@@ -14,8 +14,6 @@ from watchdogd.traffic.counters import TrafficCounters
 from watchdogd.traffic.haproxy import HAProxyRuntime
 from watchdogd.traffic.split import SplitReconciler, TrafficSplit, split_differences
 
-pytestmark = pytest.mark.haproxy
-
 AppFactory = Callable[[str], Awaitable[ReleaseApp]]
 
 
@@ -33,6 +31,7 @@ async def _switched_to_green(
     return proxy, reconciler, split, green
 
 
+@pytest.mark.haproxy
 class TestReconcile:
     async def test_nothing_to_do_when_the_split_is_in_effect(
         self, haproxy_factory: HAProxyFactory, release_app: AppFactory
@@ -105,6 +104,7 @@ class TestReconcile:
         assert "green" not in await reconciler.runtime.servers("app")
 
 
+@pytest.mark.haproxy
 class TestCounters:
     async def test_restores_appear_as_prometheus_counters(
         self, haproxy_factory: HAProxyFactory, release_app: AppFactory

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.support.haproxy import HAProxyFactory, HAProxyServer, StaticServer
@@ -15,6 +17,11 @@ from watchdogd.traffic.haproxy import HAProxyRuntime, ServerStatus
 from watchdogd.traffic.split import TrafficSplit, apply_split, split_differences
 
 AppFactory = Callable[[str], Awaitable[ReleaseApp]]
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with session.get(url) as response:
+        return response.status, await response.text()
 
 
 def _status(name: str, *, weight: int, state: str) -> ServerStatus:
@@ -129,6 +136,22 @@ class TestApplySplit:
             await load.until(load.total + 50)
         assert load.failures == {}
         assert set(load.answers) == {(200, "blue"), (200, "green")}
+
+    async def test_a_request_outliving_the_drain_timeout_still_finishes(
+        self, haproxy_factory: HAProxyFactory, release_app: AppFactory
+    ) -> None:
+        """Maintenance after the drain timeout does not cut a request still running on blue."""
+        proxy, blue, green = await _blue_green(haproxy_factory, release_app)
+        blue.delay = 1.0
+        async with aiohttp.ClientSession() as session:
+            slow = asyncio.create_task(_get(session, proxy.url))
+            await blue.entered.wait()
+            await apply_split(
+                HAProxyRuntime(proxy.admin_socket), _to_green(green), drain_timeout=0.1
+            )
+            assert (await HAProxyRuntime(proxy.admin_socket).servers("app"))["blue"].admin_maint
+            assert await slow == (200, "blue")
+            assert await _get(session, proxy.url) == (200, "green")
 
     async def test_reads_back_what_it_applied(
         self, haproxy_factory: HAProxyFactory, release_app: AppFactory

@@ -17,7 +17,8 @@ benchmarks/bench_haproxy_log.py):
   counted and said, never hidden. The Linux queue is short: ``net.unix.max_dgram_qlen``
   datagrams, 10 by default and 512 under systemd's sysctl defaults. At 10, a quarter to
   a half of the lines were dropped at 3000-4000 requests/s on a busy 2-core machine, whatever
-  the receiver (a null receiver lost as many); at 512, none up to 5000 requests/s. ``start`` warns when it is below 512.
+  the receiver (a null receiver lost as many); at 512, none up to 5000 requests/s. ``start``
+  warns when it is below 512.
 * **Read in batches, parse inline.** One wakeup reads every datagram waiting, up to ``batch``,
   then yields to the loop, so a flood costs the loop at most one batch of work at a time. Parsing
   is a few ``bytes`` splits (a few microseconds); a second queue and a consumer task would only
@@ -92,6 +93,9 @@ class HAProxyLogReceiver:
         self._drop_task: asyncio.Task[None] | None = None
         self._dropped_seen: int | None = None
         self._sink_failed = False
+        #: ``clock()`` when the last datagram arrived, None before the first: a log that stays
+        #: silent while HAProxy's request counters grow is not reaching watchdogd.
+        self.last_received: float | None = None
 
     async def start(self) -> None:
         """Bind the socket and start reading; raise :class:`TrafficError` when it cannot."""
@@ -199,6 +203,8 @@ class HAProxyLogReceiver:
                 else:
                     malformed += 1
         finally:
+            if received:
+                self.last_received = now
             counters = self.counters
             counters.received += received
             counters.parsed += parsed

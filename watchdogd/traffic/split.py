@@ -187,6 +187,9 @@ async def _apply_once(
             await runtime.set_state(backend, name, "drain")
         if servers[name].weight != 0:
             await runtime.set_weight(backend, name, 0)
+    # From here no new request reaches the drained servers: the switch is effective for users,
+    # even though the requests in flight still run.
+    log.info("traffic moved", backend=backend, drained=[*standby, *to_maint])
     idle = await asyncio.gather(
         *(runtime.wait_idle(backend, name, timeout=drain_timeout) for name in to_maint)
     )
