@@ -203,6 +203,10 @@ def _deploy_outcome(target: str, image: str, deploy: dict[str, Any], *, as_json:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.traffic:
+        from watchdogd.demo.blue_green import run_traffic_demo  # noqa: PLC0415
+
+        return run_traffic_demo(args.dir)
     # Like `run`, the demo needs the daemon's dependencies; load them only for it.
     from watchdogd.demo.runner import DemoOptions, run_demo  # noqa: PLC0415
 
@@ -301,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--docker", action="store_true", help="run the app as containers (needs a Docker engine)"
+    )
+    demo.add_argument(
+        "--traffic",
+        action="store_true",
+        help="a blue-green deploy behind HAProxy going wrong and switched back (needs haproxy)",
     )
     demo.add_argument(
         "--dir",
