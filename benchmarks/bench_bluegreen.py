@@ -58,7 +58,7 @@ class Sample:
     version: str
 
 
-@dataclass
+@dataclass(eq=False)
 class Load(threading.Thread):
     url: str
     samples: list[Sample] = field(default_factory=list)
@@ -332,7 +332,7 @@ def run(quick: bool) -> list[Row]:
     back = _median([o.back_ms for o in green])
     after = max(o.failed_after for o in green)
     name = "re-create (today)"
-    rows = [
+    return [
         Row(
             "bluegreen",
             f"failed requests per incident (median of {runs})",

@@ -60,13 +60,14 @@ class TestResume:
         assert resume_action(stage, green_exists=False) is ResumeAction.ABORT
 
     @pytest.mark.parametrize("stage", [Stage.SWITCHING, Stage.BAKING])
-    def test_switched_is_judged_again(self, stage: Stage) -> None:
+    def test_a_cut_bake_goes_back_to_blue(self, stage: Stage) -> None:
         assert stage in GREEN_SERVING
-        assert resume_action(stage, green_exists=True) is ResumeAction.REBAKE
+        assert resume_action(stage, green_exists=True) is ResumeAction.ROLL_BACK
+        assert resume_action(stage, green_exists=False) is ResumeAction.ROLL_BACK
 
     @pytest.mark.parametrize("stage", [Stage.SWITCHING, Stage.BAKING])
-    def test_switched_to_a_vanished_green_goes_back(self, stage: Stage) -> None:
-        assert resume_action(stage, green_exists=False) is ResumeAction.ROLL_BACK
+    def test_without_blue_green_is_judged_again(self, stage: Stage) -> None:
+        assert resume_action(stage, green_exists=True, blue_exists=False) is ResumeAction.REBAKE
 
     def test_half_done_endings_are_finished(self) -> None:
         assert resume_action(Stage.ROLLING_BACK, green_exists=True) is ResumeAction.ROLL_BACK

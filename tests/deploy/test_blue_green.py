@@ -92,7 +92,6 @@ class TestSwitchBack:
             "failed_before_detection": len(users.failed(since=broke_at)) - len(failed_after),
             "failed_answered_after_detection": len(failed_after),
             "failed_sent_after_detection": len(sent_after),
-            "journal_ms": numbers.get("journal_ms"),
             "switch_back_ms": numbers.get("switch_back_ms"),
             "last_request_to_green_after_detection_ms": round((last_green - detected) * 1000, 1),
             "detection_after_break_s": round(detected - broke_at, 3),

@@ -1,10 +1,10 @@
 """SIGKILL the daemon at each stage of a deploy, start it again, and look at what users got.
 
 The daemon pauses (TEST-ONLY hook, ``watchdogd.deploy.deployment.PAUSE_STAGE_ENV``) right after
-it journaled the stage, and is killed there. The restarted daemon must either roll the deploy
-back (before any user reached green: green removed) or resume it (users on green: judged again,
-then promoted); never traffic on an unjudged release with nobody watching, never a container
-nobody has a record of. A load client runs through HAProxy the whole time.
+it journaled the stage, and is killed there. The restarted daemon must end the deploy: abort it
+(before any user reached green: green removed) or switch users back to blue (the bake was cut
+short); never traffic on an unjudged release with nobody watching, never a container nobody
+has a record of. A load client runs through HAProxy the whole time.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.haproxy, pytest.mark.slow]
     [
         ("green_created", "aborted"),
         ("green_ready", "aborted"),
-        ("switching", "promoted"),
-        ("baking", "promoted"),
+        ("switching", "rolled_back"),
+        ("baking", "rolled_back"),
     ],
 )
 def test_sigkill_at_each_stage(
@@ -61,13 +61,16 @@ def test_sigkill_at_each_stage(
     # One container in the end, under blue's name.
     assert stage.app_containers() == [stage.blue]
     running = stage.docker.containers.get(stage.blue)
+    assert running.attrs["Config"]["Image"].endswith(":v1")
+    assert users.responses[-1].version == "v1"
     if outcome == "aborted":
         assert users.served_by(version) == []
-        assert running.attrs["Config"]["Image"].endswith(":v1")
         assert set(stage.servers()) == {"blue"}
     else:
-        assert running.attrs["Config"]["Image"] == release
-        assert users.responses[-1].version == version
+        serving = {n for n, row in stage.servers().items() if row["status"] != "MAINT"}
+        assert serving == {"blue"}
+        assert stage.daemon is not None
+        assert stage.daemon.target(TARGET)["quarantined"] == []  # cut short, not judged bad
     failed = users.failed()
     print(f"{stage_name}: {len(failed)} failed requests of {len(users.responses)}")
     assert failed == [], [(r.at - killed_at, r.status) for r in failed]

@@ -11,10 +11,12 @@ A deploy moves forward through these stages, each journaled before the next acti
 * From ``switching`` on, users may be on green: going back is a switch (``rolling_back``).
 
 After a crash (``resume_action``), a deploy that never switched is aborted (green removed: it
-was never judged and nobody is waiting for it), one that switched resumes its bake from the
-start (green is judged again, on fresh windows, by a daemon that is watching), and one that
-was rolling back or promoting finishes that. So traffic never stays on an unjudged release
-with nobody watching, and no container outlives its record.
+was never judged and nobody is waiting for it); one that switched goes back to blue (green's
+bake was cut short and its windows are lost, while blue is known-good and still running;
+only when blue is gone is green judged again, from the start); one that was rolling back or
+promoting finishes that. So traffic never stays on an unjudged release with nobody watching,
+and no container outlives its record. It also lets a switch back act before it journals
+(the fastest path for users): a crash in between ends the same way.
 """
 
 from __future__ import annotations
@@ -65,13 +67,13 @@ def outcome_exit_code(stage: Stage) -> int:
 
 class ResumeAction(StrEnum):
     ABORT = "abort"  # remove green; blue serves
-    REBAKE = "rebake"  # make sure users are on green, judge it again from the start
+    REBAKE = "rebake"  # blue is gone: make sure users are on green, judge it from the start
     ROLL_BACK = "roll_back"  # finish the switch back to blue
     PROMOTE = "promote"  # finish retiring blue
     NOTHING = "nothing"
 
 
-def resume_action(stage: Stage, *, green_exists: bool) -> ResumeAction:
+def resume_action(stage: Stage, *, green_exists: bool, blue_exists: bool = True) -> ResumeAction:
     """What a restarted daemon does with a deploy a crash left at ``stage``."""
     if stage in FINAL_STAGES:
         return ResumeAction.NOTHING
@@ -80,10 +82,9 @@ def resume_action(stage: Stage, *, green_exists: bool) -> ResumeAction:
     if stage is Stage.ROLLING_BACK:
         return ResumeAction.ROLL_BACK
     if stage in (Stage.SWITCHING, Stage.BAKING):
-        # Green vanished while it served: users must go back to blue at once. Otherwise it is
-        # judged again from the start, by a daemon that is watching (even with blue gone,
-        # green is then all there is).
-        return ResumeAction.REBAKE if green_exists else ResumeAction.ROLL_BACK
+        # The bake was cut short: back to blue, which is known-good. Only without blue is
+        # green (then all there is) judged again, by a daemon that is watching.
+        return ResumeAction.REBAKE if green_exists and not blue_exists else ResumeAction.ROLL_BACK
     if stage is Stage.STARTED or stage is Stage.GREEN_CREATED or stage is Stage.GREEN_READY:
         return ResumeAction.ABORT
     return ResumeAction.NOTHING

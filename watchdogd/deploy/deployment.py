@@ -196,7 +196,11 @@ class Deployment:
             if action is ResumeAction.ABORT:
                 await self.abort("watchdogd restarted before any user reached green")
             elif action is ResumeAction.ROLL_BACK:
-                await self.roll_back(self.reason or "green was gone after a restart")
+                await self.roll_back(
+                    self.reason
+                    or "watchdogd restarted during the bake; green's judgement was "
+                    "lost, so users went back to blue (deploy again to retry)"
+                )
             elif action is ResumeAction.PROMOTE:
                 await self.finish_promotion()
             elif action is ResumeAction.REBAKE:
@@ -316,19 +320,19 @@ class Deployment:
     # --- going back ------------------------------------------------------------------------
 
     async def switch_back(self, reason: str, numbers: dict[str, Any]) -> None:
-        """Blue to full weight now, then the playbook (whose rollback step drains green)."""
+        """Blue to full weight now, then the playbook (whose rollback step drains green).
+        The switch comes before the journal: a crash in between rolls back too (see
+        ``core.deploy_plan``), and users wait for no disk write."""
         async with self._lock:
             if self.stage not in GREEN_SERVING:
                 return
-            self.journal(Stage.ROLLING_BACK, reason)
-            journaled = time.monotonic()
             blue, green = self._slots()
             await self.proxy.switch(blue, [green])
             switched = time.monotonic()
+            self.journal(Stage.ROLLING_BACK, reason)
             if self.detected_at is not None:
                 # Up to the switch applied and verified, green drained included: an upper
                 # bound of the time until blue served every new request.
-                self.numbers["journal_ms"] = round((journaled - self.detected_at) * 1000, 2)
                 self.numbers["switch_back_ms"] = round((switched - self.detected_at) * 1000, 2)
             self.numbers.update(self._green_numbers())
             self.journal()

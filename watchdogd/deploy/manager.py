@@ -407,7 +407,8 @@ class DeployManager:
         green_exists = bool(deployment.green.container) and await containers.exists(
             self._docker(), deployment.green.container
         )
-        action = resume_action(deployment.stage, green_exists=green_exists)
+        blue_exists = await containers.exists(self._docker(), deployment.blue.container)
+        action = resume_action(deployment.stage, green_exists=green_exists, blue_exists=blue_exists)
         log.warning(
             "resuming an interrupted deploy",
             target=target.name,
