@@ -178,3 +178,29 @@ class TestPromotion:
         assert users.responses[-1].version == "v6"
         assert record["stage"] == "promoted"
         assert wait_event(daemon, "traffic_restored", timeout=5)
+
+
+class TestHAProxyUnreachable:
+    def test_a_switch_back_that_cannot_reach_haproxy_fails_loudly_and_lands_later(
+        self, stage: Stage, load_clients: list[LoadClient]
+    ) -> None:
+        release = stage.derived_image("v7")
+        daemon = stage.start_daemon(stage.config(bake_time="60s"))
+        stage.deploy(release, detach=True)
+        stage.wait_stage("baking")
+
+        stage.haproxy.stop()
+        answer = daemon.post(f"/api/v1/targets/{TARGET}/rollback", {"reason": "operator"})
+        assert answer.status_code == 202, answer.text
+
+        record = stage.wait_stage("failed", timeout=90)
+        assert "switch" in record["reason"]
+        assert wait_event(daemon, "deploy_failed", timeout=10)
+        assert daemon.target(TARGET)["state"] == "frozen"  # never reported as done
+        # HAProxy back: the switch back was still wanted, and is applied.
+        stage.haproxy.start()
+        users = load(stage, load_clients)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and users.responses[-1].version != "v1":
+            time.sleep(0.2)
+        assert users.responses[-1].version == "v1"

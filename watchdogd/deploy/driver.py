@@ -16,6 +16,7 @@ from watchdogd.core.deploy_plan import GREEN_SERVING, Stage
 from watchdogd.deploy import green as containers
 from watchdogd.deploy.deployment import Deployment
 from watchdogd.engine.docker_api import DockerEngine
+from watchdogd.errors import TargetError, WatchdogError
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult, TargetDriver
 
@@ -58,7 +59,12 @@ class TrafficDriver:
     async def restore(self, release: Release, stop_timeout: float) -> None:
         deployment = self._green_involved()
         if deployment is not None:
-            await deployment.roll_back(deployment.reason or "rolled back by the playbook")
+            try:
+                await deployment.roll_back(deployment.reason or "rolled back by the playbook")
+            except WatchdogError as err:
+                # The rollback step fails, loudly; the switch stays wanted, so the reconciler
+                # applies it as soon as HAProxy answers again.
+                raise TargetError(f"the switch back to blue was not applied: {err}") from err
             blue = deployment.blue.release
             if blue is not None and blue.id == release.id:
                 return
