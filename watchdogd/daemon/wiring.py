@@ -140,8 +140,8 @@ class Wiring:
         """Finish incidents a crash left running, before any new decision is made."""
         # Deploys first: an incident's rollback step may be the switch back of one.
         await self.deploys.resume()
-        self.deploys.want_serving()
-        self._daemon.supervisor.start("traffic-keeper", self.deploys.keep)
+        self.deploys.plumbing.want_serving()
+        self._daemon.supervisor.start("traffic-keeper", self.deploys.plumbing.keep)
         mirrors = [c.mirror for c in self._daemon.controllers.values() if c.mirror is not None]
         # An empty state_dir is filled from the mirror, whose incidents are taken over first.
         await asyncio.gather(*(mirror.restore() for mirror in mirrors))

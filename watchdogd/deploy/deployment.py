@@ -19,7 +19,7 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,20 +27,14 @@ from typing import Any
 import structlog
 
 from watchdogd.config.schema import TargetConfig
-from watchdogd.core.deploy_plan import (
-    GREEN_SERVING,
-    ResumeAction,
-    Stage,
-    bake_verdict,
-    can_move,
-)
+from watchdogd.core.deploy_plan import GREEN_SERVING, ResumeAction, Stage, bake_verdict, can_move
 from watchdogd.deploy import green as containers
+from watchdogd.deploy.parts import Hooks, Side
 from watchdogd.deploy.prechecks import run_prechecks
 from watchdogd.deploy.proxy import Proxy, Slot
-from watchdogd.deploy.windows import TrafficJudge, TrafficWindows, breached, pending
+from watchdogd.deploy.windows import CounterFeed, TrafficJudge, TrafficWindows, breached, pending
 from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import StoreError, WatchdogError
-from watchdogd.model import Release
 from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.store import Store
 
@@ -52,48 +46,7 @@ log = structlog.get_logger(__name__)
 PAUSE_STAGE_ENV = "WATCHDOGD_TEST_PAUSE_DEPLOY_STAGE"
 PAUSE_FILE_ENV = "WATCHDOGD_TEST_PAUSE_FILE"
 BAKE_TICK = 0.05
-COUNTER_POLL = 0.25
 MAX_LOG_LINES = 200
-
-
-@dataclass
-class Side:
-    """Blue or green: its container, its release and its HAProxy server."""
-
-    container: str
-    release: Release | None = None
-    slot: Slot | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "container": self.container,
-            "release": self.release.to_json() if self.release else None,
-            "slot": self.slot.to_dict() if self.slot else None,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Side:
-        release = data.get("release")
-        slot = data.get("slot")
-        return cls(
-            container=str(data["container"]),
-            release=Release.from_json(release) if release else None,
-            slot=Slot.from_dict(slot) if slot else None,
-        )
-
-
-@dataclass
-class Hooks:
-    """What a deploy asks of the rest of the daemon."""
-
-    # Start the target's playbook with green as the bad release; returns the refusal, if any.
-    start_playbook: Callable[[str, dict[str, Any]], Awaitable[str | None]]
-    # Whether that playbook still runs.
-    playbook_running: Callable[[], bool]
-    # Tell the target's controller that the serving release changed.
-    observe: Callable[[], Awaitable[None]]
-    notify: Callable[[str, str, dict[str, Any]], Awaitable[None]]
-    mark_known_good: Callable[[Release], Awaitable[None]]
 
 
 @dataclass
@@ -163,11 +116,6 @@ class Deployment:
             self.journal()
         except StoreError as err:
             log.error("deploy.journal_failed", deploy=self.id, error=str(err))
-
-    @property
-    def busy(self) -> bool:
-        """A switch is being applied right now."""
-        return self._lock.locked()
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -442,32 +390,3 @@ class Deployment:
         await self.hooks.notify(
             "deploy_promoted", f"{self.image} promoted: {self.reason}", self.numbers
         )
-
-
-class CounterFeed:
-    """Feeds green's window from HAProxy's per-server counters (``show stat``), for a setup
-    without the per-request log: deltas of requests and 5xx, every ``COUNTER_POLL`` s."""
-
-    def __init__(self, proxy: Proxy, windows: TrafficWindows) -> None:
-        self._proxy = proxy
-        self._windows = windows
-        self._last: tuple[int, int] | None = None
-        self._due = 0.0
-
-    async def poll(self, server: str, now: float) -> None:
-        if now < self._due:
-            return
-        self._due = now + COUNTER_POLL
-        try:
-            status = (await self._proxy.reconciler.runtime.servers(self._proxy.backend)).get(server)
-        except WatchdogError as err:
-            log.debug("deploy.counters_unavailable", error=str(err))
-            return  # unknown, not bad
-        if status is None:
-            return
-        totals = (status.requests_total, status.responses_5xx)
-        if self._last is not None:
-            requests, errors = totals[0] - self._last[0], totals[1] - self._last[1]
-            if requests >= 0:
-                self._windows.counts(self._proxy.backend, server, now, requests, errors)
-        self._last = totals

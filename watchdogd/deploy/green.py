@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from watchdogd.config.schema import TargetConfig, TargetKind
 from watchdogd.config.traffic import Upstream
 from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
@@ -29,6 +30,8 @@ from watchdogd.targets.recreate import create_plan, release_of
 log = structlog.get_logger(__name__)
 
 GREEN_MARK = "-green-"
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
 
 
 @dataclass(frozen=True)
@@ -171,3 +174,28 @@ async def promote(engine: DockerEngine, blue: str, green: str, stop_timeout: flo
         await engine.stop(blue, stop_timeout)
         await engine.remove(blue, force=True)
     await engine.rename(green, blue)
+
+
+async def blue_container(engine: DockerEngine, target: TargetConfig) -> str:
+    """The container that serves now: the target's, or the one running replica of its service."""
+    if target.kind is TargetKind.CONTAINER and target.container:
+        return target.container
+    if target.kind is TargetKind.COMPOSE and target.compose is not None:
+        labels = {
+            COMPOSE_PROJECT: target.compose.project,
+            COMPOSE_SERVICE: target.compose.service,
+        }
+        names = [
+            str(n).lstrip("/")
+            for c in await engine.list_containers(labels)
+            for n in (c.get("Names") or [])[:1]
+            if c.get("State") == "running"
+        ]
+        names = [n for n in names if "-wd-" not in n and GREEN_MARK not in n]
+        if len(names) != 1:
+            raise TargetError(
+                f"a blue-green deploy needs exactly one running replica of "
+                f"{target.compose.project}/{target.compose.service}, found {len(names)}"
+            )
+        return names[0]
+    raise TargetError(f"target {target.name} is not a container or compose target")

@@ -12,8 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import structlog
+
 from watchdogd.core.gates import Gate, GateResult, GateSpec, Verdict
 from watchdogd.core.window import Window
+from watchdogd.deploy.proxy import Proxy
+from watchdogd.errors import WatchdogError
+
+log = structlog.get_logger(__name__)
+
+COUNTER_POLL = 0.25
 
 
 @dataclass
@@ -90,3 +98,32 @@ def breached(results: list[GateResult]) -> GateResult | None:
 
 def pending(results: list[GateResult]) -> bool:
     return any(r.condition is Verdict.BREACHED for r in results)
+
+
+class CounterFeed:
+    """Feeds green's window from HAProxy's per-server counters (``show stat``), for a setup
+    without the per-request log: deltas of requests and 5xx, every ``COUNTER_POLL`` s."""
+
+    def __init__(self, proxy: Proxy, windows: TrafficWindows) -> None:
+        self._proxy = proxy
+        self._windows = windows
+        self._last: tuple[int, int] | None = None
+        self._due = 0.0
+
+    async def poll(self, server: str, now: float) -> None:
+        if now < self._due:
+            return
+        self._due = now + COUNTER_POLL
+        try:
+            status = (await self._proxy.reconciler.runtime.servers(self._proxy.backend)).get(server)
+        except WatchdogError as err:
+            log.debug("deploy.counters_unavailable", error=str(err))
+            return  # unknown, not bad
+        if status is None:
+            return
+        totals = (status.requests_total, status.responses_5xx)
+        if self._last is not None:
+            requests, errors = totals[0] - self._last[0], totals[1] - self._last[1]
+            if requests >= 0:
+                self._windows.counts(self._proxy.backend, server, now, requests, errors)
+        self._last = totals
