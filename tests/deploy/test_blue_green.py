@@ -204,3 +204,33 @@ class TestHAProxyUnreachable:
         while time.monotonic() < deadline and users.responses[-1].version != "v1":
             time.sleep(0.2)
         assert users.responses[-1].version == "v1"
+
+
+class TestDeploysByOthers:
+    def test_a_bad_release_deployed_by_a_script_is_re_created_as_today(
+        self, stage: Stage, load_clients: list[LoadClient]
+    ) -> None:
+        """Outside ``watchdogd deploy``, a target with ``traffic:`` behaves as without: the bad
+        release is replaced by re-creating the container, and HAProxy follows it."""
+        daemon = stage.start_daemon(stage.config())
+        users = load(stage, load_clients)
+        blue = stage.docker.containers.get(stage.blue)
+        settings = {"ports": {"8080/tcp": ("127.0.0.1", stage.blue_port)}, "detach": True}
+        blue.remove(force=True)
+        stage.docker.containers.run(stage.images.v2, name=stage.blue, **settings)
+
+        finished = wait_event(daemon, "incident_finished", timeout=90)
+        time.sleep(1.0)
+        users.stop()
+
+        assert "rolled back" in finished["message"] or finished["data"]
+        assert users.responses[-1].version == "v1"
+        assert users.responses[-1].status == 200
+        assert stage.app_containers() == [stage.blue]
+        assert stage.deploy_record().get("stage") in (None, "promoted")
+        # The restored container got the port its recorded configuration asks for (here one
+        # the engine picks), and the backend serves from it alone.
+        restored = stage.docker.containers.get(stage.blue)
+        port = restored.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+        serving = [row for row in stage.servers().values() if row["status"] != "MAINT"]
+        assert [row["addr"] for row in serving] == [f"127.0.0.1:{port}"]
