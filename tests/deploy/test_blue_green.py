@@ -119,6 +119,11 @@ class TestSwitchBack:
         assert started[0]["data"]["trigger_name"] == "traffic:error_rate"
         quarantined = daemon.target(TARGET)["quarantined"]
         assert len(quarantined) == 1, quarantined
+        # Deploying it again is refused, with the reason.
+        again = stage.deploy(release)
+        assert again.returncode == 1, again.stdout + again.stderr
+        assert "quarantined" in again.stderr
+        assert stage.app_containers() == [stage.blue]
 
 
 class TestPromotion:
