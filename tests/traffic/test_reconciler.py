@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
+import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
@@ -92,6 +94,29 @@ class TestReconcile:
         with capture_logs() as logs:
             assert await reconciler.reconcile() == ["app"]
         assert "HAProxy reachable again" in [e["event"] for e in logs]
+
+    async def test_never_restores_during_a_switch(
+        self, haproxy_factory: HAProxyFactory, release_app: AppFactory
+    ) -> None:
+        """While apply() is switching (blue draining a slow request), reconcile keeps out."""
+        blue, green = await release_app("blue"), await release_app("green")
+        blue.delay = 0.5
+        proxy = haproxy_factory([StaticServer("blue", blue.port)])
+        reconciler = SplitReconciler(HAProxyRuntime(proxy.admin_socket))
+        reconciler.want(TrafficSplit("app", {"blue": 100}))
+        split = TrafficSplit(
+            "app", {"blue": 0, "green": 100}, addresses={"green": ("127.0.0.1", green.port)}
+        )
+        async with aiohttp.ClientSession() as session, session.get(proxy.url) as slow:
+            await blue.entered.wait()
+            switching = asyncio.create_task(reconciler.apply(split))
+            await asyncio.sleep(0)  # the switch takes the backend's lock, then waits on HAProxy
+            assert await reconciler.reconcile() == []
+            assert await slow.text() == "blue"
+            await switching
+        assert await reconciler.reconcile() == []
+        assert reconciler.counters.restored == {}
+        assert split_differences(split, await reconciler.runtime.servers("app")) == []
 
     async def test_forgotten_backends_are_left_alone(
         self, haproxy_factory: HAProxyFactory, release_app: AppFactory

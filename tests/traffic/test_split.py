@@ -153,6 +153,41 @@ class TestApplySplit:
             assert await slow == (200, "blue")
             assert await _get(session, proxy.url) == (200, "green")
 
+    async def test_no_switch_back_to_a_standby_that_died(
+        self, haproxy_factory: HAProxyFactory, release_app: AppFactory
+    ) -> None:
+        """A standby blue stays health-checked: once it is DOWN, a switch back to it raises and
+        green keeps serving."""
+        blue, green = await release_app("blue"), await release_app("green")
+        proxy = haproxy_factory(
+            [
+                StaticServer("blue", blue.port, check=True),
+                StaticServer("green", green.port, weight=1, disabled=True, check=True),
+            ]
+        )
+        runtime = HAProxyRuntime(proxy.admin_socket)
+        await apply_split(
+            runtime, TrafficSplit("app", {"blue": 0, "green": 100}, standby=frozenset({"blue"}))
+        )
+        assert blue.runner is not None
+        await blue.runner.cleanup()  # blue dies during the bake
+        for _ in range(200):
+            if (await runtime.servers("app"))["blue"].state.startswith("DOWN"):
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(TrafficError, match="no receiver is up"):
+            await apply_split(
+                runtime,
+                TrafficSplit("app", {"blue": 100, "green": 0}),
+                attempts=1,
+                ready_timeout=0.5,
+            )
+        green_status = (await runtime.servers("app"))["green"]
+        assert green_status.weight == 100
+        assert not green_status.admin_drain
+        async with aiohttp.ClientSession() as session:
+            assert await _get(session, proxy.url) == (200, "green")
+
     async def test_reads_back_what_it_applied(
         self, haproxy_factory: HAProxyFactory, release_app: AppFactory
     ) -> None:

@@ -7,6 +7,7 @@ Cross-field rules (a gate names an existing check, names are unique, …) live i
 
 from __future__ import annotations
 
+import difflib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -355,6 +356,14 @@ class Step(Strict):
                 f"one of: {', '.join(STEP_ACTIONS)}"
             )
         actions = [key for key in data if key in STEP_ACTIONS]
+        unknown = [key for key in data if key not in STEP_ACTIONS and key not in STEP_COMMON_KEYS]
+        if not actions and unknown:
+            # Most likely a misspelt action: name it, as unknown keys elsewhere are named.
+            close = difflib.get_close_matches(str(unknown[0]), list(STEP_ACTIONS), n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise ValueError(
+                f'unknown step "{unknown[0]}"{hint}; a step is one of {", ".join(STEP_ACTIONS)}'
+            )
         if len(actions) != 1:
             found = ", ".join(actions) if actions else "none"
             raise ValueError(
@@ -443,6 +452,16 @@ class Config(Strict):
 
     def remember_secrets(self, values: frozenset[str]) -> None:
         self._secrets = values
+
+    # ${VAR}s that were not set, loaded as placeholders (``check-config`` only).
+    _unset_variables: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def unset_variables(self) -> tuple[str, ...]:
+        return self._unset_variables
+
+    def remember_unset_variables(self, names: tuple[str, ...]) -> None:
+        self._unset_variables = names
 
     @field_validator("listen")
     @classmethod

@@ -73,9 +73,15 @@ class ServerStatus:
 
     @property
     def confirmed_up(self) -> bool:
-        """Up, and known to be: a server without health checks ("no check"), or one that is UP
-        and whose check has run since it left maintenance. (Leaving maintenance, HAProxy marks
-        a checked server UP at once, before any check: ``check_status`` is ``INI`` until then.)
+        """Up as far as HAProxy knows: a server without health checks ("no check"), or one that
+        is UP and has been checked at least once (a ``disabled`` slot that was never checked
+        shows ``INI`` until its first check, though HAProxy marks it UP when it leaves
+        maintenance).
+
+        HAProxy pauses checks during maintenance and, when the server leaves it, restores the
+        last result from before: a server kept long in maintenance is judged on old news. A
+        server to switch back to is kept drained instead (``TrafficSplit.standby``), where its
+        checks keep running.
         """
         if self.state == "no check":
             return True

@@ -8,14 +8,15 @@ loses no request:
 1. every server the split names exists (a dynamic server with a known address is added,
    at weight 0 in maintenance);
 2. receivers (weight > 0) get their weight, then leave maintenance/drain;
-3. at least one receiver must be up (``UP`` or ``no check``) before anything is drained:
+3. at least one receiver must be up (``no check``, or ``UP`` by a health check that ran:
+   :attr:`~watchdogd.traffic.haproxy.ServerStatus.confirmed_up`) before anything is drained:
    draining the only healthy server would turn requests into 503s;
 4. the other servers are drained (``state drain``, weight 0), HAProxy stops sending them new
    requests while the ones in flight finish; once idle (or after ``drain_timeout``) they go
-   to maintenance, except those named in ``standby``: they stay drained at weight 0, so
-   HAProxy keeps running their health checks and a switch back to them needs no new check
-   (from maintenance, a checked server is trusted only after its first check: up to its
-   ``inter``);
+   to maintenance, except those named in ``standby``: they stay drained at weight 0, where
+   HAProxy keeps running their health checks, so a switch back to them goes by a current
+   check (HAProxy pauses checks in maintenance and, on leaving it, restores the last result
+   from before: a release that died meanwhile would look up until its next check);
 5. the result is read back (``show stat``) and compared with the split.
 
 Every step is idempotent, so an attempt that fails anywhere (HAProxy unreachable, a command

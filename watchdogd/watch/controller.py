@@ -308,6 +308,8 @@ class TargetController:
         restore = self._restore_target(to) if reason is None else None
         if reason is None and restore is None:
             reason = "no known-good release to roll back to" if to is None else f"no release {to!r}"
+        if reason is None and restore is not None and to is not None:
+            reason = self._quarantined_refusal(restore)
         if reason is not None:
             self._refuse(trigger, reason, now)
             return None
@@ -356,6 +358,19 @@ class TargetController:
             {"trigger": trigger.__dict__},
         )
         log.warning("rollback refused", target=self.name, trigger=trigger.name, reason=reason)
+
+    def _quarantined_refusal(self, restore: Release) -> str | None:
+        """An operator's ``to`` may not pick a release that was rolled back (docs/security.md):
+        restoring it would roll back into a known-bad release, and quarantine the one running."""
+        try:
+            if not self._store.is_quarantined(self.name, restore.image):
+                return None
+        except StoreError:
+            return "the quarantine cannot be read, so the release might be a known-bad one"
+        return (
+            f"release {restore.label} is quarantined; clear it first with "
+            f"`watchdogd unquarantine {self.name} {restore.image}`"
+        )
 
     def _note_breach(self, now: float) -> None:
         if self.machine.can(Event.BREACH) and self.machine.state is not TargetState.BREACHED:
