@@ -134,6 +134,8 @@ class Daemon:
         # incident whose rollback worked (found by benchmarks/bench_mttr.py).
         self.supervisor.stop("tick")
         self.supervisor.stop("releases")
+        for controller in self.controllers.values():
+            controller.deciding = False
         deadline = self.config.server.shutdown_timeout
         running = [
             c.playbook_task for c in self.controllers.values() if c.playbook_task is not None

@@ -54,19 +54,29 @@ class _Tap:
     def __init__(self, tally: PreCheckTally) -> None:
         self.tally = tally
 
-    def probe(self, now: float, ok: bool, latency: float | None, detail: str = "") -> None:
+    def probe_started(self, now: float) -> int:
+        return 0
+
+    def probe(
+        self,
+        now: float,
+        ok: bool,
+        latency: float | None,
+        detail: str = "",
+        token: int | None = None,
+    ) -> None:
         self.tally.add(ok, latency, detail)
 
     def counts(self, now: float, requests: int, errors: int) -> None:
         return None
 
-    def latency(self, now: float, seconds: float, count: int = 1) -> None:
+    def latency(self, now: float, seconds: float, count: int = 1, *, above: bool = False) -> None:
         return None
 
     def value(self, now: float, value: float) -> None:
         return None
 
-    def unknown(self, now: float, reason: str) -> None:
+    def unknown(self, now: float, reason: str, token: int | None = None) -> None:
         self.tally.add(False, None, reason)
 
 

@@ -83,6 +83,8 @@ def gate_spec(gate: Any) -> GateSpec:
         confidence=gate.confidence,
         min_errors=gate.min_errors,
         consecutive_failures=gate.consecutive_failures,
+        min_slow=gate.min_slow,
+        max_staleness=gate.max_staleness,
     )
 
 
@@ -120,6 +122,11 @@ class TargetController:
         self._playbook: asyncio.Task[None] | None = None
         self.incident_id: str | None = None
         self._results: list[GateResult] = []
+        self._tick_lock = asyncio.Lock()
+        self._soon: asyncio.Task[None] | None = None
+        #: False once the daemon stops making decisions (shutdown): no evaluation on evidence.
+        self.deciding = True
+        self._warming = False
         self.apply_config(config, defaults, recorders or {})
         self.refresh_catalogue()
 
@@ -133,11 +140,15 @@ class TargetController:
         self.config = config
         self.defaults = defaults
         span = float(config.setting("window", defaults))
-        self.recorders = {
-            check.name: keep.get(check.name)
-            or CheckRecorder(self.name, check.name, check.type, span)
-            for check in config.checks
-        }
+        self.recorders = {}
+        for check in config.checks:
+            thresholds = config.latency_thresholds(check.name)
+            kept = keep.get(check.name)
+            if kept is None or kept.thresholds != thresholds:
+                # A window counts samples above its gates' thresholds: new ones, new window.
+                kept = CheckRecorder(self.name, check.name, check.type, span, thresholds=thresholds)
+            kept.on_evidence = self._evaluate_soon
+            self.recorders[check.name] = kept
         self.gates = [Gate(gate_spec(g)) for g in config.gates]
         self._gate_checks = [g.check for g in config.gates]
         self.steps = list(config.playbook) or DEFAULT_PLAYBOOK
@@ -152,12 +163,51 @@ class TargetController:
     # --- the evaluation tick ---------------------------------------------------------------
 
     async def tick(self, now: float) -> None:
-        """Evaluate every gate and act on the verdicts. Called once a second."""
+        """Evaluate every gate and act on the verdicts: once a second, and as soon as a sample
+        may breach a gate (``_evaluate_soon``); never two evaluations at a time."""
+        async with self._tick_lock:
+            await self._evaluate(now)
+
+    def _evaluate_soon(self) -> None:
+        """A recorder saw a failure, a slow sample or a probe waiting past a threshold: evaluate
+        now rather than at the next tick, so that the verdict does not depend on where the
+        tick falls (the hard-down span and the slow runs are judged on samples as they come)."""
+        if not self.deciding or (self._soon is not None and not self._soon.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # a sample fed from outside the daemon's loop (tests): the tick will do
+        self._soon = loop.create_task(self._evaluate_now(), name=f"evaluate:{self.name}")
+
+    async def _evaluate_now(self) -> None:
+        try:
+            await self.tick(time.monotonic())
+        except Exception:  # the next tick tries again; the daemon must outlive this
+            log.exception("evaluation after new evidence crashed", target=self.name)
+
+    def warming_up(self, now: float) -> bool:
+        """A new release's first ``warmup`` seconds: its samples are shown, but only hard down
+        (failures spanning 1.5 s) and health states judge them; afterwards they are dropped."""
+        warmup = float(self.setting("warmup"))
+        return (
+            warmup > 0.0
+            and self.machine.state is TargetState.BAKING
+            and now - self._baking_since < warmup
+        )
+
+    async def _evaluate(self, now: float) -> None:
+        warming_up = self.warming_up(now)
+        if self._warming and not warming_up and self.machine.state is TargetState.BAKING:
+            # The warm-up's samples were shown, not judged: they must not count afterwards.
+            self._reset_windows()
+        self._warming = warming_up
         self._results = [
             gate.evaluate(
                 self.recorders[check].stats(now),
                 now,
                 source_up=self.recorders[check].source_up,
+                warming_up=warming_up,
             )
             for gate, check in zip(self.gates, self._gate_checks, strict=True)
         ]
