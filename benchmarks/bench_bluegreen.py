@@ -193,7 +193,7 @@ class Outcome:
     failed_total: int
     failed_after: int
     back_ms: float | None
-    switch_ms: float | None = None
+    switch_ms: float | None = None  # only when green's traffic gate detected it
 
 
 def _stage(client: Any, refs: dict[str, str], workdir: Path, traffic: bool) -> tuple[Any, ...]:
@@ -250,15 +250,19 @@ def _blue_green(client: Any, refs: dict[str, str], tag: str) -> Outcome:
             broke = time.time()
             client.containers.get(green).exec_run(["sh", "-c", "echo 500 > /tmp/mode"])
             _wait(lambda: _deploy_record(daemon).get("stage") == "rolled_back")
+            _wait(lambda: any(e["kind"] == "incident_started" for e in daemon.events()))
             time.sleep(1.0)
             numbers = _deploy_record(daemon)["numbers"]
-            detected = float(numbers["detected_at"])
+            # Green's traffic gate, or the target's own gate on its check through HAProxy
+            # (which sees green too), whichever is sure first: both switch back.
+            started = [e for e in daemon.events() if e["kind"] == "incident_started"]
+            detected = float(numbers.get("detected_at") or started[-1]["at"])
             back = load.last_elsewhere("v1", broke)
             return Outcome(
                 failed_total=load.failed(broke),
                 failed_after=load.failed(detected),
                 back_ms=None if back is None else max(0.0, back - detected) * 1000,
-                switch_ms=float(numbers.get("switch_back_ms") or 0.0),
+                switch_ms=numbers.get("switch_back_ms"),
             )
         finally:
             _teardown(client, name, proxy, daemon, load)
