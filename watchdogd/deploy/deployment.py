@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -33,10 +33,13 @@ from watchdogd.deploy.parts import Hooks, Side
 from watchdogd.deploy.prechecks import run_prechecks
 from watchdogd.deploy.proxy import Proxy, Slot
 from watchdogd.deploy.windows import CounterFeed, TrafficJudge, TrafficWindows, breached, pending
-from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import StoreError, WatchdogError
 from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.store import Store
+
+if TYPE_CHECKING:
+    # Types only: the Docker SDK loads when a deploy touches Docker, not at start (issue #16).
+    from watchdogd.engine.docker_api import DockerEngine
 
 log = structlog.get_logger(__name__)
 

@@ -11,14 +11,18 @@ today).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from watchdogd.core.deploy_plan import GREEN_SERVING, Stage
 from watchdogd.deploy import green as containers
 from watchdogd.deploy.deployment import Deployment
-from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError, WatchdogError
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult, TargetDriver
+
+if TYPE_CHECKING:
+    # Types only: the Docker SDK loads when a deploy touches Docker, not at start (issue #16).
+    from watchdogd.engine.docker_api import DockerEngine
 
 
 class TrafficDriver:

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from watchdogd.config.schema import TargetConfig, TargetKind
 from watchdogd.config.traffic import Upstream
-from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
-from watchdogd.targets.container import health_of, inspect_with_spec, is_running
 from watchdogd.targets.recreate import create_plan, release_of
+
+if TYPE_CHECKING:
+    # Types only: the Docker SDK loads when a deploy touches Docker, not at start (issue #16).
+    from watchdogd.engine.docker_api import DockerEngine
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +102,7 @@ async def create_green(
 async def start_green(engine: DockerEngine, name: str) -> None:
     await engine.start(name)
     inspect = await engine.inspect_container(name)
-    if inspect is None or not is_running(inspect):
+    if inspect is None or not _running(inspect):
         state = (inspect or {}).get("State") or {}
         logs = await engine.logs_tail(name)
         raise TargetError(
@@ -110,6 +112,8 @@ async def start_green(engine: DockerEngine, name: str) -> None:
 
 
 async def release_in(engine: DockerEngine, target: str, name: str) -> Release | None:
+    from watchdogd.targets.container import inspect_with_spec  # noqa: PLC0415 - see _running
+
     found = await inspect_with_spec(engine, name)
     return None if found is None else release_of(target, found[1])
 
@@ -140,13 +144,15 @@ async def health_state(engine: DockerEngine, name: str) -> str:
     """``healthy``, ``unhealthy`` or ``starting`` from Docker's HEALTHCHECK; ``none`` when the
     container has none; ``stopped`` when it does not run (or is gone)."""
     inspect = await engine.inspect_container(name)
-    if inspect is None or not is_running(inspect):
+    if inspect is None or not _running(inspect):
         return "stopped"
     health = (inspect.get("State") or {}).get("Health") or {}
     return str(health.get("Status") or "none")
 
 
 async def healthy(engine: DockerEngine, name: str) -> bool | None:
+    from watchdogd.targets.container import health_of  # noqa: PLC0415 - see _running
+
     return await health_of(engine, name)
 
 
@@ -199,3 +205,11 @@ async def blue_container(engine: DockerEngine, target: TargetConfig) -> str:
             )
         return names[0]
     raise TargetError(f"target {target.name} is not a container or compose target")
+
+
+def _running(inspect: dict[str, Any]) -> bool:
+    # Imported here: targets.container loads the Docker SDK, which a daemon without a deploy
+    # in flight never needs at start (issue #16).
+    from watchdogd.targets.container import is_running  # noqa: PLC0415
+
+    return is_running(inspect)

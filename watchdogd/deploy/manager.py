@@ -26,7 +26,6 @@ from watchdogd.deploy.parts import Hooks, Side
 from watchdogd.deploy.plumbing import Plumbing
 from watchdogd.deploy.proxy import Slot
 from watchdogd.deploy.windows import TrafficWindows
-from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import (
     ControlRefused,
     StoreError,
@@ -42,6 +41,8 @@ from watchdogd.targets.base import TargetDriver
 from watchdogd.traffic.counters import TrafficCounters
 
 if TYPE_CHECKING:
+    # Types only: the Docker SDK loads when a deploy touches Docker, not at start (issue #16).
+    from watchdogd.engine.docker_api import DockerEngine
     from watchdogd.watch.controller import TargetController
 
 log = structlog.get_logger(__name__)

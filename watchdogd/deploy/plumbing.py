@@ -10,6 +10,7 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -22,13 +23,16 @@ from watchdogd.deploy.hooks import Announcer
 from watchdogd.deploy.parts import Side
 from watchdogd.deploy.proxy import DYNAMIC_PREFIX, Proxy, Slot
 from watchdogd.deploy.windows import TrafficWindows
-from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import StoreError, TargetError
 from watchdogd.store import Store
 from watchdogd.traffic.counters import TrafficCounters
 from watchdogd.traffic.haproxy import HAProxyRuntime
 from watchdogd.traffic.log_receiver import HAProxyLogReceiver
 from watchdogd.traffic.split import SplitReconciler
+
+if TYPE_CHECKING:
+    # Types only: the Docker SDK loads when a deploy touches Docker, not at start (issue #16).
+    from watchdogd.engine.docker_api import DockerEngine
 
 log = structlog.get_logger(__name__)
 
