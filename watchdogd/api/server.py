@@ -55,6 +55,10 @@ class Control(Protocol):
 
     async def unquarantine(self, name: str, image: str) -> dict[str, Any]: ...
 
+    async def deploy(self, name: str, image: str) -> dict[str, Any]: ...
+
+    def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]: ...
+
     def events(
         self, limit: int, before: int | None, target: str | None
     ) -> list[dict[str, Any]]: ...
@@ -92,6 +96,8 @@ def build_app(
             web.post("/api/v1/targets/{name}/freeze", handlers.freeze),
             web.post("/api/v1/targets/{name}/unfreeze", handlers.unfreeze),
             web.post("/api/v1/targets/{name}/unquarantine", handlers.unquarantine),
+            web.post("/api/v1/targets/{name}/deploy", handlers.deploy),
+            web.get("/api/v1/targets/{name}/deploy", handlers.deploy_status),
             web.get("/api/v1/events", handlers.events),
         ]
     )
@@ -314,6 +320,24 @@ class _Handlers:
             return _error(400, 'expected {"image": "<image digest or ID>"}')
         name = request.match_info["name"]
         return await self._act(self._control.unquarantine(name, image[:500]), 200)
+
+    async def deploy(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unauthorized(request)
+        if refused is not None:
+            return refused
+        body = await self._json_body(request)
+        image = body.get("image") if isinstance(body, dict) else None
+        if not isinstance(image, str) or not image.strip() or len(image) > 500:
+            return _error(400, 'expected {"image": "<image reference>"}')
+        return await self._act(self._control.deploy(request.match_info["name"], image.strip()), 202)
+
+    async def deploy_status(self, request: web.Request) -> web.Response:
+        deploy_id = request.query.get("id")
+        try:
+            result = self._control.deploy_status(request.match_info["name"], deploy_id)
+        except ControlRefused as err:
+            return _error(err.status, err.message)
+        return web.json_response(result)
 
     async def _act(self, action: Any, status: int) -> web.Response:
         try:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from watchdogd.config.traffic import TrafficConfig
 from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
 from watchdogd.core.gates import GateMetric, GateSpec
 
@@ -433,6 +434,7 @@ class TargetConfig(Strict):
     gates: list[GateConfig] = []
     alerts: list[AlertRule] = []
     playbook: list[Step] = []
+    traffic: TrafficConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -298,6 +298,12 @@ class Daemon:
         controller.unquarantine(image)
         return {"target": name, "image": image, "quarantined": False}
 
+    async def deploy(self, name: str, image: str) -> dict[str, Any]:
+        return await self.wiring.deploys.deploy(name, image)
+
+    def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]:
+        return self.wiring.deploys.status(name, deploy_id)
+
     def events(self, limit: int, before: int | None, target: str | None) -> list[dict[str, Any]]:
         try:
             events = self.store.events(limit=limit, before_id=before, target=target)
