@@ -9,7 +9,9 @@ edge that called it, so the core and the daemon only ever see these:
     ├── StoreError           the state store cannot be read or written
     ├── TargetError          a target could not be inspected or changed (Docker, release dir)
     ├── StepFailed           a playbook step failed; carries the step and the reason
-    └── ControlRefused       an API request the daemon refuses; carries the HTTP status
+    ├── ControlRefused       an API request the daemon refuses; carries the HTTP status
+    └── StartupError         the daemon cannot start here: state_dir locked or unusable, the
+                             listen address in use or unresolvable (``run`` exits 3)
 """
 
 from __future__ import annotations
@@ -83,3 +85,7 @@ class ControlRefused(WatchdogError):
         self.status = status
         self.message = message
         super().__init__(message)
+
+
+class StartupError(WatchdogError):
+    """The daemon cannot start in this environment; the message is one line for the operator."""

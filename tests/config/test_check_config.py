@@ -9,6 +9,7 @@ import pytest
 
 from watchdogd.cli import main
 from watchdogd.config import load_config, load_config_text
+from watchdogd.config.settings import resolve
 from watchdogd.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -238,7 +239,7 @@ class TestValidConfigs:
         gates = config.targets[0].gates
         assert (gates[0].above, gates[1].above, gates[2].for_) == (2.0, 0.01, 10.0)
         assert config.defaults.window == 300.0
-        assert config.targets[0].setting("bake_time", config.defaults) == 60.0
+        assert resolve(config.targets[0], config.defaults).bake_time == 60.0
 
     def test_env_values_are_expanded_and_remembered_as_secrets(self) -> None:
         """${VAR} takes the environment's value, and the value is listed as a secret."""

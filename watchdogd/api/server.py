@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import pydantic
@@ -54,8 +55,9 @@ class Control(Protocol):
 
 
 def build_app(
-    control: Control, metrics: Metrics, token: str | None, max_body: int
+    control: Control, metrics: Metrics, token: Callable[[], str | None], max_body: int
 ) -> web.Application:
+    """The app; ``token`` is asked on every request, so a reload rotates the API token."""
     app = web.Application(client_max_size=max_body)
     handlers = _Handlers(control, metrics, token)
     app.add_routes(
@@ -82,22 +84,23 @@ def _error(status: int, message: str) -> web.Response:
 
 
 class _Handlers:
-    def __init__(self, control: Control, metrics: Metrics, token: str | None) -> None:
+    def __init__(self, control: Control, metrics: Metrics, token: Callable[[], str | None]) -> None:
         self._control = control
         self._metrics = metrics
-        self._token = token.encode() if token else None
+        self._token = token
 
     # --- auth and body helpers -------------------------------------------------------------
 
     def _refuse_unauthorized(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
-        if self._token is None:
+        configured = self._token()
+        if not configured:
             self._metrics.webhook_rejected.labels("no_token_configured").inc()
             return _error(401, "watchdogd has no API token configured (api_token_file)")
         # compare_digest on bytes of any length: no early exit that leaks the token's prefix.
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-            presented.strip().encode(), self._token
+            presented.strip().encode(), configured.encode()
         ):
             self._metrics.webhook_rejected.labels("unauthorized").inc()
             return _error(401, "missing or wrong bearer token")
@@ -158,8 +161,7 @@ class _Handlers:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             return _error(400, f"not an Alertmanager v4 payload: {where}: {first['msg']}")
-        result = await self._control.receive_alerts(payload)
-        return web.json_response(result)
+        return await self._act(self._control.receive_alerts(payload), 200)
 
     # --- control API -----------------------------------------------------------------------
 
@@ -233,6 +235,9 @@ class _Handlers:
         if before is not None and not -(2**63) <= before < 2**63:
             return _error(400, '"before" is out of range')  # SQLite integers are 64-bit
         target = query.get("target")
-        events = self._control.events(limit, before, target)
+        try:
+            events = self._control.events(limit, before, target)
+        except ControlRefused as err:
+            return _error(err.status, err.message)
         next_before = events[-1]["id"] if len(events) == limit else None
         return web.json_response({"events": events, "next_before": next_before})

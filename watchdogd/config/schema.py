@@ -190,6 +190,7 @@ class GateConfig(Strict):
     min_errors: Annotated[int, Field(ge=1)] = _CORE.min_errors
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = _CORE.confidence
     consecutive_failures: Annotated[int, Field(ge=0)] = _CORE.consecutive_failures
+    max_staleness: Duration | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -229,6 +230,21 @@ class GateConfig(Strict):
     @property
     def name(self) -> str:
         return f"{self.check}:{self.metric.value}"
+
+    def spec(self) -> GateSpec:
+        """The core's gate, with every setting of this one."""
+        return GateSpec(
+            name=self.name,
+            metric=self.metric,
+            above=self.above,
+            below=self.below,
+            for_=self.for_,
+            min_samples=self.min_samples,
+            confidence=self.confidence,
+            min_errors=self.min_errors,
+            consecutive_failures=self.consecutive_failures,
+            max_staleness=self.max_staleness,
+        )
 
 
 class _Invalid:
@@ -304,6 +320,8 @@ class RollbackAction(Strict):
 
 class WaitHealthyAction(Strict):
     timeout: Duration = 30.0
+    # Samples each probe must take of the restored release, after the restore, newest ok.
+    min_samples: Annotated[int, Field(ge=1, le=20)] = 1
 
 
 class NotifyAction(Strict):
@@ -414,11 +432,6 @@ class TargetConfig(Strict):
             if len(present) == 1:
                 return dict(data, kind=present[0])
         return data
-
-    def setting(self, name: str, defaults: Defaults) -> Any:
-        """The target's own value for a ``defaults`` key, or the inherited one."""
-        own = getattr(self, name)
-        return getattr(defaults, name) if own is None else own
 
 
 class Config(Strict):

@@ -15,9 +15,11 @@ from watchdogd.targets.base import TargetDriver
 
 __all__ = ["HealthCheck", "StepContext", "incident_env", "tail"]
 
-# True healthy, False unhealthy, None no opinion (yet). The daemon's combines the driver's
-# container health with the target's probes.
-HealthCheck = Callable[[], Awaitable[bool | None]]
+# Called as ``health_check(since, min_samples)``: True healthy, False unhealthy, None no
+# opinion (yet), judged only on evidence from ``since`` on (``StepContext.monotonic``'s clock,
+# which the sources stamp their samples with). The daemon's combines the runtime's health with
+# at least ``min_samples`` fresh samples of each probe (``watch.evidence``).
+HealthCheck = Callable[[float, int], Awaitable[bool | None]]
 
 
 @dataclass
@@ -30,6 +32,7 @@ class StepContext:
     started_at: float  # wall clock, when the incident opened (survives a restart)
     results: list[StepResult] = field(default_factory=list)
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
     health_poll_interval: float = 0.5
 
     @property

@@ -90,13 +90,17 @@ class PlaybookRunner:
         self._store = store
         self._driver = driver
         self._notifiers = {notifier.name: notifier for notifier in notifiers}
-        self._health_check = health_check or driver.healthy
+        self._health_check = health_check or _runtime_health(driver)
         self._before_step = before_step
         self._backoff = backoff or wait_exponential(multiplier=1, min=1, max=30)
         self._sleep = sleep
         self._health_poll_interval = health_poll_interval
         self._clock = clock
         self._active: set[str] = set()
+
+    def use_notifiers(self, notifiers: Iterable[Notifier]) -> None:
+        """A reloaded config's notifiers, for every playbook from now on."""
+        self._notifiers = {notifier.name: notifier for notifier in notifiers}
 
     async def run(self, plan: IncidentPlan) -> IncidentOutcome:
         """Open the incident if it is new, else resume it; run what remains of the plan."""
@@ -386,3 +390,13 @@ class PlaybookRunner:
         self._store.audit(
             kind, redact(message), target=plan.target, data=data, incident_id=plan.incident_id
         )
+
+
+def _runtime_health(driver: TargetDriver) -> HealthCheck:
+    """Without the daemon's judge: the runtime's own health (a Docker HEALTHCHECK is always
+    about the container that runs now, so it is evidence gathered after the restore)."""
+
+    async def health(_since: float, _min_samples: int) -> bool | None:
+        return await driver.healthy()
+
+    return health

@@ -7,6 +7,7 @@ see its target at all. It logs when that changes, never per sample.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import structlog
@@ -15,6 +16,9 @@ from watchdogd.core.window import Window, WindowStats
 from watchdogd.watch.tally import ProbeTally
 
 log = structlog.get_logger(__name__)
+
+#: Samples kept for ``fresh``: more than any ``wait_healthy.min_samples`` that makes sense.
+RECENT = 32
 
 
 @dataclass
@@ -66,6 +70,9 @@ class CheckRecorder:
         self.last_detail = ""
         self.samples_since_reset = 0
         self.successes_since_reset = 0
+        # (time, ok) of the newest samples, ok None for counts and values: what ``fresh``
+        # reads, so wait_healthy judges only samples taken after the restore.
+        self._recent: deque[tuple[float, bool | None]] = deque(maxlen=RECENT)
         # watchdogd_probes_total and watchdogd_probe_duration_seconds of this check: plain
         # numbers, written out at scrape time (metrics.target_text says why not
         # prometheus_client).
@@ -81,6 +88,7 @@ class CheckRecorder:
         self.window.add(now, ok, latency)
         self._version += 1
         self.samples_since_reset += 1
+        self._recent.append((now, ok))
         if ok:
             self.successes_since_reset += 1
             self.tally.ok += 1
@@ -95,6 +103,7 @@ class CheckRecorder:
         self.window.add_counts(now, requests, errors)
         self._version += 1
         self.samples_since_reset += 1
+        self._recent.append((now, None))
         self.tally.ok += 1
 
     def latency(self, now: float, seconds: float, count: int = 1) -> None:
@@ -107,6 +116,7 @@ class CheckRecorder:
         self.window.add_value(now, value)
         self._version += 1
         self.samples_since_reset += 1
+        self._recent.append((now, None))
         self.tally.ok += 1
 
     def unknown(self, now: float, reason: str) -> None:
@@ -131,6 +141,18 @@ class CheckRecorder:
         self._version += 1
         self.samples_since_reset = 0
         self.successes_since_reset = 0
+
+    def fresh(self, since: float) -> tuple[int, bool | None]:
+        """How many samples were taken at or after ``since`` (up to ``RECENT``), and whether
+        the newest of them was ok (None: none, or a count or value with no verdict)."""
+        count, newest = 0, None
+        for at, ok in reversed(self._recent):
+            if at < since:
+                break
+            if count == 0:
+                newest = ok
+            count += 1
+        return count, newest
 
     def stats(self, now: float) -> WindowStats:
         """``window.stats(now)``, computed once per second and sample: the tick's gates, the
