@@ -15,17 +15,9 @@ from typing import Any
 import httpx
 
 from watchdogd.config import load_config
-from watchdogd.errors import ConfigError, WatchdogError
+from watchdogd.errors import ClientError, ConfigError
 
 DEFAULT_CONFIG = Path("/etc/watchdogd/watchdogd.yaml")
-
-
-class ClientError(WatchdogError):
-    """The daemon could not be asked, or said no; ``exit_code`` is what the CLI returns."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        self.exit_code = exit_code
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

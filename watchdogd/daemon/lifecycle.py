@@ -22,6 +22,7 @@ import dataclasses
 import gc
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -147,8 +148,7 @@ class Daemon:
         try:
             await site.start()
         except OSError as err:  # in use, not an address of this host, or no such name
-            reason = err.strerror or str(err)
-            raise StartupError(f"cannot listen on {self.config.listen}: {reason}") from None
+            raise StartupError(f"cannot listen on {self.config.listen}: {_reason(err)}") from None
 
     async def shutdown(self) -> None:
         self.notifier.stopping()
@@ -348,6 +348,14 @@ class Daemon:
                     except ControlRefused as err:
                         started.append({"target": controller.name, "refused": err.message})
         return {"accepted": accepted, "duplicates": duplicates, "playbooks": started}
+
+
+def _reason(err: OSError) -> str:
+    """``Address already in use``, ``Name or service not known``: the cause, not asyncio's
+    wrapping of it."""
+    if isinstance(err, socket.gaierror) or not err.errno:
+        return str(err.strerror or err)
+    return os.strerror(err.errno)
 
 
 def run_daemon(config_path: str) -> int:

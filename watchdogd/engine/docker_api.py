@@ -20,7 +20,7 @@ import docker
 import requests
 from docker.errors import DockerException, NotFound
 
-from watchdogd.errors import TargetError
+from watchdogd.errors import ObjectMissing, TargetError
 from watchdogd.model import ExecResult
 
 T = TypeVar("T")
@@ -28,10 +28,6 @@ T = TypeVar("T")
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 # Exec output kept for the caller; a runaway migration log must not fill the journal.
 EXEC_OUTPUT_LIMIT = 64 * 1024
-
-
-class ObjectMissing(TargetError):
-    """The container, image or network named in the call does not exist."""
 
 
 class DockerEngine:

@@ -24,18 +24,10 @@ from typing import Any
 from docker import auth
 from docker.errors import APIError
 
-from watchdogd.engine.docker_api import DockerEngine, ObjectMissing, _explain
-from watchdogd.errors import TargetError
+from watchdogd.engine.docker_api import DockerEngine, _explain
+from watchdogd.errors import ObjectExists, ObjectMissing, VersionConflict
 
-__all__ = ["ObjectExists", "SwarmApi", "VersionConflict"]
-
-
-class VersionConflict(TargetError):
-    """The object changed since it was read (the version compare-and-swap failed)."""
-
-
-class ObjectExists(TargetError):
-    """An object of that name exists already (a concurrent create won)."""
+__all__ = ["SwarmApi"]
 
 
 def _checked(response: Any, api: Any, what: str) -> Any:

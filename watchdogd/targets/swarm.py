@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from watchdogd.engine.docker_api import DockerEngine
-from watchdogd.engine.swarm_api import SwarmApi, VersionConflict
+from watchdogd.engine.swarm_api import SwarmApi
 from watchdogd.engine.swarm_spec import (
     PAUSED,
     UPDATING,
@@ -42,7 +42,7 @@ from watchdogd.engine.swarm_spec import (
     split_digest,
     update_state,
 )
-from watchdogd.errors import TargetError
+from watchdogd.errors import TargetError, VersionConflict
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult
 

@@ -44,13 +44,19 @@ from typing import Any, TypeVar
 import structlog
 
 from watchdogd.config.schema import Step
-from watchdogd.engine.swarm_api import ObjectExists, SwarmApi, VersionConflict
-from watchdogd.errors import StoreError, TargetError
+from watchdogd.engine.swarm_api import SwarmApi
+from watchdogd.errors import (
+    ClaimLost,
+    MirrorWriteRefused,
+    ObjectExists,
+    StoreError,
+    TargetError,
+    VersionConflict,
+)
 from watchdogd.model import Release
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.store import IncidentState, StepStatus, Store
 from watchdogd.targets.swarm import SwarmDriver
-from watchdogd.watch.mirror import ClaimLost
 from watchdogd.watch.swarm_document import (
     CONFIG_DATA,
     SERVICE_LABEL,
@@ -64,7 +70,7 @@ from watchdogd.watch.swarm_document import (
     trigger_from,
 )
 
-__all__ = ["LEASE", "Refused", "SwarmStateMirror"]
+__all__ = ["LEASE", "SwarmStateMirror"]
 
 log = structlog.get_logger(__name__)
 
@@ -74,10 +80,6 @@ LEASE = 10.0
 RENEW_EVERY = 3.0
 CAS_ATTEMPTS = 8
 FAILED_BLOCKS_FOR = 3600.0
-
-
-class Refused(Exception):
-    """Raised by an edit of the document: the write must not happen, for this reason."""
 
 
 class SwarmStateMirror:
@@ -159,7 +161,7 @@ class SwarmStateMirror:
             held = doc.incident
             if held is not None and held["id"] != plan.incident_id:
                 if held["lease_until"] > now:
-                    raise Refused(
+                    raise MirrorWriteRefused(
                         f"incident {held['id']} is being handled by watchdogd {held['owner']}"
                     )
                 doc.ended(ended_entry(held, "aborted", now, f"lease of {held['owner']} ran out"))
@@ -167,7 +169,7 @@ class SwarmStateMirror:
                 recent = now - float(past.get("ended_at") or 0) < FAILED_BLOCKS_FOR
                 same = bad is not None and past.get("bad_release") == bad.id
                 if not manual and same and recent and past.get("state") == "failed":
-                    raise Refused(
+                    raise MirrorWriteRefused(
                         f"incident {past['id']} for {bad.label if bad else ''} failed on "
                         f"watchdogd {past['owner']}; an operator decides"
                     )
@@ -175,7 +177,7 @@ class SwarmStateMirror:
 
         try:
             await self._change("claim the incident", edit)
-        except Refused as refused:
+        except MirrorWriteRefused as refused:
             return str(refused)
         except TargetError as err:
             return f"cannot claim the incident in swarm: {err}"
@@ -325,7 +327,7 @@ class SwarmStateMirror:
                 await self._change(
                     "take the incident over", lambda d: self._take_over(d, held["id"])
                 )
-            except (Refused, TargetError) as err:
+            except (MirrorWriteRefused, TargetError) as err:
                 log.warning(
                     "incident left to its owner",
                     target=self.target,
@@ -350,9 +352,9 @@ class SwarmStateMirror:
     def _take_over(self, doc: Document, incident: str) -> None:
         held, now = doc.incident, self._clock()
         if held is None or held["id"] != incident:
-            raise Refused("it ended meanwhile")
+            raise MirrorWriteRefused("it ended meanwhile")
         if held["owner"] != self.owner and held["lease_until"] > now:
-            raise Refused(f"its owner {held['owner']} is alive (renewed its lease)")
+            raise MirrorWriteRefused(f"its owner {held['owner']} is alive (renewed its lease)")
         held["owner"], held["lease_until"] = self.owner, now + self.lease
 
     def _import_incident(self, held: dict[str, Any]) -> None:
