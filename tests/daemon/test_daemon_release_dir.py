@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, NotifySocket, start_daemon
+from tests.support.daemon import TOKEN, DaemonProcess, NotifySocket, start_daemon
 
 
 class AppHandler(BaseHTTPRequestHandler):

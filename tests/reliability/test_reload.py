@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import DaemonProcess, start_daemon
 from tests.reliability.conftest import deploy, wait_for
+from tests.support.daemon import DaemonProcess, start_daemon
 from tests.support.ports import free_port
 from tests.support.sink import HttpSink
 

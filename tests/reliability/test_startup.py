@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.daemon.conftest import TOKEN, start_daemon
 from tests.reliability.conftest import deploy, wait_for
+from tests.support.daemon import TOKEN, start_daemon
 from tests.support.ports import free_port
 from watchdogd.model import Release, Trigger
 from watchdogd.store import IncidentState, Store

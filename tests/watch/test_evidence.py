@@ -6,46 +6,20 @@ from collections.abc import Sequence
 
 import pytest
 
-from watchdogd.errors import TargetError
-from watchdogd.model import ExecResult, Release
+from tests.support.fakes import FakeDriver
 from watchdogd.watch.evidence import RestoreEvidence
 from watchdogd.watch.recorder import CheckRecorder
 
 
-class Runtime:
+def Runtime(health: bool | None = None) -> FakeDriver:  # noqa: N802 - reads as a type
     """A driver whose runtime health the test sets (None: no HEALTHCHECK)."""
-
-    target = "web"
-
-    def __init__(self, health: bool | None = None) -> None:
-        self.health = health
-        self.down = False
-
-    async def current(self) -> Release | None:
-        return None
-
-    async def restore(self, release: Release, stop_timeout: float) -> None:
-        return None
-
-    async def healthy(self) -> bool | None:
-        if self.down:
-            raise TargetError("engine away")
-        return self.health
-
-    async def exec(
-        self,
-        command: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float = 60.0,
-    ) -> ExecResult:
-        return ExecResult(0, "")
+    driver = FakeDriver(None, target="web")
+    driver.health = health
+    return driver
 
 
 def judge(
-    runtime: Runtime, checks: dict[str, str], gated: Sequence[str]
+    runtime: FakeDriver, checks: dict[str, str], gated: Sequence[str]
 ) -> tuple[RestoreEvidence, dict[str, CheckRecorder]]:
     recorders = {name: CheckRecorder("web", name, kind, 60.0) for name, kind in checks.items()}
     evidence = RestoreEvidence(runtime)
@@ -105,7 +79,7 @@ class TestRuntimeHealth:
 
     async def test_an_engine_that_cannot_answer_is_no_opinion(self) -> None:
         runtime = Runtime(True)
-        runtime.down = True
+        runtime.health_unknown = True
         evidence, recorders = judge(runtime, {"api": "http"}, ["api"])
         recorders["api"].probe(101.0, ok=True, latency=0.01)
         assert await evidence(RESTORE, 1) is None

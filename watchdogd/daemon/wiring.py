@@ -24,6 +24,7 @@ from watchdogd.config.schema import Config, Step, TargetConfig
 from watchdogd.daemon.supervisor import Supervisor
 from watchdogd.errors import StepFailed, StoreError
 from watchdogd.metrics.registry import Metrics
+from watchdogd.model import public_release
 from watchdogd.playbook.notify import send
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
@@ -262,8 +263,8 @@ class Wiring:
             "kind": str(controller.config.kind),
             "state": view.state,
             "since": round(time.time() - (now - controller.machine.since), 3),
-            "current_release": _release(controller.current),
-            "known_good_release": _release(known_good.release) if known_good else None,
+            "current_release": public_release(controller.current),
+            "known_good_release": public_release(known_good.release) if known_good else None,
             "quarantined": [
                 {"image": q.image, "reason": q.reason, "at": q.at} for q in quarantined
             ],
@@ -337,14 +338,3 @@ def _before_step(mirror: StateMirror | None, pause: BeforeStep | None) -> Before
 def _kind_changed(before: TargetConfig, after: TargetConfig) -> bool:
     keys = ("kind", "container", "compose", "swarm", "release_dir")
     return any(getattr(before, k) != getattr(after, k) for k in keys)
-
-
-def _release(release: Any) -> dict[str, Any] | None:
-    if release is None:
-        return None
-    return {
-        "id": release.id,
-        "image": release.image,
-        "image_ref": release.image_ref,
-        "config_hash": release.config_hash,
-    }

@@ -5,20 +5,19 @@ decisions (guards, freeze, unfreeze, dry run, quarantine) are carried out."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from tests.support.fakes import FakeDriver
 from watchdogd.config import load_config_text
 from watchdogd.core.guards import TriggerKind
 from watchdogd.core.incident import TargetState
 from watchdogd.core.policy import ABSENT_GRACE
-from watchdogd.errors import ControlRefused, TargetError
+from watchdogd.errors import ControlRefused
 from watchdogd.metrics.registry import Metrics
 from watchdogd.model import Release, Trigger
 from watchdogd.store import Store
-from watchdogd.targets.base import ExecResult
 from watchdogd.watch.controller import TargetController
 
 CONFIG = """\
@@ -31,40 +30,6 @@ targets:
     gates:
       - {check: api, metric: error_rate, above: 1%}
 """
-
-
-class FakeDriver:
-    """Runs whatever release the test sets; records restores."""
-
-    target = "web"
-
-    def __init__(self, release: Release | None) -> None:
-        self.running = release
-        self.restores: list[Release] = []
-        self.broken = False
-
-    async def current(self) -> Release | None:
-        return self.running
-
-    async def restore(self, release: Release, stop_timeout: float) -> None:
-        self.restores.append(release)
-        if self.broken:
-            raise TargetError("the engine refused")
-        self.running = release
-
-    async def healthy(self) -> bool | None:
-        return None
-
-    async def exec(
-        self,
-        command: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float = 60.0,
-    ) -> ExecResult:
-        return ExecResult(0, "")
 
 
 V1 = Release("web", "sha256:v1", "cfg", "app:v1")
@@ -147,7 +112,7 @@ async def fail(target: TargetController, at: float, count: int = 3) -> None:
 class TestBaking:
     async def test_bake_waits_for_a_sample(self, store: Store) -> None:
         """bake_time alone does not make a release known-good: its checks must have seen it."""
-        target = controller(store, FakeDriver(V1))
+        target = controller(store, FakeDriver(V1, target="web"))
         await target.observe_release(0.0)
         await target.tick(60.0)
         assert target.machine.state is TargetState.BAKING
@@ -159,7 +124,7 @@ class TestBaking:
 class TestReleaseInfo:
     async def test_known_good_and_quarantined_releases_are_exported(self, store: Store) -> None:
         """watchdogd_release_info's view lists current, known-good and quarantined releases."""
-        target = controller(store, FakeDriver(V1))
+        target = controller(store, FakeDriver(V1, target="web"))
         await target.observe_release(0.0)
         target.recorders["api"].probe(1.0, ok=True, latency=0.01)
         await target.tick(20.0)
@@ -174,7 +139,7 @@ class TestReleaseInfo:
 class TestDeployGap:
     async def test_failures_while_no_container_exists_are_not_blamed(self, store: Store) -> None:
         """Between `rm -f` and `run`, hard-down probes neither roll back nor freeze."""
-        driver = FakeDriver(V1)
+        driver = FakeDriver(V1, target="web")
         target = controller(store, driver)
         await target.observe_release(0.0)
         target.recorders["api"].probe(1.0, ok=True, latency=0.01)
@@ -186,11 +151,11 @@ class TestDeployGap:
             target.recorders["api"].probe(float(second), ok=False, latency=None)
             await target.tick(float(second))
         assert target.machine.state is TargetState.HEALTHY
-        assert driver.restores == []
+        assert driver.restored == []
 
     async def test_a_container_gone_for_good_counts_again(self, store: Store) -> None:
         """After the grace period, failures of a vanished container are judged again."""
-        driver = FakeDriver(V1)
+        driver = FakeDriver(V1, target="web")
         target = controller(store, driver)
         await target.observe_release(0.0)
         target.recorders["api"].probe(1.0, ok=True, latency=0.01)
@@ -209,7 +174,7 @@ class TestDeployGap:
 
 class TestPolicyCarriedOut:
     async def test_a_breach_rolls_back_and_quarantines(self, store: Store) -> None:
-        driver = FakeDriver(V1)
+        driver = FakeDriver(V1, target="web")
         target = controller(store, driver, ROLLBACK_ONLY)
         await known_good(target)
         driver.running = V2
@@ -217,12 +182,12 @@ class TestPolicyCarriedOut:
         await fail(target, 31.0)
         assert target.playbook_task is not None
         await target.playbook_task
-        assert driver.restores == [V1]
+        assert driver.restored == [V1]
         assert target.machine.state is TargetState.ROLLED_BACK
         assert store.is_quarantined("web", V2.image)
 
     async def test_the_restored_release_breaching_freezes_and_tells(self, store: Store) -> None:
-        driver, told = FakeDriver(V1), Told()
+        driver, told = FakeDriver(V1, target="web"), Told()
         target = controller(store, driver, ROLLBACK_ONLY, told=told)
         await known_good(target)
         driver.running = V2
@@ -232,14 +197,15 @@ class TestPolicyCarriedOut:
         await target.playbook_task
         await fail(target, 40.0)
         assert target.machine.state is TargetState.FROZEN
-        assert driver.restores == [V1]  # no second rollback: it would only loop
+        assert driver.restored == [V1]  # no second rollback: it would only loop
         assert "restored release breaches as well" in told.messages[0][1]
 
     async def test_a_failed_playbook_freezes_and_tells(self, store: Store) -> None:
-        driver, told = FakeDriver(V1), Told()
-        target = controller(store, driver, ROLLBACK_ONLY, told=told)
+        driver, told = FakeDriver(V1, target="web"), Told()
+        once = ROLLBACK_ONLY.replace("- rollback: {}", "- {rollback: {}, retries: 0}")
+        target = controller(store, driver, once, told=told)
         await known_good(target)
-        driver.running, driver.broken = V2, True
+        driver.running, driver.restore_failures = V2, 1
         await target.observe_release(30.0)
         await fail(target, 31.0)
         assert target.playbook_task is not None
@@ -249,7 +215,7 @@ class TestPolicyCarriedOut:
 
     async def test_cooldown_refuses_an_alert_but_not_an_operator(self, store: Store) -> None:
         clock = FakeClock()
-        driver = FakeDriver(V1)
+        driver = FakeDriver(V1, target="web")
         target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
         await known_good(target)
         driver.running = V2
@@ -268,7 +234,7 @@ class TestPolicyCarriedOut:
 
     async def test_freeze_then_unfreeze_bakes_again(self, store: Store) -> None:
         clock = FakeClock()
-        target = controller(store, FakeDriver(V1), clock=clock)
+        target = controller(store, FakeDriver(V1, target="web"), clock=clock)
         await known_good(target)
         target.freeze("maintenance")
         await fail(target, 30.0)
@@ -280,7 +246,7 @@ class TestPolicyCarriedOut:
         assert target.machine.since == 50.0
 
     async def test_dry_run_notes_the_breach_and_changes_nothing(self, store: Store) -> None:
-        driver = FakeDriver(V1)
+        driver = FakeDriver(V1, target="web")
         text = ROLLBACK_ONLY.replace("cooldown: 1m}", "cooldown: 1m, dry_run: true}")
         target = controller(store, driver, text)
         await known_good(target)
@@ -289,11 +255,11 @@ class TestPolicyCarriedOut:
         await fail(target, 31.0)
         assert target.machine.state is TargetState.BREACHED
         assert target.playbook_task is None
-        assert driver.restores == []
+        assert driver.restored == []
         assert "dry_run" in [event.kind for event in store.events(target="web")]
 
     async def test_a_quarantined_release_coming_back_is_rolled_back(self, store: Store) -> None:
-        driver = FakeDriver(V1)
+        driver = FakeDriver(V1, target="web")
         target = controller(store, driver, ROLLBACK_ONLY)
         await known_good(target)
         store.quarantine("web", V2.image, "rolled back before")
@@ -301,5 +267,5 @@ class TestPolicyCarriedOut:
         await target.observe_release(30.0)
         assert target.playbook_task is not None
         await target.playbook_task
-        assert driver.restores == [V1]
+        assert driver.restored == [V1]
         assert target.machine.state is TargetState.ROLLED_BACK
