@@ -263,4 +263,4 @@ class TestProcessLifeCycle:
             time.sleep(0.1)
         assert daemon.process.poll() is None
         assert daemon.target("app")["state"] == "healthy"
-        assert "config reload failed" in daemon.log.read_text()
+        assert "config_reload_failed" in daemon.log.read_text()

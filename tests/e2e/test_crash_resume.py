@@ -37,7 +37,7 @@ from tests.support.daemon import DaemonProcess
 from tests.support.images import AppImages, run_app, wait_http
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.sink import HttpSink
-from watchdogd.config.schema import IDEMPOTENT_ACTIONS
+from watchdogd.config.steps import IDEMPOTENT_ACTIONS
 from watchdogd.daemon.wiring import PAUSE_FILE_ENV, PAUSE_STEP_ENV
 from watchdogd.store import JournalEntry, StepStatus, Store
 

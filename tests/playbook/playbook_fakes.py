@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tests.support.fakes import FakeDriver
-from watchdogd.config.schema import Step
+from watchdogd.config.steps import Step
 from watchdogd.model import Release, Trigger
 from watchdogd.playbook import IncidentPlan, PlaybookRunner
 from watchdogd.store import StepStatus, Store

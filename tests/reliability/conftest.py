@@ -5,7 +5,12 @@ The suite (tests/reliability) covers what the issue lists beyond the end-to-end 
 
 * the Docker engine stopped for 30 s and started again (``test_engine_outage``);
 * ``state_dir`` made read-only under a running daemon (``test_store_readonly``);
-* the probed network disappearing (``test_network_loss``).
+* the probed network disappearing (``test_network_loss``);
+* start-up: one daemon per ``state_dir``, the address bound before anything is resumed, one
+  line and exit 3 for every environment error (``test_startup``);
+* SIGHUP: the token rotates, notifiers and log settings are rebuilt, restart-only keys are
+  refused by name; ``wait_healthy`` never passes on samples from before the restore
+  (``test_reload``).
 
 Elsewhere: SIGHUP with an invalid config is ``tests/daemon/test_daemon_release_dir.py``
 (``test_invalid_config_on_reload_keeps_the_old_one``); SIGKILL at each playbook step,

@@ -98,14 +98,14 @@ def daemon(setup: dict[str, object]) -> Iterator[DaemonProcess]:
 def reload(daemon: DaemonProcess, text: str) -> None:
     """Write the config, SIGHUP, and wait until the reload was judged (either way)."""
     failures = daemon.metric("watchdogd_config_reload_failures_total") or 0.0
-    marks = daemon.log.read_text().count("config reloaded")
+    marks = daemon.log.read_text().count("config_reloaded")
     daemon.config.write_text(text)
     daemon.process.send_signal(signal.SIGHUP)
     wait_for(
         "the reload",
         lambda: (
             (daemon.metric("watchdogd_config_reload_failures_total") or 0.0) > failures
-            or daemon.log.read_text().count("config reloaded") > marks
+            or daemon.log.read_text().count("config_reloaded") > marks
         ),
         daemon,
     )
@@ -150,7 +150,7 @@ class TestTakesEffect:
         daemon.process.send_signal(signal.SIGTERM)
         daemon.process.wait(timeout=30)
         lines = daemon.log.read_text().splitlines()
-        reloaded = next(i for i, line in enumerate(lines) if "config reloaded" in line)
+        reloaded = next(i for i, line in enumerate(lines) if "config_reloaded" in line)
         after = [line for line in lines[reloaded:] if line.strip()]
         assert any("frozen" in line for line in after)
         assert not any(line.startswith("{") for line in after), after
@@ -166,7 +166,7 @@ class TestRefused:
         refusal = [
             json.loads(line)
             for line in daemon.log.read_text().splitlines()
-            if "config reload failed" in line
+            if "config_reload_failed" in line
         ]
         assert "server.max_body" in refusal[-1]["error"]
         assert daemon.process.poll() is None

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.images import AppImages
 from tests.swarm.conftest import Services
-from watchdogd.config.schema import Step
+from watchdogd.config.steps import Step
 from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import ClaimLost
 from watchdogd.model import Release, Trigger

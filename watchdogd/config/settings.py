@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watchdogd.config.schema import Defaults, Step, TargetConfig
+from watchdogd.config.schema import Defaults, TargetConfig
+from watchdogd.config.steps import Step
 
 __all__ = ["DEFAULT_PLAYBOOK", "TargetSettings", "resolve"]
 

@@ -132,7 +132,7 @@ class Daemon:
         if self.notifier.watchdog_interval:
             self.supervisor.start("watchdog", self._watchdog_loop)
         self._sources_started = True
-        log.info("watchdogd started", listen=self.config.listen, summary=summarize(self.config))
+        log.info("watchdogd_started", listen=self.config.listen, summary=summarize(self.config))
         # Everything built so far (modules, config, windows) lives as long as the process: out
         # of the collector's sight, a full collection at 1000 targets takes ~10 ms, not ~130 ms
         # of a stalled event loop (benchmarks/bench_load.py, lag).
@@ -166,7 +166,7 @@ class Daemon:
         ]
         if running:
             log.info(
-                "waiting for playbooks in flight", count=len(running), deadline_seconds=deadline
+                "shutdown_waiting_for_playbooks", count=len(running), deadline_seconds=deadline
             )
             _done, pending = await asyncio.wait(running, timeout=deadline)
             for task in pending:
@@ -180,9 +180,9 @@ class Daemon:
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals > 1:
-            log.warning("second signal: exiting now", signal=sig.name)
+            log.warning("shutdown_forced", signal=sig.name)
             os._exit(EXIT_FORCED)
-        log.info("signal received; shutting down", signal=sig.name)
+        log.info("shutdown_signal", signal=sig.name)
         self._stop.set()
 
     def _on_reload_signal(self) -> None:
@@ -209,14 +209,14 @@ class Daemon:
         self.wiring.apply(config)
         self.config = config
         self.metrics.reload_success.set(1)
-        log.info("config reloaded", summary=summarize(config))
+        log.info("config_reloaded", summary=summarize(config))
         self.notifier.ready(self._status_line())
         return True
 
     def _reload_failed(self, reason: str) -> bool:
         self.metrics.reload_failures.inc()
         self.metrics.reload_success.set(0)
-        log.error("config reload failed; keeping the running config", error=reason)
+        log.error("config_reload_failed", error=reason)
         self.notifier.ready(self._status_line("reload failed; old config running"))
         return False
 

@@ -3,6 +3,10 @@
 Redaction sits in the processor chain, so no call site can forget it: every string value of
 every event is scrubbed of the secrets registered with ``watchdogd.redact.set_secrets`` (values
 that came from ``${ENV}`` and the API token) before it is rendered.
+
+One event style: the event is a snake_case name (``config_reloaded``, ``target_state``,
+``step_failed``), and everything else goes into fields (``target=``, ``reason=``), so a log
+query matches an event by name and never by a sentence.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ from typing import Any
 import aiohttp
 import structlog
 
-from watchdogd.config.schema import Config, Step, TargetConfig
+from watchdogd.config.schema import Config, TargetConfig
+from watchdogd.config.steps import Step
 from watchdogd.daemon.supervisor import Supervisor
 from watchdogd.errors import StepFailed, StoreError
 from watchdogd.metrics.registry import Metrics
@@ -125,12 +126,12 @@ class Wiring:
         try:
             open_incidents = self._store.open_incidents()
         except StoreError as err:
-            log.error("cannot read open incidents", error=str(err))
+            log.error("open_incidents_unreadable", error=str(err))
             return
         for record in open_incidents:
             controller = self.controllers.get(record.target)
             if controller is None:
-                log.warning("open incident for a target no longer configured", target=record.target)
+                log.warning("incident_target_unknown", target=record.target)
                 continue
             plan = IncidentPlan(
                 incident_id=record.id,
@@ -142,9 +143,7 @@ class Wiring:
                 dry_run=record.dry_run,
                 stop_timeout=controller.settings.stop_timeout,
             )
-            log.warning(
-                "resuming an interrupted incident", target=record.target, incident=record.id
-            )
+            log.warning("incident_resuming", target=record.target, incident=record.id)
             await controller.resume(plan)
 
     async def notify_all(self, target: str, message: str) -> None:
@@ -163,7 +162,7 @@ class Wiring:
             try:
                 await send(notifier, payload, self._http)
             except StepFailed as err:
-                log.warning("notification failed", notifier=notifier.name, error=err.reason)
+                log.warning("notification_failed", notifier=notifier.name, error=err.reason)
 
     # --- sources ---------------------------------------------------------------------------
 
@@ -232,7 +231,7 @@ class Wiring:
         for name in [n for n in self.controllers if n not in {t.name for t in new.targets}]:
             self._stop_target_sources(name)
             del self.controllers[name]
-            log.info("target.removed", target=name)
+            log.info("target_removed", target=name)
         for target in new.targets:
             self._stop_target_sources(target.name)
             before = old_targets.get(target.name)
@@ -301,7 +300,7 @@ def pause_hook_for_tests() -> BeforeStep | None:
     if index is None or not marker:
         return None
     pause_at = int(index)
-    log.warning("TEST-ONLY pause hook enabled", step=pause_at, marker=marker)
+    log.warning("test_only_pause_hook_enabled", step=pause_at, marker=marker)
 
     async def pause(step_index: int, step: Step) -> None:
         if step_index != pause_at:

@@ -13,7 +13,7 @@ from watchdogd.config.schema import Notifier
 from watchdogd.playbook.plan import IncidentPlan, StepResult
 from watchdogd.targets.base import TargetDriver
 
-__all__ = ["HealthCheck", "StepContext", "incident_env", "tail"]
+__all__ = ["HealthCheck", "StepContext", "incident_env", "runtime_health", "tail"]
 
 # Called as ``health_check(since, min_samples)``: True healthy, False unhealthy, None no
 # opinion (yet), judged only on evidence from ``since`` on (``StepContext.monotonic``'s clock,
@@ -54,3 +54,13 @@ def tail(text: str, lines: int = 20, chars: int = 2000) -> str:
     """The end of a process's output, for a failure message."""
     kept = "\n".join(text.rstrip().splitlines()[-lines:])
     return kept if len(kept) <= chars else "…" + kept[-chars:]
+
+
+def runtime_health(driver: TargetDriver) -> HealthCheck:
+    """Without the daemon's judge: the runtime's own health (a Docker HEALTHCHECK is always
+    about the container that runs now, so it is evidence gathered after the restore)."""
+
+    async def health(_since: float, _min_samples: int) -> bool | None:
+        return await driver.healthy()
+
+    return health

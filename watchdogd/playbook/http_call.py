@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from watchdogd.config.schema import HttpAction, Step
+from watchdogd.config.steps import HttpAction, Step
 from watchdogd.errors import StepFailed
 from watchdogd.playbook.context import StepContext, tail
 

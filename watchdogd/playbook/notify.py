@@ -39,7 +39,8 @@ from typing import Any
 
 import aiohttp
 
-from watchdogd.config.schema import Notifier, NotifyAction, Step
+from watchdogd.config.schema import Notifier
+from watchdogd.config.steps import NotifyAction, Step
 from watchdogd.errors import StepFailed
 from watchdogd.model import public_release
 from watchdogd.playbook.context import StepContext, tail

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from watchdogd.config.schema import RollbackAction, Step, WaitHealthyAction
+from watchdogd.config.steps import RollbackAction, Step, WaitHealthyAction
 from watchdogd.errors import StepFailed, TargetError, WatchdogError
 from watchdogd.playbook.context import StepContext
 

@@ -47,9 +47,10 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential
 
-from watchdogd.config.schema import Notifier, OnFailure, Step
+from watchdogd.config.schema import Notifier
+from watchdogd.config.steps import OnFailure, Step
 from watchdogd.errors import StepFailed, WatchdogError
-from watchdogd.playbook.context import HealthCheck, StepContext
+from watchdogd.playbook.context import HealthCheck, StepContext, runtime_health
 from watchdogd.playbook.notify import build_payload, send
 from watchdogd.playbook.plan import IncidentOutcome, IncidentPlan, StepResult
 from watchdogd.playbook.rollback import wait_healthy_timeout
@@ -90,7 +91,7 @@ class PlaybookRunner:
         self._store = store
         self._driver = driver
         self._notifiers = {notifier.name: notifier for notifier in notifiers}
-        self._health_check = health_check or _runtime_health(driver)
+        self._health_check = health_check or runtime_health(driver)
         self._before_step = before_step
         self._backoff = backoff or wait_exponential(multiplier=1, min=1, max=30)
         self._sleep = sleep
@@ -390,13 +391,3 @@ class PlaybookRunner:
         self._store.audit(
             kind, redact(message), target=plan.target, data=data, incident_id=plan.incident_id
         )
-
-
-def _runtime_health(driver: TargetDriver) -> HealthCheck:
-    """Without the daemon's judge: the runtime's own health (a Docker HEALTHCHECK is always
-    about the container that runs now, so it is evidence gathered after the restore)."""
-
-    async def health(_since: float, _min_samples: int) -> bool | None:
-        return await driver.healthy()
-
-    return health

@@ -53,7 +53,7 @@ class AuthFlowProbe(Poller[AuthFlowCheck]):
 
     def _prepare(self) -> None:
         check = self.check
-        self._log = StateChangeLog("auth flow failing", "auth flow ok", check=check.name)
+        self._log = StateChangeLog("auth_flow_failing", "auth_flow_ok", check=check.name)
 
     async def probe_once(self) -> None:
         """Run the whole flow once and report one probe sample."""

@@ -77,7 +77,7 @@ async def run_every(
     cannot silence itself for the rest of the daemon's life.
     """
     schedule = FixedRateSchedule(interval, now=clock(), offset=offset, rng=rng)
-    crashes = StateChangeLog("source crashed", "source works again", check=name)
+    crashes = StateChangeLog("source_crashed", "source_works_again", check=name)
     while True:
         delay = schedule.due - clock()
         if delay > 0:

@@ -119,7 +119,7 @@ class ScrapeSource(Poller[ScrapeCheck]):
             bucket = parsed.name if parsed.name.endswith("_bucket") else f"{parsed.name}_bucket"
             self.histogram = parsed.renamed(bucket)
         self._deltas = CounterDeltas()
-        self._log = StateChangeLog("scrape unavailable", "scrape back", check=check.name)
+        self._log = StateChangeLog("scrape_unavailable", "scrape_back", check=check.name)
 
     async def probe_once(self) -> None:
         """Scrape once and report the traffic since the previous scrape (or unknown)."""

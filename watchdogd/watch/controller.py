@@ -167,7 +167,7 @@ class TargetController:
         try:
             release = await self.driver.current()
         except TargetError as err:
-            log.debug("target.inspect_failed", target=self.name, error=str(err))
+            log.debug("target_inspect_failed", target=self.name, error=str(err))
             return
         if release is None:
             if self._absent_since is None:
@@ -186,7 +186,7 @@ class TargetController:
         self._reset_windows()
         self.records.refresh()
         if not first:
-            log.info("target.new_release", target=self.name, release=release.label, id=release.id)
+            log.info("target_new_release", target=self.name, release=release.label, id=release.id)
             self.records.audit(
                 "new_release", f"now running {release.label}", {"release": release.id}
             )
@@ -286,7 +286,7 @@ class TargetController:
             {"trigger": trigger.__dict__},
         )
         log.warning(
-            "target.rollback_refused", target=self.name, trigger=trigger.name, reason=reason
+            "target_rollback_refused", target=self.name, trigger=trigger.name, reason=reason
         )
 
     async def resume(self, plan: IncidentPlan) -> None:
@@ -306,7 +306,7 @@ class TargetController:
             outcome = await (self.runner.resume(plan) if resume else self.runner.run(plan))
             succeeded = outcome.succeeded
         except Exception:  # the daemon must outlive any playbook failure
-            log.exception("playbook.crashed", target=self.name, incident=plan.incident_id)
+            log.exception("playbook_crashed", target=self.name, incident=plan.incident_id)
         finally:
             self._playbook = None
         if self.mirror is not None:
@@ -342,7 +342,7 @@ class TargetController:
         self._transition(Event.FREEZE, now)
         message = f"{why}: {result.reason}; frozen, no further automatic rollback"
         self.records.audit("frozen", message, gate_numbers(result))
-        log.error("target.frozen", target=self.name, reason=message)
+        log.error("target_frozen", target=self.name, reason=message)
         await self._tell(message)
 
     async def _tell(self, message: str) -> None:
@@ -373,7 +373,7 @@ class TargetController:
         self.machine.handle(event, now)
         if self.machine.state is not before:
             log.info(
-                "target.state",
+                "target_state",
                 target=self.name,
                 state=str(self.machine.state),
                 before=str(before),

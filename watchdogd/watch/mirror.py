@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from watchdogd.config.schema import Step
+from watchdogd.config.steps import Step
 from watchdogd.model import Release
 from watchdogd.playbook.plan import IncidentPlan
 

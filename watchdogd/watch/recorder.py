@@ -124,16 +124,14 @@ class CheckRecorder:
         self.last_detail = reason
         if self.source_up:
             self.source_up = False
-            log.warning(
-                "source cannot see its target", target=self.target, check=self.check, reason=reason
-            )
+            log.warning("source_down", target=self.target, check=self.check, reason=reason)
 
     # --- for the controller ----------------------------------------------------------------
 
     def _up(self, now: float) -> None:
         if not self.source_up:
             self.source_up = True
-            log.info("source sees its target again", target=self.target, check=self.check)
+            log.info("source_up", target=self.target, check=self.check)
 
     def reset(self, span: float | None = None) -> None:
         """Forget every sample: they belong to a release that no longer runs."""

@@ -32,7 +32,7 @@ class TargetRecords:
         try:
             self.store.audit(kind, message, target=self.target, data=data)
         except StoreError as err:
-            log.error("audit.write_failed", target=self.target, error=str(err), message=message)
+            log.error("audit_write_failed", target=self.target, error=str(err), message=message)
 
     def refresh(self) -> None:
         """Re-read the known-good and quarantined releases from the store."""
@@ -52,7 +52,7 @@ class TargetRecords:
             record, _new = self.store.record_release(release, keep=keep)
             quarantined = self.store.is_quarantined(self.target, release.image)
         except StoreError as err:
-            log.error("target.record_release_failed", target=self.target, error=str(err))
+            log.error("target_record_release_failed", target=self.target, error=str(err))
             return None
         return record, quarantined
 
@@ -60,7 +60,7 @@ class TargetRecords:
         try:
             self.store.mark_known_good(self.target, release.id)
         except StoreError as err:
-            log.error("target.known_good_failed", target=self.target, error=str(err))
+            log.error("target_known_good_failed", target=self.target, error=str(err))
             return False
         self.refresh()
         self.audit(
@@ -95,7 +95,7 @@ class TargetRecords:
                 incident_id=incident,
             )
         except StoreError as err:
-            log.error("target.quarantine_failed", target=self.target, error=str(err))
+            log.error("target_quarantine_failed", target=self.target, error=str(err))
             return
         self.refresh()
         self.audit(

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from watchdogd.config.schema import Step
+from watchdogd.config.steps import Step
 from watchdogd.engine.swarm_api import SwarmApi
 from watchdogd.errors import (
     ClaimLost,
@@ -141,7 +141,7 @@ class SwarmStateMirror:
         try:
             await self._change("record a known-good release", edit)
         except TargetError as err:
-            log.error("known-good release not kept in swarm", target=self.target, error=str(err))
+            log.error("swarm_known_good_not_kept", target=self.target, error=str(err))
 
     async def claim(self, plan: IncidentPlan, *, manual: bool) -> str | None:
         bad = plan.bad_release
@@ -182,7 +182,7 @@ class SwarmStateMirror:
         except TargetError as err:
             return f"cannot claim the incident in swarm: {err}"
         self._hold(plan.incident_id)
-        log.info("incident claimed in swarm", target=self.target, incident=plan.incident_id)
+        log.info("swarm_incident_claimed", target=self.target, incident=plan.incident_id)
         return None
 
     async def before_step(self, index: int, step: Step) -> None:
@@ -197,9 +197,7 @@ class SwarmStateMirror:
             self._lost = True
             raise
         except (TargetError, StoreError) as err:
-            log.warning(
-                "journal not copied to swarm", target=self.target, step=index, error=str(err)
-            )
+            log.warning("swarm_journal_not_copied", target=self.target, step=index, error=str(err))
 
     async def finished(self, plan: IncidentPlan, *, succeeded: bool, detail: str) -> None:
         if self._incident != plan.incident_id:
@@ -221,7 +219,7 @@ class SwarmStateMirror:
         try:
             await self._change("record the end of the incident", edit)
         except TargetError as err:
-            log.error("incident end not kept in swarm", target=self.target, error=str(err))
+            log.error("swarm_incident_end_not_kept", target=self.target, error=str(err))
 
     # --- the lease -----------------------------------------------------------------------------
 
@@ -254,12 +252,10 @@ class SwarmStateMirror:
                 await self._renew(incident)
             except ClaimLost as err:
                 self._lost = True
-                log.error(
-                    "incident taken over by another watchdogd", target=self.target, error=str(err)
-                )
+                log.error("swarm_incident_lost", target=self.target, error=str(err))
                 return
             except TargetError as err:
-                log.warning("incident lease not renewed", target=self.target, error=str(err))
+                log.warning("swarm_lease_not_renewed", target=self.target, error=str(err))
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -267,14 +263,14 @@ class SwarmStateMirror:
         try:
             doc = await self.read()
         except TargetError as err:
-            log.error("cannot read the state kept in swarm", target=self.target, error=str(err))
+            log.error("swarm_state_read_failed", target=self.target, error=str(err))
             return
         try:
             if not self.store.releases(self.target):
                 self._import(doc)
             await self._adopt(doc)
         except StoreError as err:
-            log.error("cannot restore the state kept in swarm", target=self.target, error=str(err))
+            log.error("swarm_state_restore_failed", target=self.target, error=str(err))
 
     def _import(self, doc: Document) -> None:
         """An empty store (a new node, a lost disk): start from what the swarm kept."""
@@ -289,7 +285,7 @@ class SwarmStateMirror:
             )
         if doc.known_good or doc.quarantine:
             log.warning(
-                "state restored from swarm",
+                "swarm_state_restored",
                 target=self.target,
                 known_good=len(doc.known_good),
                 quarantined=len(doc.quarantine),
@@ -308,7 +304,7 @@ class SwarmStateMirror:
                 )
                 self.store.finish_incident(record.id, IncidentState.ABORTED, why)
                 log.warning(
-                    "local incident not resumed", target=self.target, incident=record.id, why=why
+                    "local_incident_not_resumed", target=self.target, incident=record.id, why=why
                 )
         if held is None:
             return
@@ -316,7 +312,7 @@ class SwarmStateMirror:
             wait = held["lease_until"] - self._clock()
             if wait > 0:
                 log.warning(
-                    "waiting for the lease of an incident's owner to run out",
+                    "swarm_waiting_for_lease",
                     target=self.target,
                     incident=held["id"],
                     owner=held["owner"],
@@ -329,7 +325,7 @@ class SwarmStateMirror:
                 )
             except (MirrorWriteRefused, TargetError) as err:
                 log.warning(
-                    "incident left to its owner",
+                    "swarm_incident_left_to_owner",
                     target=self.target,
                     incident=held["id"],
                     why=str(err),
@@ -343,7 +339,7 @@ class SwarmStateMirror:
             self._import_incident(held)
         self._hold(held["id"])
         log.warning(
-            "incident taken over from swarm",
+            "swarm_incident_taken_over",
             target=self.target,
             incident=held["id"],
             owner=held["owner"],
