@@ -278,7 +278,14 @@ class Daemon:
     def target_status(self, name: str) -> dict[str, Any]:
         return self.wiring.status(self.controllers[name])
 
+    def _require_started(self) -> None:
+        # The address is bound before the targets exist: until then, ask the caller to come
+        # back (Alertmanager retries a 503) rather than drop an alert or answer "no target".
+        if not self._sources_started:
+            raise ControlRefused(503, "watchdogd is starting; try again in a moment")
+
     def _controller(self, name: str) -> TargetController:
+        self._require_started()
         try:
             return self.controllers[name]
         except KeyError:
@@ -313,6 +320,7 @@ class Daemon:
             raise ControlRefused(503, str(err)) from err
 
     async def receive_alerts(self, payload: WebhookPayload) -> dict[str, Any]:
+        self._require_started()
         accepted = duplicates = 0
         started: list[dict[str, str]] = []
         for alert in payload.alerts:
