@@ -6,7 +6,8 @@
 # as private instances on free 127.0.0.1 ports, so the tests behave the same on a laptop.
 
 # Debian packages the tests need. python3-venv only matters when python3 is Debian's own
-# (pyenv's Python has venv built in); wrk and the blackbox exporter serve benchmarks/probes;
+# (pyenv's Python has venv built in); haproxy is started by the traffic tests
+# (tests/support/haproxy.py); wrk and the blackbox exporter serve benchmarks/probes;
 # curl runs the documented API calls (tests/docs).
 CI_PACKAGES=(
     docker.io
@@ -16,6 +17,7 @@ CI_PACKAGES=(
     redis-server
     postgresql
     busybox-static
+    haproxy
     wrk
     curl
     make

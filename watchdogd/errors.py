@@ -15,6 +15,8 @@ an HTTP exception: the API turns ``ControlRefused`` into its status.
     │   ├── ObjectMissing    the container, image or network named does not exist
     │   ├── VersionConflict  a Swarm object changed since it was read (compare-and-swap lost)
     │   └── ObjectExists     a Swarm object of that name exists already
+    ├── TrafficError         HAProxy's Runtime API is unreachable or refused a command, or a
+    │                        traffic switch could not be applied and verified
     ├── StepFailed           a playbook step failed; carries the step and the reason
     ├── ClaimLost            another watchdogd took over the incident this one was running
     ├── MirrorWriteRefused   an edit of the Swarm state document must not be written, and why
@@ -102,6 +104,17 @@ class ProbeFailed(WatchdogError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TrafficError(WatchdogError):
+    """HAProxy could not be driven: ``unreachable`` when its socket did not answer (worth a
+    retry), otherwise HAProxy refused ``command`` and said ``reason``."""
+
+    def __init__(self, command: str, reason: str, *, unreachable: bool = False) -> None:
+        self.command = command
+        self.reason = reason
+        self.unreachable = unreachable
+        super().__init__(f"HAProxy: {command}: {reason}")
 
 
 class StepFailed(WatchdogError):

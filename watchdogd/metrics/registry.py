@@ -22,6 +22,7 @@ from prometheus_client import (
 
 from watchdogd import __version__
 from watchdogd.metrics.target_text import TargetView, render_targets
+from watchdogd.traffic.counters import TrafficCounters
 
 # Without this every counter doubles its lines with a _created series nobody reads.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -101,6 +102,11 @@ class Metrics:
             "How late the last watchdog tick ran.",
             registry=r,
         )
+        # The traffic layer's counters (HAProxy switches, reconciler, request log): plain
+        # integers its hot path adds to, rendered here at scrape time. Pass this instance to
+        # the reconcilers and log receivers.
+        self.traffic = TrafficCounters()
+        r.register(self.traffic)
         self.store_writable.set(1)
         self.reload_success.set(1)
 
