@@ -27,11 +27,20 @@ EXIT_UNREACHABLE = 3
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    # Without --require-env an unset ${VAR} is a placeholder: CI can check a config without
+    # its secrets. `run` always requires them.
     try:
-        config = load_config(args.file)
+        config = load_config(args.file, placeholders=not args.require_env)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return EXIT_CONFIG
+    if config.unset_variables:
+        names = ", ".join(config.unset_variables)
+        print(
+            f"{args.file}: note: not set, checked with placeholders: {names} "
+            "(`watchdogd run` needs them; --require-env to check them too)",
+            file=sys.stderr,
+        )
     print(f"{args.file}: OK: {summarize(config)}")
     return EXIT_OK
 
@@ -57,7 +66,7 @@ def _print_json(data: Any) -> None:
 def _release_label(release: dict[str, Any] | None) -> str:
     if not release:
         return "-"
-    return str(release.get("image_ref") or release.get("image") or "-")[:40]
+    return _printable(str(release.get("image_ref") or release.get("image") or "-")[:40])
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -101,8 +110,17 @@ def _history(args: argparse.Namespace) -> int:
         return EXIT_OK
     for event in data["events"]:
         at = datetime.fromtimestamp(event["at"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-        print(f"{at}  {event['target'] or '-':<16} {event['kind']:<18} {event['message']}")
+        target, kind = _printable(event["target"] or "-"), _printable(event["kind"])
+        print(f"{at}  {target:<16} {kind:<18} {_printable(event['message'])}")
     return EXIT_OK
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``, ``\\n``): an alert's labels reach
+    the terminal through the history, and must not move its cursor or change its colours."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _rollback(args: argparse.Namespace) -> int:
@@ -172,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a config file and summarize it")
     check.add_argument("file", help="path to watchdogd.yaml")
+    check.add_argument(
+        "--require-env",
+        action="store_true",
+        help="fail on an unset ${VAR}, as `run` does (default: check with a placeholder)",
+    )
     check.set_defaults(handler=_check_config)
 
     run = commands.add_parser("run", help="run the daemon")

@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.daemon import DaemonProcess
 from tests.support.ports import free_port
-from tests.surfaces.conftest import TOKEN, DaemonFactory, ReleaseApp, bake_v2
+from tests.surfaces.conftest import TOKEN, DaemonFactory, ReleaseApp, alert_payload, bake_v2
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,24 @@ class TestCommandsAgainstADaemon:
         assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ ", history.out, re.MULTILINE)
         kinds = [e["kind"] for e in cli("history", "--json", *flags(daemon)).json()["events"]]
         assert {"incident_started", "incident_finished", "known_good"} <= set(kinds)
+
+    def test_history_escapes_control_characters_from_alert_labels(
+        self, daemon: DaemonProcess
+    ) -> None:
+        """An alert label with terminal escapes reaches `history` escaped, one line an event."""
+        labels = {
+            "alertname": "Down\x1b[2J\x1b]0;owned\x07\nFAKE 2026-01-01 line",
+            "service": "app",
+            "severity": "critical",
+        }
+        assert daemon.post("/hooks/alertmanager", alert_payload(labels=labels)).status_code < 300
+        daemon.wait_state("app", "rolled_back")
+        history = cli("history", "app", *flags(daemon))
+        assert history.code == 0, history.err
+        assert "\\x1b[2J" in history.out
+        assert "\x1b" not in history.out
+        assert "\x07" not in history.out
+        assert not [line for line in history.out.splitlines() if line.startswith("FAKE")]
 
     def test_rollback_to_a_release_the_target_never_ran_is_refused(
         self, daemon: DaemonProcess

@@ -23,7 +23,7 @@ class TestHttpStep:
         outcome = await runner(store, driver, sleep).run(plan([step(http=http)]))
         result = outcome.steps[0]
         assert result.status is StepStatus.SUCCEEDED
-        assert result.detail == f"PUT {http_sink.url}/purge answered 202"
+        assert result.detail == f"PUT {http_sink.url}/purge?*** answered 202"
         request = http_sink.requests[0]
         assert (request.method, request.path, request.query) == ("PUT", "/purge", "token=abc")
         assert request.headers["X-Reason"] == "rollback"
@@ -38,5 +38,5 @@ class TestHttpStep:
         outcome = await runner(store, driver, sleep).run(plan([step(http=http)]))
         result = outcome.steps[0]
         assert result.status is StepStatus.FAILED
-        assert result.detail == f"POST {http_sink.url}/purge answered 403, expected 200: denied"
+        assert result.detail == f"POST {http_sink.url}/purge?*** answered 403, expected 200: denied"
         assert "token" not in result.detail

@@ -81,6 +81,37 @@ class TestSql:
             ).fetchall()
         assert columns == [("id",)]
 
+    async def test_transaction_control_is_refused_before_anything_runs(
+        self, run_one: RunOne, dsn: str, tmp_path: Path
+    ) -> None:
+        """A COMMIT in the file would commit its first part while the journal says "rolled
+        back": the file is refused, and nothing of it runs."""
+        script = tmp_path / "down.sql"
+        script.write_text(
+            "INSERT INTO downgrade VALUES (1);\n"
+            "commit;\n"
+            "INSERT INTO downgrade VALUES ('not a number');\n"
+        )
+        result = await run_one(sql={"dsn": dsn, "file": str(script)})
+        assert result.status is StepStatus.FAILED
+        assert result.detail.startswith("down.sql: refused, nothing run: it contains commit")
+        assert self.rows(dsn) == []
+
+    async def test_the_words_in_strings_comments_and_bodies_are_no_statements(
+        self, run_one: RunOne, dsn: str, tmp_path: Path
+    ) -> None:
+        """COMMIT or BEGIN inside a string, a comment, an identifier or a function body runs."""
+        script = tmp_path / "down.sql"
+        script.write_text(
+            "-- BEGIN; this is only a comment\n"
+            "/* COMMIT; */ INSERT INTO downgrade VALUES (length('x; COMMIT; y'));\n"
+            'ALTER TABLE downgrade ADD COLUMN "commit" text;\n'
+            "DO $$ BEGIN INSERT INTO downgrade (id) VALUES (2); END $$;\n"
+        )
+        result = await run_one(sql={"dsn": dsn, "file": str(script)})
+        assert (result.status, result.detail) == (StepStatus.SUCCEEDED, "down.sql: committed")
+        assert self.rows(dsn) == [(2, None), (12, None)]
+
     async def test_lock_timeout_is_honoured(
         self, run_one: RunOne, dsn: str, tmp_path: Path
     ) -> None:

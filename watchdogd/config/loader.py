@@ -1,5 +1,10 @@
 """Load a config file into a :class:`Config`, or raise one :class:`ConfigError` listing every
-mistake as ``file:line: field.path: message``."""
+mistake as ``file:line: field.path: message``.
+
+No message echoes a secret: every problem is scrubbed of the values the file's ``${VAR}``
+expanded before the error is raised, so neither ``check-config`` nor a failed reload's log line
+shows one.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pydantic
 from pydantic import BaseModel
@@ -16,11 +21,15 @@ from watchdogd.config.rules import check_rules, did_you_mean
 from watchdogd.config.schema import Config
 from watchdogd.config.yaml_text import ConfigSource, Path_, parse_config_text, read_config_source
 from watchdogd.errors import ConfigError, ConfigProblem
+from watchdogd.redact import redact
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, validate and cross-check ``path``."""
-    return _validate(read_config_source(path, environ))
+def load_config(
+    path: str | Path, environ: Mapping[str, str] | None = None, *, placeholders: bool = False
+) -> Config:
+    """Read, validate and cross-check ``path``. With ``placeholders`` an unset ``${VAR}`` is
+    no error (``check-config``): see :attr:`Config.unset_variables`."""
+    return _validate(read_config_source(path, environ, placeholders=placeholders))
 
 
 def load_config_text(
@@ -39,15 +48,33 @@ def _validate(source: ConfigSource) -> Config:
         config = Config.model_validate(source.data)
     except pydantic.ValidationError as err:
         problems = [_problem(source, error) for error in err.errors()]
-        raise ConfigError(source.file, _unique(_without_consequences(problems))) from None
-    findings = check_rules(config)
+        _fail(source, _without_consequences(problems))
+    findings = [
+        (path, message)
+        for path, message in check_rules(config)
+        # A placeholder's value is unknown: what a rule says of it says nothing of the config.
+        if not _from_placeholder(source, path)
+    ]
     if findings:
-        problems = [
-            ConfigProblem(source.line_of(path), path, message) for path, message in findings
-        ]
-        raise ConfigError(source.file, _unique(problems))
+        _fail(
+            source,
+            [ConfigProblem(source.line_of(path), path, message) for path, message in findings],
+        )
     config.remember_secrets(frozenset(source.secrets))
+    names = (name for found in source.placeholders.values() for name in found)
+    config.remember_unset_variables(tuple(dict.fromkeys(names)))
     return config
+
+
+def _fail(source: ConfigSource, problems: list[ConfigProblem]) -> NoReturn:
+    scrubbed = [
+        ConfigProblem(p.line, p.path, redact(p.message, source.secrets)) for p in _unique(problems)
+    ]
+    raise ConfigError(source.file, scrubbed) from None
+
+
+def _from_placeholder(source: ConfigSource, path: Path_) -> bool:
+    return any(path[: len(where)] == where for where in source.placeholders)
 
 
 def _without_consequences(problems: list[ConfigProblem]) -> list[ConfigProblem]:
@@ -76,6 +103,15 @@ def _problem(source: ConfigSource, error: Any) -> ConfigProblem:
     if kind == "missing":
         return ConfigProblem(source.line_of(path[:-1]), path, "required, but missing")
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    unset = source.placeholders.get(path)
+    if unset:
+        names = ", ".join(unset)
+        return ConfigProblem(
+            source.line_of(path),
+            path,
+            f"{names} not set: a placeholder can stand in only where text is expected "
+            f"({message}); set it, or write ${{{unset[0]}:-default}}",
+        )
     if kind in {"union_tag_invalid", "union_tag_not_found"}:
         message = _tag_message(error)
     if kind in {"enum", "literal_error"}:

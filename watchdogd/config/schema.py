@@ -304,6 +304,16 @@ class Config(Strict):
     def remember_secrets(self, values: frozenset[str]) -> None:
         self._secrets = values
 
+    # ${VAR}s that were not set, loaded as placeholders (``check-config`` only).
+    _unset_variables: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def unset_variables(self) -> tuple[str, ...]:
+        return self._unset_variables
+
+    def remember_unset_variables(self, names: tuple[str, ...]) -> None:
+        self._unset_variables = names
+
     @field_validator("listen")
     @classmethod
     def _host_and_port(cls, value: str) -> str:

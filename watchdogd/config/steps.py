@@ -5,6 +5,7 @@ See ``schema`` for the rest of the config, and docs/playbook.md for what each st
 
 from __future__ import annotations
 
+import difflib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -126,6 +127,14 @@ class Step(Strict):
                 f"one of: {', '.join(STEP_ACTIONS)}"
             )
         actions = [key for key in data if key in STEP_ACTIONS]
+        unknown = [key for key in data if key not in STEP_ACTIONS and key not in STEP_COMMON_KEYS]
+        if not actions and unknown:
+            # Most likely a misspelt action: name it, as unknown keys elsewhere are named.
+            close = difflib.get_close_matches(str(unknown[0]), list(STEP_ACTIONS), n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise ValueError(
+                f'unknown step "{unknown[0]}"{hint}; a step is one of {", ".join(STEP_ACTIONS)}'
+            )
         if len(actions) != 1:
             found = ", ".join(actions) if actions else "none"
             raise ValueError(

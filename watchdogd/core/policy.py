@@ -17,7 +17,8 @@ each rule is tested with plain values and a fake clock (``tests/core/test_policy
 * **a new release** (:func:`on_new_release`): the bake restarts; a known-good release that
   comes back is healthy at once; a quarantined one is rolled back at once.
 * **starting** (:func:`refusal` then :func:`on_start`): the guards, ``auto_rollback``, a
-  writable store and a release to restore decide whether; dry run only notes the breach.
+  writable store and a release to restore (never a quarantined one an operator names) decide
+  whether; dry run only notes the breach.
 * **the end of a playbook** (:func:`on_playbook_end`): success settles into ``rolled_back``
   and quarantines the bad release (unless it is the restored image); failure freezes.
 """
@@ -147,6 +148,7 @@ class StartFacts:
     store_writable: bool
     has_restore_target: bool
     to: str | None = None
+    restore_refusal: str | None = None  # why the release ``to`` names may not be restored
 
 
 def refusal(facts: StartFacts, guards: GuardPolicy) -> str | None:
@@ -170,7 +172,7 @@ def refusal(facts: StartFacts, guards: GuardPolicy) -> str | None:
             if facts.to is None
             else f"no release {facts.to!r}"
         )
-    return reason
+    return reason or facts.restore_refusal
 
 
 def on_refusal(state: TargetState, kind: TriggerKind) -> list[Event]:

@@ -1,8 +1,9 @@
 """Logging through structlog: JSON off a TTY, readable on one, secrets redacted at the logger.
 
 Redaction sits in the processor chain, so no call site can forget it: every string value of
-every event is scrubbed of the secrets registered with ``watchdogd.redact.set_secrets`` (values
-that came from ``${ENV}`` and the API token) before it is rendered.
+every event is scrubbed by ``watchdogd.redact`` (the secrets registered with ``set_secrets``:
+values that came from ``${ENV}`` and the API token; and the userinfo and query string of every
+URL) before it is rendered.
 
 One event style: the event is a snake_case name (``config_reloaded``, ``target_state``,
 ``step_failed``), and everything else goes into fields (``target=``, ``reason=``), so a log
@@ -18,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from watchdogd.redact import redact, registered, set_secrets
+from watchdogd.redact import redact, set_secrets
 
 __all__ = ["configure", "set_secrets"]
 
@@ -26,12 +27,15 @@ __all__ = ["configure", "set_secrets"]
 def _redact_processor(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    if registered():
-        for key, value in event.items():
-            if isinstance(value, str):
-                event[key] = redact(value)
-            elif not isinstance(value, int | float | bool) and value is not None:
-                event[key] = redact(str(value))
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
+        elif not isinstance(value, int | float | bool) and value is not None:
+            # A structure stays a structure in the JSON log unless it holds something to hide.
+            text = str(value)
+            hidden = redact(text)
+            if hidden != text:
+                event[key] = hidden
     return event
 
 

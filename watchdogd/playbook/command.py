@@ -1,7 +1,9 @@
 """``command`` (a local process) and ``exec`` (a command in the bad release's container).
 
 Both fail on a non-zero exit with the tail of the output. A local process runs in its own
-process group, killed whole when the step times out or the playbook is cancelled.
+process group, killed whole when the step times out or the playbook is cancelled, with a clean
+environment: ``PATH``, ``LANG``, the step's ``env:`` and the ``WATCHDOGD_*`` context, never the
+daemon's secrets.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 from watchdogd.config.steps import CommandAction, ExecAction, Step
 from watchdogd.errors import StepFailed, TargetError
 from watchdogd.playbook.context import StepContext, incident_env, tail
+from watchdogd.redact import child_environment
 
 __all__ = ["run_command", "run_exec"]
 
@@ -21,7 +24,8 @@ __all__ = ["run_command", "run_exec"]
 async def run_command(step: Step, ctx: StepContext) -> str:
     spec = step.spec
     assert isinstance(spec, CommandAction)  # noqa: S101 - guaranteed by the dispatch table
-    env = {**os.environ, **spec.env, **incident_env(ctx.plan)}
+    # Never the daemon's own environment: it holds the API token and the config's secrets.
+    env = child_environment(spec.env, incident_env(ctx.plan))
     try:
         process = await asyncio.create_subprocess_exec(
             *spec.command,

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import aiohttp
 
 from watchdogd.config.steps import HttpAction, Step
 from watchdogd.errors import StepFailed
 from watchdogd.playbook.context import StepContext, tail
+from watchdogd.redact import describe_error, redact, safe_url, url_secrets
 
-__all__ = ["run_http", "safe_url"]
-
-
-def safe_url(url: str) -> str:
-    """The URL without credentials and query string, which may carry tokens."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+__all__ = ["run_http"]
 
 
 async def run_http(step: Step, ctx: StepContext) -> str:
@@ -31,10 +22,10 @@ async def run_http(step: Step, ctx: StepContext) -> str:
         ) as response:
             body = await response.text(errors="replace")
     except aiohttp.ClientError as err:
-        raise StepFailed("http", f"{where}: {type(err).__name__}: {err}") from err
+        # Never the exception's text: aiohttp quotes the whole URL, query string and all.
+        raise StepFailed("http", f"{where}: {describe_error(err)}") from err
     if response.status not in spec.expect_status:
         expected = ", ".join(str(s) for s in spec.expect_status)
-        raise StepFailed(
-            "http", f"{where} answered {response.status}, expected {expected}: {tail(body, 5)}"
-        )
+        said = redact(tail(body, 5), url_secrets(spec.url))
+        raise StepFailed("http", f"{where} answered {response.status}, expected {expected}: {said}")
     return f"{where} answered {response.status}"

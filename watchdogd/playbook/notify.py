@@ -45,6 +45,7 @@ from watchdogd.errors import StepFailed
 from watchdogd.model import public_release
 from watchdogd.playbook.context import StepContext, tail
 from watchdogd.playbook.plan import StepResult
+from watchdogd.redact import describe_error, redact, url_secrets
 from watchdogd.store.records import StepStatus
 
 __all__ = ["build_payload", "event_for", "render_text", "run_notify", "send", "send_message"]
@@ -128,7 +129,8 @@ async def send(notifier: Notifier, payload: dict[str, Any], http: aiohttp.Client
     except StepFailed as err:
         raise StepFailed("notify", f"{notifier.name}: {err.reason}") from err
     except aiohttp.ClientError as err:
-        raise StepFailed("notify", f"{notifier.name}: {type(err).__name__}: {err}") from err
+        # Never the exception's text: aiohttp quotes the whole URL, query string and all.
+        raise StepFailed("notify", f"{notifier.name}: {describe_error(err)}") from err
     return f"sent {payload['event']} to {notifier.name}"
 
 
@@ -147,7 +149,8 @@ async def _post_json(url: str, payload: dict[str, Any], http: aiohttp.ClientSess
         # Read the (small) answer in full: the connection stays reusable, and is not reset.
         body = await response.text(errors="replace")
         if response.status >= 300:
-            raise StepFailed("notify", f"HTTP {response.status}: {tail(body, 5, 300)}")
+            said = redact(tail(body, 5, 300), url_secrets(url))
+            raise StepFailed("notify", f"HTTP {response.status}: {said}")
 
 
 def _apprise_send(url: str, payload: dict[str, Any]) -> None:

@@ -329,11 +329,11 @@ class PlaybookRunner:
         except StepFailed:
             raise
         except WatchdogError as err:
-            raise StepFailed(step.action, str(err)) from err
+            raise StepFailed(step.action, redact(str(err))) from err
         except Exception as err:
             # A bug in an executor must not kill the incident silently: report it as a failure.
             log.exception("step_crashed", action=step.action)
-            raise StepFailed(step.action, f"{type(err).__name__}: {err}") from err
+            raise StepFailed(step.action, redact(f"{type(err).__name__}: {err}")) from err
 
     def _retrying(self, index: int, step: Step, ctx: StepContext, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

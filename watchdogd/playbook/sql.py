@@ -3,7 +3,8 @@
 One transaction with ``SET LOCAL lock_timeout`` and ``statement_timeout``: a statement that
 fails, a lock that cannot be had in time, a timeout or a lost connection roll back every
 statement of the file. The file may hold several statements (sent without parameters, so
-psycopg uses the simple query protocol).
+psycopg uses the simple query protocol), but no transaction control (``BEGIN``, ``COMMIT``,
+``SAVEPOINT``, …): such a file is refused before anything runs (``sql_statements``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from psycopg import sql
 from watchdogd.config.steps import SqlAction, Step
 from watchdogd.errors import StepFailed
 from watchdogd.playbook.context import StepContext
+from watchdogd.playbook.sql_statements import transaction_control
 
 __all__ = ["run_sql"]
 
@@ -35,6 +37,13 @@ async def run_sql(step: Step, ctx: StepContext) -> str:
         script = await asyncio.to_thread(spec.file.read_bytes)
     except OSError as err:
         raise StepFailed("sql", f"cannot read {spec.file}: {err.strerror}") from err
+    found = transaction_control(script.decode(errors="replace"))
+    if found is not None:
+        raise StepFailed(
+            "sql",
+            f"{spec.file.name}: refused, nothing run: it contains {found}, which would break "
+            "the step's single transaction (remove it; the step commits or rolls back itself)",
+        )
     set_local = sql.SQL("SET LOCAL {} = {}")
     try:
         async with (

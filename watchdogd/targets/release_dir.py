@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
 import signal
@@ -21,6 +22,7 @@ import structlog
 
 from watchdogd.errors import TargetError
 from watchdogd.model import Release, fingerprint
+from watchdogd.redact import child_environment
 from watchdogd.targets.base import ExecResult
 
 log = structlog.get_logger(__name__)
@@ -65,16 +67,30 @@ class ReleaseDirDriver:
             if self.link.exists():
                 raise TargetError(f"{self.link} is not a symlink; cannot track releases by it")
             return None
-        resolved = self.link.resolve()
+        try:
+            resolved = self.link.resolve(strict=True)
+        except RuntimeError as err:  # Python < 3.13 reports a symlink loop this way
+            raise TargetError(f"{self.link} is a symlink loop") from err
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise TargetError(f"{self.link} is a symlink loop") from err
+            raise TargetError(f"{self.link} points to nothing: {err.strerror}") from err
         if not resolved.is_dir():
             raise TargetError(f"{self.link} points to {resolved}, which is not a directory")
+        # The release is named by its directory: only a directory right under releases/ is
+        # one; anything else (a link to ../outside/etc) would be blessed under a made-up name.
+        if resolved.parent != self.releases.resolve():
+            raise TargetError(
+                f"{self.link} points to {resolved}, which is not a release directory "
+                f"under {self.releases}"
+            )
         return self._release(resolved)
 
     async def current(self) -> Release | None:
         try:
             # File system calls can block (NFS); keep them off the event loop.
             return await asyncio.to_thread(self._read)
-        except OSError as err:
+        except (OSError, RuntimeError) as err:  # RuntimeError: a loop elsewhere in the path
             raise TargetError(f"cannot read {self.link}: {err}") from err
 
     def _repoint(self, version: str) -> bool:
@@ -112,7 +128,7 @@ class ReleaseDirDriver:
         async with self._lock:
             try:
                 changed = await asyncio.to_thread(self._repoint, version)
-            except OSError as err:
+            except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop
                 raise TargetError(f"cannot repoint {self.link} to {version}: {err}") from err
             log.info(
                 "target_release_dir_pointed", link=str(self.link), version=version, changed=changed
@@ -124,7 +140,14 @@ class ReleaseDirDriver:
 
     async def _restart(self, version: str) -> None:
         command = self.restart_command or []
-        env = {**os.environ, "WATCHDOGD_RELEASE": version, "WATCHDOGD_RELEASE_DIR": str(self.link)}
+        # Never the daemon's own environment: it holds the API token and the config's secrets.
+        env = child_environment(
+            {
+                "WATCHDOGD_TARGET": self.target,
+                "WATCHDOGD_RELEASE": version,
+                "WATCHDOGD_RELEASE_DIR": str(self.link),
+            }
+        )
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command,

@@ -236,6 +236,7 @@ class TargetController:
             store_writable=self._store.check_writable(),
             has_restore_target=restore is not None,
             to=to,
+            restore_refusal=self.records.restore_refusal(restore) if to is not None else None,
         )
         reason = policy.refusal(facts, self.guards)
         if reason is not None or restore is None:

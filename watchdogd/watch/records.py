@@ -80,6 +80,21 @@ class TargetRecords:
             return None
         return record.release if record is not None else None
 
+    def restore_refusal(self, restore: Release | None) -> str | None:
+        """An operator's ``to`` may not pick a release that was rolled back (docs/security.md):
+        restoring it would roll back into a known-bad release, and quarantine the one running."""
+        if restore is None:
+            return None
+        try:
+            if not self.store.is_quarantined(self.target, restore.image):
+                return None
+        except StoreError:
+            return "the quarantine cannot be read, so the release might be a known-bad one"
+        return (
+            f"release {restore.label} is quarantined; clear it first with "
+            f"`watchdogd unquarantine {self.target} {restore.image}`"
+        )
+
     def rollback_times(self, wall: float) -> list[float]:
         try:
             return self.store.recent_rollback_times(self.target, since=wall - HOUR)
