@@ -178,6 +178,11 @@ class TestGuards:
         reason = start(S.HEALTHY, TriggerKind.MANUAL, has_restore_target=False, to="abc")
         assert reason == "no release 'abc'"
 
+    def test_a_quarantined_release_an_operator_names_is_refused(self) -> None:
+        why = "release v2 is quarantined; clear it first"
+        reason = start(S.HEALTHY, TriggerKind.MANUAL, to="abc", restore_refusal=why)
+        assert reason == why
+
     def test_a_refused_gate_still_marks_the_breach_but_an_operator_does_not(self) -> None:
         assert policy.on_refusal(S.HEALTHY, TriggerKind.GATE) == [Event.BREACH]
         assert policy.on_refusal(S.HEALTHY, TriggerKind.MANUAL) == []
