@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, start_daemon
 from tests.reliability.conftest import deploy, wait_for
+from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
 from tests.support.ports import free_port
 from watchdogd.cli import main
 
