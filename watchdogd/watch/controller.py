@@ -29,7 +29,7 @@ from watchdogd.watch.evidence import RestoreEvidence
 from watchdogd.watch.mirror import StateMirror
 from watchdogd.watch.recorder import CheckRecorder
 from watchdogd.watch.records import TargetRecords
-from watchdogd.watch.seams import Clock, Notify, RollbackMetrics
+from watchdogd.watch.seams import Clock, Notify, RollbackMetrics, tell_nobody
 from watchdogd.watch.views import TargetView, gate_numbers, target_view
 
 log = structlog.get_logger(__name__)
@@ -62,7 +62,7 @@ class TargetController:
         )
         self._store = store
         self.records = TargetRecords(config.name, store)
-        self._notify = notify
+        self._notify = notify or tell_nobody
         self._metrics = metrics
         self._clock = clock
         self._wall = wall
@@ -336,7 +336,7 @@ class TargetController:
                 "until an operator unfreezes"
             )
             self.records.audit("frozen", message, {"incident": plan.incident_id})
-            await self._tell(message)
+            await self._notify(self.name, message)
         self.incident_id = None
 
     async def _freeze_after(self, result: GateResult, now: float, why: str) -> None:
@@ -344,11 +344,7 @@ class TargetController:
         message = f"{why}: {result.reason}; frozen, no further automatic rollback"
         self.records.audit("frozen", message, gate_numbers(result))
         log.error("target_frozen", target=self.name, reason=message)
-        await self._tell(message)
-
-    async def _tell(self, message: str) -> None:
-        if self._notify is not None:
-            await self._notify(self.name, message)
+        await self._notify(self.name, message)
 
     # --- operator actions ------------------------------------------------------------------
 

@@ -16,6 +16,10 @@ Clock = Callable[[], float]
 Notify = Callable[[str, str], Awaitable[None]]
 
 
+async def tell_nobody(_target: str, _message: str) -> None:
+    """The ``Notify`` of a controller without notifiers (unit tests, tools)."""
+
+
 class RollbackMetrics(Protocol):
     """Where the controller counts a finished playbook (``metrics.registry.Metrics``)."""
 
