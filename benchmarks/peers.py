@@ -105,7 +105,17 @@ async def _bare(urls: list[str], seconds: float) -> dict[str, object]:
     class Sink:
         ok = 0
 
-        def probe(self, now: float, ok: bool, latency: float | None, detail: str = "") -> None:
+        def probe_started(self, now: float) -> int:
+            return 0
+
+        def probe(
+            self,
+            now: float,
+            ok: bool,
+            latency: float | None,
+            detail: str = "",
+            token: int | None = None,
+        ) -> None:
             self.ok += ok
 
     sink = Sink()

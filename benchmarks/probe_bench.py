@@ -96,16 +96,28 @@ class CountingSink:
         self.ok = 0
         self.failed: list[str] = []
 
-    def probe(self, now: float, ok: bool, latency: float | None, detail: str = "") -> None:
+    def probe_started(self, now: float) -> int:
+        return 0
+
+    def probe(
+        self,
+        now: float,
+        ok: bool,
+        latency: float | None,
+        detail: str = "",
+        token: int | None = None,
+    ) -> None:
         if ok:
             self.ok += 1
         else:
             self.failed.append(detail)
 
     def counts(self, now: float, requests: int, errors: int) -> None: ...
-    def latency(self, now: float, seconds: float, count: int = 1) -> None: ...
+    def latency(
+        self, now: float, seconds: float, count: int = 1, *, above: bool = False
+    ) -> None: ...
     def value(self, now: float, value: float) -> None: ...
-    def unknown(self, now: float, reason: str) -> None: ...
+    def unknown(self, now: float, reason: str, token: int | None = None) -> None: ...
 
 
 def check(url: str, index: int, interval: float = 5.0) -> HttpCheck:

@@ -88,7 +88,7 @@ def _status(args: argparse.Namespace) -> int:
         rows.append(
             (
                 target["name"],
-                target["state"],
+                f"{target['state']} (warming up)" if target.get("warming_up") else target["state"],
                 _release_label(target.get("current_release")),
                 _release_label(target.get("known_good_release")),
                 gates,

@@ -224,7 +224,7 @@ class TestValidConfigs:
         path = REPO / "config" / "watchdogd.yaml"
         assert main(["check-config", str(path)]) == 0
         out = capsys.readouterr().out
-        assert out.strip().endswith("OK: 1 target, 5 checks, 4 gates, 1 notifier")
+        assert out.strip().endswith("OK: 1 target, 5 checks, 5 gates, 1 notifier")
 
     @pytest.mark.parametrize(
         "path", sorted((REPO / "config" / "examples").glob("*.yaml")), ids=lambda p: p.name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from watchdogd.core.gates import (
@@ -25,9 +27,17 @@ def make_stats(
     last_ok: bool | None = None,
     last_sample_at: float | None = 0.0,
     last_value: float | None = None,
+    run_span: float | None = None,
 ) -> WindowStats:
-    """WindowStats with only the fields a test cares about."""
+    """WindowStats with only the fields a test cares about. Samples and errors are spread
+    evenly over a 300 s window; a failure run is one sample a second unless ``run_span``."""
     lat = latencies or {}
+    per_second = [[0, 0, 0] for _ in range(300)]
+    for i in range(count):
+        per_second[i % 300][0] += 1
+    for i in range(errors):
+        per_second[i % 300][1] += 1
+    span = float(max(0, consecutive_failures - 1)) if run_span is None else run_span
     return WindowStats(
         count=count,
         errors=errors,
@@ -42,6 +52,11 @@ def make_stats(
         last_ok=last_ok if last_ok is not None or not count else errors < count,
         last_sample_at=last_sample_at,
         last_value=last_value,
+        run_started_at=0.0 if consecutive_failures else None,
+        run_last_at=span if consecutive_failures else None,
+        counts_by_second=tuple(n for n, _, _ in per_second),
+        errors_by_second=tuple(e for _, e, _ in per_second),
+        latencies_by_second=(0,) * 300,
     )
 
 
@@ -121,10 +136,33 @@ class TestRates:
         assert verdict(self.gate(metric, min_samples=0), make_stats()) is Verdict.UNKNOWN
 
     def test_hard_down_fast_path(self, metric: GateMetric) -> None:
-        """Three failures in a row breach at once, below min_samples."""
+        """Three failures in a row over 2 s breach at once, below min_samples."""
         result = self.gate(metric).evaluate(make_stats(3, 3, consecutive_failures=3), 0.0)
         assert result.verdict is Verdict.BREACHED
-        assert "3 consecutive failures" in result.reason
+        assert "3 consecutive failures over 2 s (hard down)" in result.reason
+
+    def test_a_burst_is_not_hard_down(self, metric: GateMetric) -> None:
+        """Ten failures inside one second are a burst: hard down needs 1.5 s of failures."""
+        burst = make_stats(10, 10, consecutive_failures=10, run_span=0.5)
+        assert verdict(self.gate(metric), burst) is Verdict.UNKNOWN
+        longer = make_stats(10, 10, consecutive_failures=10, run_span=1.5)
+        assert verdict(self.gate(metric), longer) is Verdict.BREACHED
+
+    def test_burst_in_a_second_is_clipped(self, metric: GateMetric) -> None:
+        """200 errors inside one second of a 6000-sample window do not make a trend: one
+        second adds at most max(2, 3 x 1 % x its samples) errors to the share test."""
+        stats = make_stats(6000, 20)
+        counts, errors = list(stats.counts_by_second), list(stats.errors_by_second)
+        counts[-1] += 200
+        errors[-1] += 200
+        burst = dataclasses.replace(
+            stats,
+            count=6200,
+            errors=220,
+            counts_by_second=tuple(counts),
+            errors_by_second=tuple(errors),
+        )
+        assert verdict(self.gate(metric), burst) is Verdict.OK
 
     def test_two_failures_are_not_hard_down(self, metric: GateMetric) -> None:
         """A shorter run than consecutive_failures waits for min_samples."""
@@ -154,39 +192,147 @@ class TestRates:
         assert verdict(gate, window.stats(302.5), 302.5) is Verdict.BREACHED
 
 
+def latency_window(fast: int, slow: int, *, slow_every: int = 7) -> Window:
+    """One sample a second: ``fast`` of 0.1 s and ``slow`` of 3 s, the slow ones spread out
+    (every ``slow_every``-th sample) so that no run of them takes the fast path."""
+    window = Window(span=600.0, thresholds=(2.0,))
+    t = 0
+    left_fast, left_slow = fast, slow
+    while left_fast or left_slow:
+        is_slow = left_slow and (t % slow_every == 0 or not left_fast)
+        window.add(float(t), ok=True, latency=3.0 if is_slow else 0.1)
+        left_slow -= bool(is_slow)
+        left_fast -= not is_slow
+        t += 1
+    return window
+
+
+def latency_gate(metric: GateMetric = GateMetric.LATENCY_P95, **overrides: object) -> Gate:
+    return Gate(GateSpec(name="lat", metric=metric, above=2.0, **overrides))  # type: ignore[arg-type]
+
+
 class TestLatency:
+    def test_p95_is_a_share_with_a_margin(self) -> None:
+        """p95 above 2 s is "more than 5 % of latencies above 2 s", convincingly: 13 of 230
+        (5.7 %) puts the window's p95 above 2 s but does not breach; 30 of 230 does."""
+        near = latency_window(217, 13)
+        stats = near.stats(240.0)
+        assert stats.p95 is not None
+        assert stats.p95 > 2.0
+        result = latency_gate().evaluate(stats, 240.0)
+        assert result.verdict is Verdict.OK
+        assert "13 of 230 latencies > 2 s" in result.reason
+        slow = latency_window(200, 30).stats(240.0)
+        result = latency_gate().evaluate(slow, 240.0)
+        assert result.verdict is Verdict.BREACHED
+        assert "allowed by p95" in result.reason
+
+    def test_min_slow(self) -> None:
+        """A convincing share still needs min_slow slow latencies."""
+        stats = latency_window(30, 12, slow_every=3).stats(50.0)
+        assert verdict(latency_gate(min_slow=12), stats, 50.0) is Verdict.BREACHED
+        assert verdict(latency_gate(), stats, 50.0) is Verdict.OK
+
     @pytest.mark.parametrize(
-        ("metric", "field"),
+        ("metric", "slow", "breached"),
         [
-            (GateMetric.LATENCY_P50, "p50"),
-            (GateMetric.LATENCY_P95, "p95"),
-            (GateMetric.LATENCY_P99, "p99"),
-            (GateMetric.LATENCY_MEAN, "mean"),
-            (GateMetric.LATENCY_MAX, "max"),
+            (GateMetric.LATENCY_P50, 60, False),
+            (GateMetric.LATENCY_P50, 160, True),
+            (GateMetric.LATENCY_P99, 2, False),
+            (GateMetric.LATENCY_P99, 25, True),
         ],
     )
-    def test_reads_its_own_statistic(self, metric: GateMetric, field: str) -> None:
-        """Each latency metric compares its own statistic against the threshold."""
-        gate = Gate(GateSpec(name="lat", metric=metric, above=2.0))
-        slow = {
-            name: (3.0 if name == field else 0.1) for name in ("p50", "p95", "p99", "mean", "max")
-        }
-        fast = {name: (0.1 if name == field else 3.0) for name in slow}
-        slow_result = gate.evaluate(make_stats(50, latencies=slow), 0.0)
-        assert (slow_result.verdict, slow_result.value) == (Verdict.BREACHED, 3.0)
-        assert verdict(gate, make_stats(50, latencies=fast)) is Verdict.OK
+    def test_each_quantile_has_its_share(
+        self, metric: GateMetric, slow: int, breached: bool
+    ) -> None:
+        """p50 allows 50 % above the threshold, p99 1 %."""
+        stats = latency_window(200 - slow, slow, slow_every=2).stats(300.0)
+        gate = latency_gate(metric, min_slow=2, consecutive_failures=0)
+        expected = Verdict.BREACHED if breached else Verdict.OK
+        assert verdict(gate, stats, 300.0) is expected
+
+    def test_nearly_every_request_slow(self) -> None:
+        """A run of slow latencies spanning 1.5 s or more breaches at once; the run needed
+        against a 5 % share is 5 (the scan bound), not min_samples."""
+        window = latency_window(300, 0)
+        for sent in range(300, 304):  # one probe a second, each answering in 3 s
+            window.add(sent + 3.0, ok=True, latency=3.0)
+        assert verdict(latency_gate(), window.stats(306.5), 306.5) is Verdict.OK
+        window.add(307.0, ok=True, latency=3.0)
+        result = latency_gate().evaluate(window.stats(307.5), 307.5)
+        assert result.verdict is Verdict.BREACHED
+        assert "nearly every request is slow: 5 in a row" in result.reason
+
+    def test_a_burst_of_slow_answers_is_not_a_run(self) -> None:
+        """Ten slow answers in the same instant (a GC pause ending) span no time."""
+        window = latency_window(100, 0)
+        window.add(100.0, ok=True, latency=3.0, count=10)
+        assert verdict(latency_gate(), window.stats(100.5), 100.5) is Verdict.OK
+
+    def test_a_waiting_probe_is_evidence(self) -> None:
+        """Probes still waiting past the threshold count as slow samples now."""
+        window = latency_window(100, 0)
+        waiting = [100.0, 101.0, 102.0, 103.0, 104.0]
+        stats = window.stats(106.5, in_flight=waiting)
+        assert stats.slow == (5,)
+        assert stats.seen == (105,)
+        assert verdict(latency_gate(), stats, 106.5) is Verdict.BREACHED
+        assert verdict(latency_gate(), window.stats(106.5), 106.5) is Verdict.OK
+
+    def test_histogram_lower_bounds(self) -> None:
+        """A scraped observation counts as slow only when its bucket lies wholly above the
+        threshold: (1, 2.5] cannot breach a 2 s gate, (2, 2.5] can."""
+        window = Window(thresholds=(2.0,))
+        window.add_latency(0.0, 1.0, 100, above=True)
+        assert window.stats(0.5).slow == (0,)
+        window.add_latency(0.0, 2.0, 100, above=True)
+        stats = window.stats(0.5)
+        assert stats.slow == (100,)
+        assert stats.max == 2.0  # never above what is known
+
+    def test_mean_uses_a_lower_bound(self) -> None:
+        """The mean breaches when its lower confidence bound is above the threshold."""
+        near = latency_window(60, 40, slow_every=2).stats(100.0)  # mean 1.26 s
+        assert verdict(latency_gate(GateMetric.LATENCY_MEAN), near, 100.0) is Verdict.OK
+        slow = latency_window(10, 90, slow_every=1).stats(100.0)  # mean 2.71 s
+        result = latency_gate(GateMetric.LATENCY_MEAN).evaluate(slow, 100.0)
+        assert result.verdict is Verdict.BREACHED
+        assert "lower bound" in result.reason
+
+    def test_max_is_any_latency_above(self) -> None:
+        """latency_max breaches on one latency known to be above the threshold."""
+        gate = latency_gate(GateMetric.LATENCY_MAX)
+        assert verdict(gate, latency_window(30, 0).stats(30.0), 30.0) is Verdict.OK
+        assert verdict(gate, latency_window(30, 1).stats(31.0), 31.0) is Verdict.BREACHED
 
     def test_too_few_latencies_is_unknown(self) -> None:
-        """Below min_samples latencies the gate cannot judge, however slow they are."""
-        gate = Gate(GateSpec(name="lat", metric=GateMetric.LATENCY_P95, above=2.0))
-        stats = make_stats(100, latencies={"p95": 9.0}, latency_count=19)
-        assert verdict(gate, stats) is Verdict.UNKNOWN
+        """Below min_samples latencies the gate cannot judge the share."""
+        stats = latency_window(10, 5, slow_every=3).stats(15.0)
+        assert verdict(latency_gate(), stats, 15.0) is Verdict.UNKNOWN
 
-    def test_reason_names_numbers(self) -> None:
-        """The reason carries the statistic, the threshold and the sample count."""
-        gate = Gate(GateSpec(name="lat", metric=GateMetric.LATENCY_P95, above=2.0))
-        result = gate.evaluate(make_stats(40, latencies={"p95": 2.5}), 0.0)
-        assert result.reason == "latency p95 2.5 s > 2 s over 40 samples"
+    def test_window_without_the_threshold_is_unknown(self) -> None:
+        """A window that does not count the gate's threshold cannot breach it."""
+        window = Window()
+        for t in range(50):
+            window.add(float(t), ok=True, latency=9.0)
+        result = latency_gate().evaluate(window.stats(50.0), 50.0)
+        assert result.verdict is Verdict.UNKNOWN
+
+
+class TestWarmUp:
+    def test_only_hard_down_is_judged(self) -> None:
+        """While warming up, 50 % errors are not judged; a hard-down run still is."""
+        gate = error_gate()
+        assert gate.evaluate(make_stats(100, 50), 0.0, warming_up=True).verdict is Verdict.UNKNOWN
+        down = make_stats(10, 5, consecutive_failures=5)
+        assert gate.evaluate(down, 0.0, warming_up=True).verdict is Verdict.BREACHED
+
+    def test_slow_warm_up_is_not_judged(self) -> None:
+        """Slow answers during warm-up, even every one of them, are not judged."""
+        stats = latency_window(0, 30, slow_every=1).stats(30.0)
+        result = latency_gate().evaluate(stats, 30.0, warming_up=True)
+        assert result.verdict is Verdict.UNKNOWN
+        assert "warming up" in result.reason
 
 
 class TestUnhealthy:
@@ -245,15 +391,15 @@ class TestMissingData:
         assert (result.verdict, result.condition) == (Verdict.UNKNOWN, Verdict.UNKNOWN)
         assert result.reason == "data source is down"
 
-    def test_source_down_resets_for_timer(self) -> None:
-        """A down source restarts the for_ clock."""
+    def test_source_down_counts_against_for(self) -> None:
+        """Time with the source down counts as not breached in the for_ share."""
         gate = error_gate(for_=10.0)
         bad = make_stats(100, 50)
         assert gate.evaluate(bad, 0.0).verdict is Verdict.UNKNOWN
-        assert gate.evaluate(bad, 5.0, source_up=False).verdict is Verdict.UNKNOWN
+        assert gate.evaluate(bad, 3.0, source_up=False).verdict is Verdict.UNKNOWN
         assert gate.evaluate(bad, 6.0).verdict is Verdict.UNKNOWN
-        assert gate.evaluate(bad, 15.0).verdict is Verdict.UNKNOWN
-        assert gate.evaluate(bad, 16.0).verdict is Verdict.BREACHED
+        assert gate.evaluate(bad, 10.0).verdict is Verdict.UNKNOWN  # 7 s of 10 breached
+        assert gate.evaluate(bad, 14.0).verdict is Verdict.BREACHED  # 8 s of 10
 
     def test_stale_samples_are_unknown(self) -> None:
         """Samples older than max_staleness count as no data."""
@@ -290,18 +436,41 @@ class TestFor:
         results = [gate.evaluate(bad, t) for t in (100.0, 120.0, 129.9, 130.0, 200.0)]
         assert [r.verdict for r in results] == [Verdict.UNKNOWN] * 3 + [Verdict.BREACHED] * 2
         assert {r.condition for r in results} == {Verdict.BREACHED}
-        assert "pending for 20 s of 30 s" in results[1].reason
+        assert "pending: breached 66.7% of the last 30 s over 20 s" in results[1].reason
+
+    def test_share_of_time(self) -> None:
+        """Unhealthy 9 s of every 10 s breaches for: 10s; a 4 s on, 4 s off flap never does."""
+        mostly = Gate(GateSpec(name="h", metric=GateMetric.UNHEALTHY, for_=10.0))
+        flap = Gate(GateSpec(name="h", metric=GateMetric.UNHEALTHY, for_=10.0))
+        down, up = make_stats(1, 1, last_ok=False), make_stats(1, 0, last_ok=True)
+        mostly_seen, flap_seen = set(), set()
+        for t in range(120):
+            mostly_seen.add(mostly.evaluate(down if t % 10 else up, float(t)).verdict)
+            flap_seen.add(flap.evaluate(down if t % 8 < 4 else up, float(t)).verdict)
+        assert Verdict.BREACHED in mostly_seen
+        assert Verdict.BREACHED not in flap_seen
+
+    def test_long_interruption_restarts(self) -> None:
+        """A whole for_ without a breached moment ends the episode: the wait starts over."""
+        gate = error_gate(for_=30.0)
+        bad, good = make_stats(100, 50), make_stats(100, 0)
+        gate.evaluate(bad, 0.0)
+        gate.evaluate(good, 20.0)
+        gate.evaluate(good, 55.0)
+        assert verdict(gate, bad, 60.0) is Verdict.UNKNOWN
+        assert verdict(gate, bad, 89.0) is Verdict.UNKNOWN
+        assert verdict(gate, bad, 90.0) is Verdict.BREACHED
 
     @pytest.mark.parametrize("interruption", [make_stats(100, 0), make_stats(5, 5)])
-    def test_ok_or_unknown_resets(self, interruption: WindowStats) -> None:
-        """An OK or UNKNOWN condition restarts the wait."""
+    def test_ok_or_unknown_counts_as_not_breached(self, interruption: WindowStats) -> None:
+        """OK or UNKNOWN time counts against the share: 15 s of 30 s is not enough."""
         gate = error_gate(for_=30.0)
         bad = make_stats(100, 50)
         gate.evaluate(bad, 0.0)
-        gate.evaluate(interruption, 20.0)
-        assert verdict(gate, bad, 25.0) is Verdict.UNKNOWN
-        assert verdict(gate, bad, 54.0) is Verdict.UNKNOWN
-        assert verdict(gate, bad, 55.0) is Verdict.BREACHED
+        gate.evaluate(interruption, 15.0)
+        assert verdict(gate, bad, 30.0) is Verdict.UNKNOWN
+        assert verdict(gate, bad, 53.0) is Verdict.UNKNOWN
+        assert verdict(gate, bad, 54.0) is Verdict.BREACHED  # 24 s of the last 30
 
     def test_reset(self) -> None:
         """reset() forgets a pending breach."""

@@ -50,7 +50,53 @@ class TestCounts:
             last_ok=None,
             last_sample_at=None,
             last_value=None,
+            counts_by_second=(0,) * 300,
+            errors_by_second=(0,) * 300,
+            latencies_by_second=(0,) * 300,
         )
+
+    def test_failure_run_span(self) -> None:
+        """The trailing failure run knows its first and newest failure; a success ends it."""
+        window = Window()
+        window.add(10.0, ok=False)
+        window.add(10.5, ok=False)
+        window.add(12.0, ok=False)
+        stats = window.stats(12.5)
+        assert (stats.consecutive_failures, stats.run_span) == (3, 2.0)
+        window.add(13.0, ok=True)
+        assert window.stats(13.5).run_span == 0.0
+
+    def test_short_window_and_seconds(self) -> None:
+        """Every second of the window is there, oldest first."""
+        window = Window()
+        for t in range(120):
+            window.add(float(t), ok=t < 100)
+        stats = window.stats(119.5)
+        assert sum(stats.errors_by_second[-60:]) == 20
+        assert (stats.counts_by_second[-1], stats.errors_by_second[-1]) == (1, 1)
+        assert (stats.counts_by_second[-21], stats.errors_by_second[-21]) == (1, 0)
+
+    def test_threshold_counts_are_exact(self) -> None:
+        """Samples above each threshold are counted exactly, with the trailing slow run (in
+        the order the samples were sent: one every 4 s here, so none overtakes another)."""
+        window = Window(thresholds=(2.0, 0.5))
+        for t, latency in enumerate([0.1, 2.0, 2.0001, 0.6, 3.0, 3.0]):
+            window.add(4.0 * t + latency, ok=True, latency=latency)
+        stats = window.stats(24.0)
+        assert stats.thresholds == (0.5, 2.0)
+        assert stats.slow == (5, 3)
+        assert stats.slow_run == (5, 2)
+        assert stats.slow_run_span == (23.0 - 6.0, 4.0)
+
+    def test_overtaken_slow_answers_do_not_extend_a_run(self) -> None:
+        """A slow answer sent before the newest fast one is counted, but not in the run."""
+        window = Window(thresholds=(2.0,))
+        window.add(10.0, ok=True, latency=0.1)  # sent at 9.9
+        window.add(11.0, ok=True, latency=3.0)  # sent at 8.0, before it
+        stats = window.stats(11.5)
+        assert (stats.slow, stats.slow_run) == ((1,), (0,))
+        window.add(13.0, ok=True, latency=3.0)  # sent at 10.0, after it
+        assert window.stats(13.5).slow_run == (1,)
 
     def test_count_errors_ratio(self) -> None:
         """Successes and failures add up to count, errors and their ratio."""

@@ -237,7 +237,7 @@ class TestHostileReload:
         )
         log = wait_for(
             "the failure's log line",
-            lambda: "config reload failed" in daemon.log.read_text() and daemon.log.read_text(),
+            lambda: "config_reload_failed" in daemon.log.read_text() and daemon.log.read_text(),
             daemon,
         )
         assert NEW_SECRET not in log

@@ -45,19 +45,32 @@ class RecordingSink:
         self.samples.append(sample)
         self._added.set()
 
-    def probe(self, now: float, ok: bool, latency: float | None, detail: str = "") -> None:
+    started: list[float] = field(default_factory=list)
+
+    def probe_started(self, now: float) -> int:
+        self.started.append(now)
+        return len(self.started)
+
+    def probe(
+        self,
+        now: float,
+        ok: bool,
+        latency: float | None,
+        detail: str = "",
+        token: int | None = None,
+    ) -> None:
         self._add(Sample("probe", now, ok=ok, latency=latency, detail=detail))
 
     def counts(self, now: float, requests: int, errors: int) -> None:
         self._add(Sample("counts", now, requests=requests, errors=errors))
 
-    def latency(self, now: float, seconds: float, count: int = 1) -> None:
+    def latency(self, now: float, seconds: float, count: int = 1, *, above: bool = False) -> None:
         self._add(Sample("latency", now, seconds=seconds, count=count))
 
     def value(self, now: float, value: float) -> None:
         self._add(Sample("value", now, seconds=value))
 
-    def unknown(self, now: float, reason: str) -> None:
+    def unknown(self, now: float, reason: str, token: int | None = None) -> None:
         self._add(Sample("unknown", now, detail=reason))
 
     async def wait_for(self, predicate: Callable[[Sample], bool], after: int = 0) -> int:
@@ -242,13 +255,14 @@ class TestHttpProbe:
         assert sink.last.latency is None
         assert sink.last.detail == "connection failed (connection refused)"
 
-    async def test_dns_failure_is_hard_down(self, client: ProbeClient) -> None:
-        """A name that does not resolve is a failure of the target too."""
+    async def test_dns_failure_is_unknown(self, client: ProbeClient) -> None:
+        """A name that does not resolve is the name service's fault, not the target's."""
         sink = RecordingSink()
         check = http_check("http://no-such-host.invalid/health", timeout="5s")
         await HttpProbe(check, sink, client).probe_once()
-        assert sink.last.ok is False
-        assert sink.of("unknown") == []
+        assert sink.of("probe") == []
+        [unknown] = sink.of("unknown")
+        assert "DNS lookup failed" in unknown.detail
 
     async def test_keep_alive_reuses_one_connection(
         self, app: tuple[App, str], client: ProbeClient
@@ -417,7 +431,8 @@ class TestScrape:
         await source.probe_once()
         counts = sink.of("counts")
         assert [(c.requests, c.errors) for c in counts] == [(13, 3)]
-        assert [(s.seconds, s.count) for s in sink.of("latency")] == [(0.1, 7), (1.0, 3), (1.0, 3)]
+        # At each bucket's lower bound: an observation is known only to be above it.
+        assert [(s.seconds, s.count) for s in sink.of("latency")] == [(0.0, 7), (0.1, 3), (1.0, 3)]
 
     async def test_counter_reset(self, app: tuple[App, str], client: ProbeClient) -> None:
         """After an app restart the counters' new values are the deltas."""

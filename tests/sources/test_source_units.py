@@ -229,8 +229,8 @@ class TestScrapeIngest:
         assert (result.requests, result.errors) == (0, 0)
 
     def test_histogram_buckets_become_latencies(self) -> None:
-        """Bucket deltas, summed by le across label sets, are reported at the upper bound;
-        +Inf observations at the highest finite bound."""
+        """Bucket deltas, summed by le across label sets, are reported at the lower bound
+        (known only to be above it); +Inf observations at the highest finite bound."""
         source = _scrape_source(requests="req_total", latency_histogram="lat_seconds")
 
         def scrape(api: list[float], health: list[float], requests: float) -> dict:
@@ -245,7 +245,8 @@ class TestScrapeIngest:
         # api: +2 in (0, 0.1], +1 in (0.1, 0.5], +1 above 0.5; health: +1 in (0.1, 0.5]
         result = source.ingest(scrape([3, 5, 7], [5, 6, 6], 12))
         assert result is not None
-        assert result.latencies == ((0.1, 2), (0.5, 2), (0.5, 1))
+        assert result.latencies == ((0.0, 2), (0.1, 2), (0.5, 1))
+        assert result.bounds == (0.1, 0.5)
 
     def test_histogram_selector_filters_label_sets(self) -> None:
         """Label matchers on latency_histogram pick which histograms count."""
@@ -268,7 +269,7 @@ class TestScrapeIngest:
             )
         )
         assert result is not None
-        assert result.latencies == ((1.0, 2),)
+        assert result.latencies == ((0.0, 2),)
 
 
 class TestAuthSubstitution:

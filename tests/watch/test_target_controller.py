@@ -269,3 +269,43 @@ class TestPolicyCarriedOut:
         await target.playbook_task
         assert driver.restored == [V1]
         assert target.machine.state is TargetState.ROLLED_BACK
+
+
+WARM_CONFIG = CONFIG.replace(
+    "defaults: {bake_time: 10s, window: 1m}", "defaults: {bake_time: 60s, window: 1m, warmup: 30s}"
+)
+
+
+def warm_controller(store: Store, driver: FakeDriver) -> TargetController:
+    config = load_config_text(WARM_CONFIG)
+    return TargetController(
+        config.targets[0], config.defaults, driver=driver, store=store, metrics=Metrics()
+    )
+
+
+class TestWarmUp:
+    async def test_warm_up_samples_are_shown_not_judged(self, store: Store) -> None:
+        """Half the probes failing during warm-up is not judged, and does not count after it."""
+        target = warm_controller(store, FakeDriver(V1, target="web"))
+        await target.observe_release(0.0)
+        for second in range(1, 29):
+            target.recorders["api"].probe(float(second), ok=second % 2 == 0, latency=0.01)
+        await target.tick(29.0)
+        assert target.warming_up(29.0)
+        [result] = target.view(29.0).gates
+        assert result.verdict == "unknown"
+        assert "warming up" in result.result.reason
+        assert target.view(29.0).checks[0].stats.count == 28  # shown
+        await target.tick(31.0)
+        assert not target.warming_up(31.0)
+        assert target.recorders["api"].stats(31.0).count == 0  # not counted afterwards
+        assert target.machine.state is TargetState.BAKING
+
+    async def test_hard_down_is_judged_during_warm_up(self, store: Store) -> None:
+        """Failures spanning 1.5 s breach even while warming up."""
+        target = warm_controller(store, FakeDriver(V1, target="web"))
+        await target.observe_release(0.0)
+        for at in (1.0, 1.5, 2.0, 2.5):
+            target.recorders["api"].probe(at, ok=False, latency=None)
+        await target.tick(3.0)
+        assert target.machine.state is TargetState.BREACHED

@@ -48,6 +48,7 @@ OPENAPI: dict[str, Any] = {
                     "name": {"type": "string"},
                     "kind": {"type": "string"},
                     "state": {"type": "string"},
+                    "warming_up": {"type": "boolean"},
                     "since": {"type": "number"},
                     "current_release": {"type": ["object", "null"]},
                     "known_good_release": {"type": ["object", "null"]},

@@ -16,7 +16,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from watchdogd.config.base import Name, StatusList, Strict
 from watchdogd.config.steps import Step
-from watchdogd.config.units import ByteSize, Duration, parse_duration, parse_ratio
+from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
 from watchdogd.core.gates import GateMetric, GateSpec
 
 # --- daemon-wide settings -------------------------------------------------------------------
@@ -43,6 +43,7 @@ class Defaults(Strict):
 
     window: Duration = 300.0
     bake_time: Duration = 300.0
+    warmup: Duration = 0.0
     cooldown: Duration = 600.0
     max_rollbacks_per_hour: Annotated[int, Field(ge=0)] = 3
     dry_run: bool = False
@@ -169,6 +170,11 @@ LATENCY_METRICS = frozenset(
 )
 
 
+DEFAULT_FAILURE_RATE = 0.01
+"""The failure gate every ``http`` check gets unless it has a rate gate of its own: 1 %, so
+that hard down needs only three failed probes (``core.proportion.scan_run``)."""
+
+
 class GateConfig(Strict):
     """``above``/``below`` take the metric's unit: a ratio for rates, a duration for latency, a
     plain number for PromQL values. ``unhealthy`` takes neither."""
@@ -183,7 +189,12 @@ class GateConfig(Strict):
     min_errors: Annotated[int, Field(ge=1)] = _CORE.min_errors
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = _CORE.confidence
     consecutive_failures: Annotated[int, Field(ge=0)] = _CORE.consecutive_failures
+    min_slow: Annotated[int, Field(ge=1)] = _CORE.min_slow
     max_staleness: Duration | None = None
+    # Baseline gates (issue #15): judge green against blue over the same window. Validated
+    # here and in rules; nothing evaluates them until blue-green targets exist.
+    compare: Literal["absolute", "baseline"] = "absolute"
+    tolerance: Ratio | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -236,6 +247,7 @@ class GateConfig(Strict):
             confidence=self.confidence,
             min_errors=self.min_errors,
             consecutive_failures=self.consecutive_failures,
+            min_slow=self.min_slow,
             max_staleness=self.max_staleness,
         )
 
@@ -262,6 +274,7 @@ class TargetConfig(Strict):
     release_dir: ReleaseDir | None = None
     window: Duration | None = None
     bake_time: Duration | None = None
+    warmup: Duration | None = None
     cooldown: Duration | None = None
     max_rollbacks_per_hour: Annotated[int, Field(ge=0)] | None = None
     dry_run: bool | None = None
@@ -281,6 +294,46 @@ class TargetConfig(Strict):
             if len(present) == 1:
                 return dict(data, kind=present[0])
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gate_http_failures(cls, data: Any) -> Any:
+        """Every ``http`` check gates its failures, so that a refused connection or a hang is
+        caught by the check that sees it first, whatever the user gated: a check without a
+        ``failure_rate`` or ``error_rate`` gate gets ``failure_rate above 1%`` (defaults)."""
+        if not isinstance(data, dict):
+            return data
+        checks, gates = data.get("checks") or [], data.get("gates") or []
+        if not isinstance(checks, list) or not isinstance(gates, list):
+            return data  # the field validators report the real error
+        rated = {
+            g.get("check")
+            for g in gates
+            if isinstance(g, dict) and g.get("metric") in {m.value for m in RATE_METRICS}
+        }
+        implied = [
+            {"check": c["name"], "metric": "failure_rate", "above": DEFAULT_FAILURE_RATE}
+            for c in checks
+            if isinstance(c, dict) and c.get("type") == "http" and c.get("name") not in rated
+        ]
+        return dict(data, gates=[*gates, *implied]) if implied else data
+
+    def latency_thresholds(self, check: str) -> tuple[float, ...]:
+        """The latency thresholds of ``check``'s gates (its window counts samples above each)."""
+        return tuple(
+            sorted(
+                {
+                    g.above
+                    for g in self.gates
+                    if g.check == check and g.metric in LATENCY_METRICS and g.above is not None
+                }
+            )
+        )
+
+    def setting(self, name: str, defaults: Defaults) -> Any:
+        """The target's own value for a ``defaults`` key, or the inherited one."""
+        own = getattr(self, name)
+        return getattr(defaults, name) if own is None else own
 
 
 class Config(Strict):

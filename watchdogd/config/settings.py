@@ -27,6 +27,7 @@ class TargetSettings:
 
     window: float
     bake_time: float
+    warmup: float
     cooldown: float
     max_rollbacks_per_hour: int
     dry_run: bool
@@ -41,6 +42,7 @@ def resolve(target: TargetConfig, defaults: Defaults) -> TargetSettings:
     return TargetSettings(
         window=float(defaults.window if target.window is None else target.window),
         bake_time=float(defaults.bake_time if target.bake_time is None else target.bake_time),
+        warmup=float(defaults.warmup if target.warmup is None else target.warmup),
         cooldown=float(defaults.cooldown if target.cooldown is None else target.cooldown),
         max_rollbacks_per_hour=(
             defaults.max_rollbacks_per_hour

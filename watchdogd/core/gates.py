@@ -1,56 +1,42 @@
 """Gates: turn a window's statistics into a verdict.
 
-Rules this module keeps:
+Rules this module keeps (docs/signals-and-gates.md has the numbers and why):
 
 1. Missing data is never bad data. No samples, stale samples or a data source that is down
    give ``UNKNOWN``; only observed numbers can give ``BREACHED``.
-2. A rate is breached only when it is *significantly* above the threshold: the one-sided Wilson
-   score lower bound of the error ratio must exceed it, and at least ``min_errors`` errors must
-   have been seen. One failed request out of 60 (1.7 %) does not breach a 1 % gate.
-3. A service that is hard down should not have to wait for statistics: a trailing run of failed
-   samples breaches a rate gate at once, whatever ``min_samples`` says. The run must be
-   improbable at the threshold rate even when one looks for it anywhere in the window (see
-   ``HARD_DOWN_ALPHA``).
-4. A health check is a state, not a rate: for ``unhealthy`` the newest sample decides, and a
-   failed one is already a breached condition, so ``consecutive_failures`` adds nothing there.
-   ``for_`` is how an operator asks for patience.
-5. The only state is the ``for:`` timer. It starts when the instantaneous condition becomes
-   breached and resets on anything else, including UNKNOWN and a down source.
+2. A share of bad samples is breached only when it is *significantly* above the allowed
+   share: the one-sided Wilson lower bound (``proportion``) must exceed it, and at least
+   ``min_errors`` errors (``min_slow`` slow samples for latency) must have been seen. It is
+   tested over the whole window and over its last minute (``window.RECENT``, at a
+   Bonferroni-corrected confidence), so a clear regression does not wait for five minutes of
+   good samples to be outweighed; a burst inside one second is clipped (``proportion``).
+3. Rates: the share of errors against ``above``. Latency quantiles: "p95 above 2 s" means more
+   than 5 % of latencies above 2 s (p50: 50 %, p99: 1 %), counted exactly (``exceedance``).
+   ``latency_mean``: the mean's lower confidence bound (``mean - z * sd / sqrt(n)``) above
+   ``above``. ``latency_max``: any latency known to be above ``above``.
+4. Hard down skips the statistics: a trailing run of failed samples breaches a rate gate at
+   once when it is improbable at the threshold (``proportion.scan_run``, at least
+   ``consecutive_failures``) *and* spans at least ``HARD_DOWN_SPAN`` seconds, so a burst of
+   errors inside one second is not an outage. Latency quantile and mean gates have the same
+   fast path for a run of slow samples ("nearly every request is slow").
+5. A health check is a state, not a rate: for ``unhealthy`` the newest sample decides.
+6. ``for_`` is a share of time (``hold``). During a release's warm-up only the fast paths
+   (hard down, nearly every request slow) and health states are judged.
 
-Verdicts
---------
 ``condition`` is the instantaneous verdict. ``verdict`` is the same, except that a breached
-condition that has not yet held for ``for_`` seconds is reported as ``UNKNOWN`` ("pending"):
-it is not known to be fine, so nothing downstream should treat it as a pass.
-
-For rates, ``GateResult.value`` is the observed ratio (the unit of the threshold); the Wilson
-bound that the decision used is in ``reason``. For the fast path it is still the ratio.
+condition that has not yet held for ``for_`` is reported as ``UNKNOWN`` ("pending").
 
 Defaults and why
 ----------------
-The defaults differ from the first draft (confidence 0.999, min_errors 3). They were chosen
-with ``benchmarks/decision_sim.py`` (a 1 % error-rate gate over a 300 x 1 s window, healthy
-traffic at 0.5 % errors, 1 and 20 samples/s) and a Poisson count of how often the window's
-error count crosses the breach level by chance: about ``288 * lam * P(X = k - 1)`` per day for
-``lam`` background errors per window and breach level ``k``.
+Chosen with ``benchmarks/decision_sim.py`` (its table lists every shape and target).
 
-* ``confidence = 0.995`` (z = 2.58) sets the speed at high volume. With 6000 samples in the
-  window, 5 % errors must outweigh five minutes of good samples before the lower bound passes
-  1 %: about 60 s at 0.999 (a coin flip against a 60 s target), about 53 s at 0.995.
-* ``min_errors = 20`` sets the noise floor at low volume. Wilson alone, at any confidence
-  fast enough for the line above, breaches on chance clusters when the window holds a few
-  hundred samples or fewer: with min_errors 3 and 0.999, 0.06 false breaches a day at
-  1 sample/s and 0.4 a day at 0.1 samples/s; at 0.995 and min_errors 10, still 0.28 a day near
-  1.5 samples/s. Twenty errors keep every rate from 0.1 to 20 samples/s below 0.01 false
-  breaches a day. The price: a window that holds few samples needs 20 errors before the
-  statistics speak (at 1 sample/s, about 7 % errors; at one probe per 10 s, two thirds of the
-  probes). The hard-down fast path still catches outages at any volume, and a low-volume probe
-  gate whose healthy failure rate is near zero can safely set a smaller ``min_errors``.
-* ``consecutive_failures = 3`` with ``HARD_DOWN_ALPHA = 1e-3``: three failed samples in a row
-  at 1 sample/s is caught in 3 s. Its cost is 86400 * rate * 0.005**3 chance runs a day at
-  0.5 % background errors (0.011 at 1 sample/s, 0.03 at 3 samples/s), which no choice of run
-  length can avoid while still catching a hard-down service in three samples. Above about
-  3.3 samples/s a full window asks for four (one chance run in about 1000 days at 20/s).
+* ``confidence = 0.995`` (z = 2.58) sets the speed at high volume; ``min_errors = 20`` the
+  noise floor at low volume (a window of a few hundred samples otherwise breaches on chance
+  clusters). ``min_slow = 20`` does the same for latency, whose healthy tails sit close to the
+  threshold (a lognormal with a true p95 of 1.6 s has 3 to 4 % of requests above 2 s).
+* ``consecutive_failures = 3`` with ``HARD_DOWN_ALPHA = 1e-3`` and ``HARD_DOWN_SPAN = 1.5``:
+  failed probes over 1.5 s are hard down; ten errors inside one second at 20 requests/s are
+  not. For slow runs against a 5 % share the scan asks for 5 in a row.
 """
 
 from __future__ import annotations
@@ -60,10 +46,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from statistics import NormalDist
 
-from watchdogd.core.window import WindowStats
+from watchdogd.core.hold import Hold
+from watchdogd.core.proportion import (
+    HARD_DOWN_ALPHA,
+    clipped,
+    lower_bound,
+    scan_run,
+    wilson_lower_bound,
+)
+from watchdogd.core.window import RECENT, WindowStats
 
 __all__ = [
     "HARD_DOWN_ALPHA",
+    "HARD_DOWN_SPAN",
     "Gate",
     "GateMetric",
     "GateResult",
@@ -72,10 +67,11 @@ __all__ = [
     "wilson_lower_bound",
 ]
 
-HARD_DOWN_ALPHA = 1e-3
-"""Chance we accept that a failure run this long shows up somewhere in a full window of a
-service whose true error rate sits exactly at the threshold (a Bonferroni bound over the
-run's possible starting points: ``above ** run * count <= HARD_DOWN_ALPHA``)."""
+HARD_DOWN_SPAN = 1.5
+"""Seconds a failure run (or a slow run) must span, first to newest sample, to count as hard
+down. A probe that fails looks again half an interval later (``Poller``), so a dead service
+probed every second shows failures 0.5 s apart and is hard down 1.5 s after its first failed
+probe; a burst of errors shorter than 1.5 s never is."""
 
 
 class Verdict(StrEnum):
@@ -120,6 +116,7 @@ class GateSpec:
     min_errors: int = 20
     consecutive_failures: int = 3
     max_staleness: float | None = None
+    min_slow: int = 20
 
     def __post_init__(self) -> None:
         if self.metric is GateMetric.VALUE:
@@ -131,8 +128,10 @@ class GateSpec:
             raise ValueError(f"gate {self.name}: {self.metric} needs above")
         if not 0.0 < self.confidence < 1.0:
             raise ValueError(f"gate {self.name}: confidence must be in (0, 1)")
-        if self.for_ < 0.0 or self.min_samples < 0 or self.min_errors < 0:
-            raise ValueError(f"gate {self.name}: for, min_samples and min_errors must be >= 0")
+        if min(self.for_, self.min_samples, self.min_errors, self.min_slow) < 0:
+            raise ValueError(
+                f"gate {self.name}: for, min_samples, min_errors and min_slow must be >= 0"
+            )
         if self.consecutive_failures < 0:
             raise ValueError(f"gate {self.name}: consecutive_failures must be >= 0")
 
@@ -150,52 +149,56 @@ class GateResult:
     samples: int
 
 
-def wilson_lower_bound(errors: int, n: int, confidence: float) -> float:
-    """One-sided lower bound of the Wilson score interval for ``errors`` out of ``n``."""
-    if not 0 <= errors <= n:
-        raise ValueError(f"need 0 <= errors <= n, got {errors} of {n}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    return _wilson_lower_bound(errors, n, NormalDist().inv_cdf(confidence))
+_QUANTILE_SHARE = {
+    GateMetric.LATENCY_P50: 0.5,
+    GateMetric.LATENCY_P95: 0.05,
+    GateMetric.LATENCY_P99: 0.01,
+    # The mean's fast path: a run of samples above the threshold as improbable as for p50.
+    GateMetric.LATENCY_MEAN: 0.5,
+}
 
-
-def _wilson_lower_bound(errors: int, n: int, z: float) -> float:
-    if errors == 0:
-        return 0.0  # exact; the formula would only add rounding noise around zero
-    p = errors / n
-    z2n = z * z / n
-    centre = p + z2n / 2.0
-    spread = z * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n))
-    return max(0.0, (centre - spread) / (1.0 + z2n))
+_Condition = tuple["Verdict", float | None, float | None, str]
 
 
 class Gate:
-    """Evaluates one :class:`GateSpec`; remembers only when a breach became pending."""
+    """Evaluates one :class:`GateSpec`; remembers only its ``for:`` timer (``hold``)."""
 
     def __init__(self, spec: GateSpec) -> None:
         self.spec = spec
         self._z = NormalDist().inv_cdf(spec.confidence)
-        self._pending_since: float | None = None
+        # The last-minute test is one of the window's five minutes: Bonferroni, so that testing
+        # it as well adds no more chance breaches than the whole-window test (0.995 -> 0.999).
+        self._z_recent = NormalDist().inv_cdf(1.0 - (1.0 - spec.confidence) / 5.0)
+        self._hold = Hold(spec.for_)
 
     def reset(self) -> None:
         """Forget a pending breach (for example when a new release starts baking)."""
-        self._pending_since = None
+        self._hold.reset()
 
-    def evaluate(self, stats: WindowStats, now: float, source_up: bool = True) -> GateResult:
-        """Judge ``stats`` at ``now``. ``source_up=False`` means the data source itself failed."""
+    def evaluate(
+        self,
+        stats: WindowStats,
+        now: float,
+        source_up: bool = True,
+        *,
+        warming_up: bool = False,
+    ) -> GateResult:
+        """Judge ``stats`` at ``now``. ``source_up=False`` means the data source itself failed;
+        ``warming_up`` judges only the fast paths and health states (module docstring)."""
         spec = self.spec
-        condition, value, threshold, reason = self._condition(stats, now, source_up)
+        condition, value, threshold, reason = self._condition(stats, now, source_up, warming_up)
         samples = stats.latency_count if spec.metric in _LATENCIES else stats.count
         verdict = condition
-        if condition is Verdict.BREACHED:
-            if self._pending_since is None or now < self._pending_since:
-                self._pending_since = now
-            held = now - self._pending_since
-            if held < spec.for_:
+        breached = condition is Verdict.BREACHED
+        if spec.for_ > 0.0:
+            holds, held, share = self._hold.update(now, breached)
+            if breached and not holds:
                 verdict = Verdict.UNKNOWN
-                reason = f"{reason}; pending for {_seconds(held)} of {_seconds(spec.for_)}"
-        else:
-            self._pending_since = None
+                reason = (
+                    f"{reason}; pending: breached {_percent(share)} of the last "
+                    f"{_seconds(spec.for_)} over {_seconds(held)}, needs 80% over "
+                    f"{_seconds(spec.for_)}"
+                )
         return GateResult(
             gate=spec.name,
             verdict=verdict,
@@ -207,8 +210,8 @@ class Gate:
         )
 
     def _condition(
-        self, stats: WindowStats, now: float, source_up: bool
-    ) -> tuple[Verdict, float | None, float | None, str]:
+        self, stats: WindowStats, now: float, source_up: bool, warming_up: bool
+    ) -> _Condition:
         spec = self.spec
         if not source_up:
             return Verdict.UNKNOWN, None, spec.above, "data source is down"
@@ -224,14 +227,16 @@ class Gate:
                     f"newest sample is {_seconds(age)} old, limit {_seconds(spec.max_staleness)}",
                 )
         if spec.metric in _RATES:
-            return self._rate(stats)
+            return self._rate(stats, warming_up)
         if spec.metric in _LATENCIES:
-            return self._latency(stats)
+            return self._latency(stats, warming_up)
         if spec.metric is GateMetric.UNHEALTHY:
             return self._unhealthy(stats)
+        if warming_up:
+            return Verdict.UNKNOWN, stats.last_value, spec.above, "warming up: not judged yet"
         return self._value(stats)
 
-    def _rate(self, stats: WindowStats) -> tuple[Verdict, float | None, float | None, str]:
+    def _rate(self, stats: WindowStats, warming_up: bool) -> _Condition:
         spec = self.spec
         above = _above(spec)
         what = _RATES[spec.metric]
@@ -239,14 +244,21 @@ class Gate:
         if n == 0 or ratio is None:
             return Verdict.UNKNOWN, None, above, "no samples in the window"
         run = stats.consecutive_failures
-        if spec.consecutive_failures and run >= _hard_down_run(spec, n):
+        span = stats.run_span
+        if (
+            spec.consecutive_failures
+            and run >= scan_run(above, n, spec.consecutive_failures)
+            and span >= HARD_DOWN_SPAN
+        ):
             return (
                 Verdict.BREACHED,
                 ratio,
                 above,
-                f"{run} consecutive failures (hard down); "
+                f"{run} consecutive failures over {_seconds(span)} (hard down); "
                 f"{what} {_percent(ratio)} over {n} samples",
             )
+        if warming_up:
+            return Verdict.UNKNOWN, ratio, above, "warming up: only hard down is judged"
         if n < spec.min_samples:
             return (
                 Verdict.UNKNOWN,
@@ -254,7 +266,12 @@ class Gate:
                 above,
                 f"{n} samples in the window, {spec.min_samples} needed",
             )
-        bound = _wilson_lower_bound(errors, n, self._z)
+        found = self._share_test(
+            what, above, (stats.counts_by_second, stats.errors_by_second), 0, spec.min_errors
+        )
+        if found is not None:
+            return Verdict.BREACHED, ratio, above, found
+        bound = lower_bound(errors, n, self._z)
         numbers = (
             f"{what} {_percent(ratio)} (Wilson lower bound {_percent(bound)} "
             f"at {_percent(spec.confidence)})"
@@ -267,38 +284,121 @@ class Gate:
                 f"{numbers} over {n} samples; only {errors} of the {spec.min_errors} errors "
                 "needed to decide",
             )
-        if bound > above:
-            return Verdict.BREACHED, ratio, above, f"{numbers} > {_percent(above)} over {n} samples"
         return Verdict.OK, ratio, above, f"{numbers} <= {_percent(above)} over {n} samples"
 
-    def _latency(self, stats: WindowStats) -> tuple[Verdict, float | None, float | None, str]:
+    def _share_test(
+        self,
+        what: str,
+        allowed: float,
+        seconds: tuple[tuple[int, ...], tuple[int, ...]],
+        waiting: int,
+        min_bad: int,
+    ) -> str | None:
+        """The reason a share of bad samples is convincingly above ``allowed`` in the whole
+        window or in its last minute, or None. ``seconds`` holds (samples, bad) per second,
+        oldest first; ``waiting`` probes past a threshold count as bad samples of their own.
+        Both tests need ``min_bad`` bad samples and ``min_samples`` samples."""
+        spec = self.spec
+        last = -RECENT
+        recent = (seconds[0][last:], seconds[1][last:])
+        tests = (
+            (seconds, self._z, spec.confidence, ""),
+            (
+                recent,
+                self._z_recent,
+                1.0 - (1.0 - spec.confidence) / 5.0,
+                f" in the last {RECENT} s",
+            ),
+        )
+        for part, z, confidence, where in tests:
+            bad, n = clipped(allowed, part, waiting)
+            if n < spec.min_samples or bad < min_bad or n == 0:
+                continue
+            bound = lower_bound(bad, n, z)
+            if bound > allowed:
+                return (
+                    f"{what} {_percent(bad / n)} (Wilson lower bound {_percent(bound)} at "
+                    f"{_percent(confidence)}) > {_percent(allowed)} over {n} samples{where}"
+                )
+        return None
+
+    def _latency(self, stats: WindowStats, warming_up: bool) -> _Condition:
         spec = self.spec
         above = _above(spec)
         which = _LATENCIES[spec.metric]
         value = stats.latency(which)
-        n = stats.latency_count
-        if value is None or n < spec.min_samples:
-            return (
-                Verdict.UNKNOWN,
-                value,
-                above,
-                f"{n} latencies in the window, {spec.min_samples} needed",
-            )
-        if value > above:
+        if above not in stats.thresholds:
+            # The controller builds every window with its gates' thresholds; without one the
+            # exact counts do not exist, and a guess could breach falsely.
+            return Verdict.UNKNOWN, value, above, f"the window does not count latencies > {above}"
+        i = stats.thresholds.index(above)
+        seen, slow = stats.seen[i], stats.slow[i]
+        if seen == 0:
+            return Verdict.UNKNOWN, value, above, "no latencies in the window"
+        if warming_up:
+            # A cold cache or a JIT is slow on purpose: only hard down is judged meanwhile.
+            return Verdict.UNKNOWN, value, above, "warming up: only hard down is judged"
+        share = _QUANTILE_SHARE.get(spec.metric)
+        run, span = stats.slow_run[i], stats.slow_run_span[i]
+        if (
+            share is not None
+            and spec.consecutive_failures
+            and run >= scan_run(share, seen, spec.consecutive_failures)
+            and span >= HARD_DOWN_SPAN
+        ):
             return (
                 Verdict.BREACHED,
                 value,
                 above,
-                f"latency {which} {_seconds(value)} > {_seconds(above)} over {n} samples",
+                f"nearly every request is slow: {run} in a row above {_seconds(above)} over "
+                f"{_seconds(span)}; {slow} of {seen} latencies above it",
             )
+        if seen < spec.min_samples:
+            return (
+                Verdict.UNKNOWN,
+                value,
+                above,
+                f"{seen} latencies in the window, {spec.min_samples} needed",
+            )
+        if spec.metric is GateMetric.LATENCY_MAX:
+            if slow:
+                return Verdict.BREACHED, value, above, f"{slow} latencies > {_seconds(above)}"
+            return Verdict.OK, value, above, f"no latency > {_seconds(above)} over {seen}"
+        if spec.metric is GateMetric.LATENCY_MEAN:
+            return self._mean(stats, above)
+        assert share is not None  # noqa: S101 - p50, p95, p99 all have one
+        found = self._share_test(
+            f"share of latencies > {_seconds(above)}",
+            share,
+            (stats.latencies_by_second, stats.slow_by_second[i]),
+            seen - stats.latency_count,  # probes still waiting past the threshold
+            spec.min_slow,
+        )
+        shown = f"latency {which} {_seconds(value)}" if value is not None else f"latency {which}"
+        if found is not None:
+            return Verdict.BREACHED, value, above, f"{shown}: {found} (allowed by {which})"
         return (
             Verdict.OK,
             value,
             above,
-            f"latency {which} {_seconds(value)} <= {_seconds(above)} over {n} samples",
+            f"{shown}: {slow} of {seen} latencies > {_seconds(above)}, not convincingly more "
+            f"than the {_percent(share)} {which} allows",
         )
 
-    def _unhealthy(self, stats: WindowStats) -> tuple[Verdict, float | None, float | None, str]:
+    def _mean(self, stats: WindowStats, above: float) -> _Condition:
+        mean, sd, n = stats.mean, stats.latency_sd, stats.latency_count
+        if mean is None or sd is None or n < self.spec.min_samples:
+            return Verdict.UNKNOWN, mean, above, f"{n} latencies in the window"
+        bound = mean - self._z * sd / math.sqrt(n)
+        numbers = (
+            f"latency mean {_seconds(mean)} (lower bound {_seconds(max(bound, 0.0))} at "
+            f"{_percent(self.spec.confidence)}) over {n} samples"
+        )
+        if bound > above:
+            return Verdict.BREACHED, mean, above, f"{numbers} > {_seconds(above)}"
+        return Verdict.OK, mean, above, f"{numbers}, not convincingly > {_seconds(above)}"
+
+    def _unhealthy(self, stats: WindowStats) -> _Condition:
         # A health check is a state, not a rate: the newest sample decides, so min_samples and
         # the statistics do not apply. `for_` is how an operator asks for patience.
         if stats.last_ok is None:
@@ -308,7 +408,7 @@ class Gate:
             return Verdict.OK, 0.0, None, "healthy"
         return Verdict.BREACHED, 1.0, None, f"unhealthy ({run} failed checks in a row)"
 
-    def _value(self, stats: WindowStats) -> tuple[Verdict, float | None, float | None, str]:
+    def _value(self, stats: WindowStats) -> _Condition:
         spec = self.spec
         value = stats.last_value
         if value is None:
@@ -324,23 +424,6 @@ class Gate:
         )
         threshold = spec.above if spec.above is not None else spec.below
         return Verdict.OK, value, threshold, f"value {value:g} {limits}"
-
-
-def _hard_down_run(spec: GateSpec, n: int) -> int:
-    """The shortest failure run that counts as hard down in a window of ``n`` samples.
-
-    A run of k failures starts at any of about n points; at the threshold rate each such run
-    has probability ``above ** k``. Requiring ``above ** k * n <= HARD_DOWN_ALPHA`` keeps
-    busy windows from mistaking background errors for an outage; small windows get the
-    configured ``consecutive_failures``.
-    """
-    above = _above(spec)
-    if above <= 0.0:
-        return spec.consecutive_failures
-    if above >= 1.0:
-        return n + 1  # a run can never show a ratio above 100 %
-    scan = math.ceil(math.log(HARD_DOWN_ALPHA / n) / math.log(above))
-    return max(spec.consecutive_failures, scan)
 
 
 def _above(spec: GateSpec) -> float:

@@ -82,6 +82,12 @@ class TickDecision:
         return self.event is None and self.freeze is None and self.start is None
 
 
+def warming_up(state: TargetState, now: float, baking_since: float, warmup: float) -> bool:
+    """A new release's first ``warmup`` seconds: its samples are shown, but only hard down
+    (failures spanning 1.5 s) and health states judge them; afterwards they are dropped."""
+    return warmup > 0.0 and state is TargetState.BAKING and now - baking_since < warmup
+
+
 def on_tick(facts: TickFacts, timing: Timing) -> TickDecision:
     """The decision of one evaluation tick (see the module docstring)."""
     if facts.absent_since is not None and facts.now - facts.absent_since < timing.absent_grace:

@@ -38,7 +38,10 @@ Quantiles follow the nearest-rank definition: the q-quantile of n values is the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+
+from watchdogd.core.exceedance import Exceedances
+from watchdogd.core.window_stats import WindowStats
 
 __all__ = ["MAX_LATENCY", "MIN_LATENCY", "Window", "WindowStats"]
 
@@ -52,38 +55,8 @@ MAX_LATENCY = 1e5
 # (0.95 * 100 is not 95 in binary floating point).
 _PERCENTS = (50, 95, 99)
 
-
-@dataclass(frozen=True, slots=True)
-class WindowStats:
-    """A snapshot of one window at one ``now``. Latencies are in seconds."""
-
-    count: int
-    errors: int
-    error_ratio: float | None
-    latency_count: int
-    p50: float | None
-    p95: float | None
-    p99: float | None
-    mean: float | None
-    max: float | None
-    consecutive_failures: int
-    last_ok: bool | None
-    last_sample_at: float | None
-    last_value: float | None
-
-    def latency(self, which: str) -> float | None:
-        """Return the latency statistic named ``which``: p50, p95, p99, mean or max."""
-        if which == "p50":
-            return self.p50
-        if which == "p95":
-            return self.p95
-        if which == "p99":
-            return self.p99
-        if which == "mean":
-            return self.mean
-        if which == "max":
-            return self.max
-        raise ValueError(f"unknown latency statistic {which!r}")
+RECENT = 60
+"""Seconds (one-second buckets) of the short window that share tests also run on (``gates``)."""
 
 
 class Window:
@@ -93,6 +66,7 @@ class Window:
         "_bins",
         "_count",
         "_errors",
+        "_exceed",
         "_gamma",
         "_head",
         "_inv_log_gamma",
@@ -105,17 +79,24 @@ class Window:
         "_last_value_bucket",
         "_lat_count",
         "_lat_max",
+        "_lat_sq",
         "_lat_sum",
         "_max_index",
         "_merged",
         "_n",
         "_run",
+        "_run_last",
+        "_run_start",
         "_width",
         "_zero_index",
     )
 
     def __init__(
-        self, span: float = 300.0, bucket: float = 1.0, relative_accuracy: float = 0.01
+        self,
+        span: float = 300.0,
+        bucket: float = 1.0,
+        relative_accuracy: float = 0.01,
+        thresholds: Iterable[float] = (),
     ) -> None:
         if not bucket > 0.0:
             raise ValueError(f"bucket must be positive, got {bucket!r}")
@@ -126,6 +107,7 @@ class Window:
             raise ValueError(f"span {span!r} is not a whole number of {bucket!r} s buckets")
         self._n = n
         self._width = bucket
+        self._exceed = Exceedances(thresholds, n)
         self._gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
         self._inv_log_gamma = 1.0 / math.log(self._gamma)
         # Every value above MIN_LATENCY maps to an index >= ceil(log(MIN_LATENCY) / log(gamma)),
@@ -139,6 +121,7 @@ class Window:
         self._errors = [0] * n
         self._lat_count = [0] * n
         self._lat_sum = [0.0] * n
+        self._lat_sq = [0.0] * n
         self._lat_max = [0.0] * n  # latencies are >= 0, so 0.0 doubles as "empty"
         self._bins: list[dict[int, int]] = [{} for _ in range(n)]
         self._merged: dict[int, int] = {}  # sum of all live buckets' bins
@@ -148,6 +131,8 @@ class Window:
         self._last_ok_at = -math.inf
         self._last_ok_bucket = 0
         self._run = 0  # trailing run of failed samples
+        self._run_start = 0.0  # when its first and newest failure happened
+        self._run_last = 0.0
         self._last_value: float | None = None
         self._last_value_at = -math.inf
         self._last_value_bucket = 0
@@ -182,13 +167,22 @@ class Window:
         elif number <= head - self._n:
             return  # older than the window
         slot = number % self._n
+        latest = now >= self._last_ok_at
         if latency is not None:  # first: it validates, and a bad latency must change nothing
             self._record_latency(slot, latency, count)
+            if self._exceed.thresholds:
+                self._exceed.add(slot, now, latency, count, latest)
         self._count[slot] += count
         if not ok:
             self._errors[slot] += count
-        if now >= self._last_ok_at:
-            self._run = 0 if ok else self._run + count
+        if latest:
+            if ok:
+                self._run = 0
+            else:
+                if not self._run:
+                    self._run_start = now
+                self._run += count
+                self._run_last = now
             self._last_ok = ok
             self._last_ok_at = now
             self._last_ok_bucket = number
@@ -215,14 +209,25 @@ class Window:
         # An empty delta still proves the source is alive.
         self._last_sample_at = max(self._last_sample_at, now)
 
-    def add_latency(self, now: float, latency: float, count: int = 1) -> None:
-        """Record ``count`` latencies without outcomes (histogram deltas from a scrape)."""
+    def add_latency(
+        self, now: float, latency: float, count: int = 1, *, above: bool = False
+    ) -> None:
+        """Record ``count`` latencies without outcomes (histogram deltas from a scrape).
+
+        With ``above``, each is known only to be *above* ``latency`` (the lower bound of its
+        histogram bucket): it is recorded at that bound, never higher than what is known.
+        """
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count!r}")
         number = self._bucket(now)
         if number is None:
             return
-        self._record_latency(number % self._n, latency, count)
+        slot = number % self._n
+        self._record_latency(slot, latency, count)
+        if above:
+            self._exceed.add_above(slot, latency, count)
+        elif self._exceed.thresholds:
+            self._exceed.add(slot, now, latency, count, latest=False)
         self._last_sample_at = max(self._last_sample_at, now)
 
     def add_value(self, now: float, value: float) -> None:
@@ -262,6 +267,7 @@ class Window:
         merged[key] = merged.get(key, 0) + count
         self._lat_count[slot] += count
         self._lat_sum[slot] += latency * count
+        self._lat_sq[slot] += latency * latency * count
         if latency > self._lat_max[slot]:  # noqa: PLR1730  likewise, on the per-request path
             self._lat_max[slot] = latency
 
@@ -270,7 +276,13 @@ class Window:
         if now >= self._last_ok_at:
             # A success anywhere in the newest batch ends the run; its failures are then
             # of unknown order, so they do not start a new one.
-            self._run = 0 if succeeded else self._run + failed
+            if succeeded:
+                self._run = 0
+            else:
+                if not self._run:
+                    self._run_start = now
+                self._run += failed
+                self._run_last = now
             self._last_ok = succeeded
             self._last_ok_at = now
             self._last_ok_bucket = number
@@ -304,7 +316,9 @@ class Window:
         self._errors[slot] = 0
         self._lat_count[slot] = 0
         self._lat_sum[slot] = 0.0
+        self._lat_sq[slot] = 0.0
         self._lat_max[slot] = 0.0
+        self._exceed.clear(slot)
 
     def _clear_all(self) -> None:
         n = self._n
@@ -312,31 +326,48 @@ class Window:
         self._errors = [0] * n
         self._lat_count = [0] * n
         self._lat_sum = [0.0] * n
+        self._lat_sq = [0.0] * n
         self._lat_max = [0.0] * n
+        self._exceed.clear_all()
         for bins in self._bins:
             bins.clear()
         self._merged.clear()
 
     # -- read -----------------------------------------------------------------------------
 
-    def stats(self, now: float) -> WindowStats:
-        """Summarise the live buckets at ``now``; buckets older than the span are expired."""
+    def stats(self, now: float, in_flight: Sequence[float] = ()) -> WindowStats:
+        """Summarise the live buckets at ``now``; buckets older than the span are expired.
+
+        ``in_flight`` holds the start times of probes still waiting for an answer: one waiting
+        longer than a threshold is already a sample above it ("at least that slow").
+        """
         number = math.floor(now / self._width)
         if self._head is not None and number > self._head:
             self._advance(number)
         # The oldest live bucket; anything "latest" that is older has left the window.
-        oldest = (self._head if self._head is not None else number) - self._n + 1
+        head = self._head if self._head is not None else number
+        oldest = head - self._n + 1
 
         count = sum(self._count)
         errors = sum(self._errors)
         latency_count = sum(self._lat_count)
-        p50 = p95 = p99 = mean = maximum = None
+        p50 = p95 = p99 = mean = maximum = latency_sd = None
         if latency_count:
             maximum = max(self._lat_max)
             p50, p95, p99 = self._percentiles(latency_count, maximum)
             mean = sum(self._lat_sum) / latency_count
+            variance = sum(self._lat_sq) / latency_count - mean * mean
+            latency_sd = math.sqrt(max(0.0, variance) * latency_count / max(1, latency_count - 1))
 
         ok_live = self._last_ok is not None and self._last_ok_bucket >= oldest
+        oldest_slot = (head + 1) % self._n
+
+        def turned(column: list[int]) -> tuple[int, ...]:
+            return tuple(column[oldest_slot:] + column[:oldest_slot])  # oldest first
+
+        exceed = self._exceed
+        slow = exceed.summary(now, in_flight, latency_count, oldest * self._width, oldest_slot)
+        run_live = ok_live and self._run > 0
         value_live = self._last_value is not None and self._last_value_bucket >= oldest
         return WindowStats(
             count=count,
@@ -352,6 +383,18 @@ class Window:
             last_ok=self._last_ok if ok_live else None,
             last_sample_at=self._last_sample_at if self._last_sample_at > -math.inf else None,
             last_value=self._last_value if value_live else None,
+            run_started_at=self._run_start if run_live else None,
+            run_last_at=self._run_last if run_live else None,
+            counts_by_second=turned(self._count),
+            errors_by_second=turned(self._errors),
+            latencies_by_second=turned(self._lat_count),
+            slow_by_second=slow.by_second,
+            latency_sd=latency_sd,
+            thresholds=exceed.thresholds,
+            slow=slow.slow,
+            seen=slow.seen,
+            slow_run=slow.runs,
+            slow_run_span=slow.spans,
         )
 
     def _percentiles(self, total: int, maximum: float) -> tuple[float, float, float]:

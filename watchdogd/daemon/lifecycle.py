@@ -160,6 +160,8 @@ class Daemon:
         # incident whose rollback worked (found by benchmarks/bench_mttr.py).
         self.supervisor.stop("tick")
         self.supervisor.stop("releases")
+        for controller in self.controllers.values():
+            controller.prompt.deciding = False
         deadline = self.config.server.shutdown_timeout
         running = [
             c.playbook_task for c in self.controllers.values() if c.playbook_task is not None

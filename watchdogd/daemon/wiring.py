@@ -15,12 +15,12 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
 
-from watchdogd.config.schema import Config, TargetConfig
+from watchdogd.config.schema import Config, TargetConfig, TargetKind
 from watchdogd.config.steps import Step
 from watchdogd.daemon.supervisor import Supervisor
 from watchdogd.errors import StepFailed, StoreError
@@ -30,21 +30,27 @@ from watchdogd.playbook.notify import send
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
 from watchdogd.sources.auth_flow import AuthFlowProbe
-from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
 from watchdogd.sources.http import HttpProbe
 from watchdogd.sources.poller import Poller
 from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.sources.promql import PromqlSource
 from watchdogd.sources.scrape import ScrapeSource
-from watchdogd.sources.swarm_tasks import SwarmTaskSource
 from watchdogd.store import Store
 from watchdogd.targets.factory import engine_factory, make_driver
-from watchdogd.targets.swarm import SwarmDriver
 from watchdogd.watch.controller import TargetController
 from watchdogd.watch.evidence import RestoreEvidence
 from watchdogd.watch.mirror import StateMirror
 from watchdogd.watch.recorder import CheckRecorder
-from watchdogd.watch.swarm_state import SwarmStateMirror
+
+if TYPE_CHECKING:
+    from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
+    from watchdogd.targets.base import TargetDriver
+    from watchdogd.targets.swarm import SwarmDriver
+    from watchdogd.watch.swarm_state import SwarmStateMirror
+
+# Docker and Swarm sources are imported when a target needs them (see _swarm_driver,
+# _start_target_sources, _docker_watcher): they bring the Docker SDK, about 18 MB and 100 ms
+# at start that a daemon of release directories and HTTP checks never uses.
 
 log = structlog.get_logger(__name__)
 
@@ -92,11 +98,12 @@ class Wiring:
         self, target: TargetConfig, keep: dict[str, CheckRecorder] | None = None
     ) -> TargetController:
         driver = make_driver(target, self._engine)
-        mirror = (
-            SwarmStateMirror(target.name, driver, self._store)
-            if isinstance(driver, SwarmDriver)
-            else None
-        )
+        swarm_driver = _swarm_driver(target, driver)
+        mirror: SwarmStateMirror | None = None
+        if swarm_driver is not None:
+            from watchdogd.watch.swarm_state import SwarmStateMirror  # noqa: PLC0415
+
+            mirror = SwarmStateMirror(target.name, swarm_driver, self._store)
         evidence = RestoreEvidence(driver)
         runner = PlaybookRunner(
             self._store,
@@ -176,9 +183,12 @@ class Wiring:
         for check in target.checks:
             recorder = controller.recorders[check.name]
             task = f"source:{target.name}:{check.name}"
-            if check.type == "container_health" and isinstance(controller.driver, SwarmDriver):
+            swarm_driver = _swarm_driver(target, controller.driver)
+            if check.type == "container_health" and swarm_driver is not None:
+                from watchdogd.sources.swarm_tasks import SwarmTaskSource  # noqa: PLC0415
+
                 swarm = SwarmTaskSource(
-                    controller.driver,
+                    swarm_driver,
                     recorder,
                     check.interval,
                     on_change=partial(_observe_now, controller),
@@ -186,15 +196,22 @@ class Wiring:
                 self._supervisor.start(task, swarm.run)
                 continue
             if check.type == "container_health":
+                from watchdogd.sources.docker_health import ContainerSelector  # noqa: PLC0415
+
                 selector = ContainerSelector.for_target(target)
                 if selector is not None:
                     self._docker_watcher().subscribe(selector, recorder)
                     self._subscriptions[task] = (selector, recorder)
                 continue
             source = SOURCES[check.type](check, recorder, self._client, secrets=self.config.secrets)
+            if isinstance(source, ScrapeSource):
+                # Checked once against the histogram's buckets at the first scrape.
+                source.latency_thresholds = target.latency_thresholds(check.name)
             self._supervisor.start(task, source.run)
 
     def _docker_watcher(self) -> DockerHealthWatcher:
+        from watchdogd.sources.docker_health import DockerHealthWatcher  # noqa: PLC0415
+
         if self._watcher is None:
             self._watcher = DockerHealthWatcher(self.config.docker, on_change=self._changed)
             self._supervisor.start("docker-events", self._watcher.run)
@@ -202,6 +219,8 @@ class Wiring:
 
     def _changed(self, key: str) -> None:
         """A watched container was created, started or removed: look for a new release now."""
+        from watchdogd.sources.docker_health import ContainerSelector  # noqa: PLC0415
+
         for controller in self.controllers.values():
             selector = ContainerSelector.for_target(controller.config)
             if selector is not None and selector.key == key:
@@ -261,6 +280,8 @@ class Wiring:
             "name": controller.name,
             "kind": str(controller.config.kind),
             "state": view.state,
+            # A new release in its `warmup`: samples shown, only the fast paths judge them.
+            "warming_up": controller.warming_up(now),
             "since": round(time.time() - (now - controller.machine.since), 3),
             "current_release": public_release(controller.current),
             "known_good_release": public_release(known_good.release) if known_good else None,
@@ -332,6 +353,15 @@ def _before_step(mirror: StateMirror | None, pause: BeforeStep | None) -> Before
         await pause(index, step)
 
     return both
+
+
+def _swarm_driver(target: TargetConfig, driver: TargetDriver) -> SwarmDriver | None:
+    """``driver`` as a SwarmDriver for a swarm target, else None (imported only for one)."""
+    if target.kind is not TargetKind.SWARM:
+        return None
+    from watchdogd.targets.swarm import SwarmDriver  # noqa: PLC0415
+
+    return driver if isinstance(driver, SwarmDriver) else None
 
 
 def _kind_changed(before: TargetConfig, after: TargetConfig) -> bool:

@@ -23,8 +23,9 @@ Choices:
   [302]`` to accept a redirect.
 * Cookies set by one step are sent by the later steps of the same run, and forgotten after the
   run: the shared session keeps no cookies (see ``client``), so each run logs in afresh.
-* As for the HTTP probe, a refused connection or failed DNS lookup on the target's own URL is a
-  failure of the target, not ``unknown``; such a run reports no latency.
+* As for the HTTP probe, a refused connection on the target's own URL is a failure of the
+  target (such a run reports no latency); a failed DNS lookup, an unreachable network or
+  watchdogd's own resource limits are ``unknown`` (the table is in ``outcome``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from watchdogd.config.schema import AuthFlowCheck, AuthStep
 from watchdogd.errors import ProbeFailed
 from watchdogd.redact import describe_error, redact
 from watchdogd.sources.http import MAX_BODY, read_capped
+from watchdogd.sources.outcome import path_fault
 from watchdogd.sources.poller import Poller
 from watchdogd.sources.schedule import StateChangeLog
 
@@ -50,6 +52,8 @@ MISSING = object()
 class AuthFlowProbe(Poller[AuthFlowCheck]):
     """One ``type: auth_flow`` check. ``run`` runs the flow every ``interval``; ``probe_once``
     runs it now."""
+
+    overlapping = True
 
     def _prepare(self) -> None:
         check = self.check
@@ -63,8 +67,10 @@ class AuthFlowProbe(Poller[AuthFlowCheck]):
         ok, latency, reason = True, None, ""
         # One slot of the in-flight limit for the whole flow: queueing between two steps would
         # otherwise count as the target's latency.
+        unknown: str | None = None
         async with self._client.in_flight:
             started = self._clock()
+            token = self._sink.probe_started(started)
             try:
                 async with asyncio.timeout(self.check.timeout):
                     for step in self.check.steps:
@@ -75,19 +81,27 @@ class AuthFlowProbe(Poller[AuthFlowCheck]):
             except TimeoutError:
                 ok, latency = False, self._clock() - started
                 reason = f"timeout (the flow took over {self.check.timeout:g}s)"
-            except aiohttp.ClientConnectorError as err:
+            except (aiohttp.ClientError, OSError) as err:
+                # DNS, an unreachable network, watchdogd's own limits: the path's fault.
+                unknown = path_fault(err)
                 ok, reason = False, describe_error(err)
-            except aiohttp.ClientError as err:
-                ok, latency, reason = False, self._clock() - started, describe_error(err)
+                if not isinstance(err, aiohttp.ClientConnectorError):
+                    latency = self._clock() - started
+        if unknown is not None:
+            reason = redact(f"step {step.name!r}: {unknown}", self._secrets)
+            self._sink.unknown(self._clock(), reason, token)
+            self._log.failing(reason)
+            return
         detail = ""
         if not ok:
             hidden = self._secrets | set(values.values()) | set(cookies.values())
             detail = redact(f"step {step.name!r}: {reason}", hidden)
-        self._sink.probe(self._clock(), ok, latency, detail)
+        self._sink.probe(self._clock(), ok, latency, detail, token)
         if ok:
             self._log.ok()
         else:
             self._log.failing(detail)
+            self._look_again()
 
     async def _run_step(
         self, step: AuthStep, values: dict[str, str], cookies: dict[str, str]

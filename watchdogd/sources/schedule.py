@@ -8,8 +8,10 @@ Scheduling rules this module keeps:
 2. Then the schedule is fixed-rate: run ``k`` is due at ``start + k * interval``, whatever the
    work took. ``sleep(interval)`` after the work would drift by the work's duration every
    round, and a thousand drifting checks slowly bunch up.
-3. A run never overlaps the previous run of the same check. When the work overruns its slot
-   (a timeout longer than the interval), the missed ticks are skipped, not replayed in a burst.
+3. Runs of one check overlap at most ``overlap`` at a time (1 for sources whose runs must be
+   in order, such as a scrape's counter deltas). A slow run then does not delay the next one,
+   so a release that answers in 3 s is still probed every second; when ``overlap`` runs are
+   still going, the tick is skipped, not replayed later in a burst.
 
 ``run_every`` hands the work its *due* time, so a caller can measure its own scheduling jitter
 (``clock() - due``); the benchmark does exactly that.
@@ -69,8 +71,10 @@ async def run_every(
     sleep: Sleep = asyncio.sleep,
     offset: float | None = None,
     rng: random.Random | None = None,
+    overlap: int = 1,
 ) -> NoReturn:
-    """Call ``await work(due)`` on a jittered fixed-rate schedule until cancelled.
+    """Call ``await work(due)`` on a jittered fixed-rate schedule until cancelled, with at most
+    ``overlap`` calls running at a time (module docstring).
 
     An exception escaping ``work`` is a bug in a source, not a property of the target: it is
     logged (once, until a run succeeds again) and the schedule goes on, so one broken check
@@ -78,17 +82,37 @@ async def run_every(
     """
     schedule = FixedRateSchedule(interval, now=clock(), offset=offset, rng=rng)
     crashes = StateChangeLog("source_crashed", "source_works_again", check=name)
-    while True:
-        delay = schedule.due - clock()
-        if delay > 0:
-            await sleep(delay)
-        try:
-            await work(schedule.due)
-        except Exception as err:  # the poller must survive: see the docstring
-            crashes.failing(f"{type(err).__name__}: {err}", exc_info=True)
-        else:
-            crashes.ok()
-        schedule.advance(clock())
+    running: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            delay = schedule.due - clock()
+            if delay > 0:
+                await sleep(delay)
+            if overlap <= 1:
+                await _guarded(work, schedule.due, crashes)
+            else:
+                running = {task for task in running if not task.done()}
+                if len(running) < overlap:
+                    running.add(
+                        asyncio.create_task(
+                            _guarded(work, schedule.due, crashes), name=f"run:{name}"
+                        )
+                    )
+            schedule.advance(clock())
+    finally:
+        for task in running:
+            task.cancel()
+
+
+async def _guarded(
+    work: Callable[[float], Awaitable[None]], due: float, crashes: StateChangeLog
+) -> None:
+    try:
+        await work(due)
+    except Exception as err:  # the poller must survive: see run_every
+        crashes.failing(f"{type(err).__name__}: {err}", exc_info=True)
+    else:
+        crashes.ok()
 
 
 class StateChangeLog:

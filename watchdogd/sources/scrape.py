@@ -25,10 +25,15 @@ Counter rules, as in Prometheus' ``rate()``:
 * A series that vanishes keeps its last value, so one that comes back is not counted twice.
 
 Histogram buckets are cumulative: the observations in a bucket are its delta minus the delta of
-the bucket below. Each is reported at the bucket's *upper bound* (its ``le``). This never
-understates latency, and a gate whose threshold sits on a bucket boundary (``latency_p99 above
-0.5s`` with an ``le="0.5"`` bucket) decides exactly as the app's own histogram would. ``+Inf``
-observations are reported at the highest finite bound: "at least that slow".
+the bucket below. A histogram only says what its buckets say: an observation in the bucket
+``(lower, upper]`` is known to be *above* ``lower``, no more. So each is reported at its
+bucket's lower bound, marked ``above`` (``+Inf`` observations at the highest finite bound, the
+first bucket's at 0): every latency statistic of a scrape is a lower bound, and a latency gate
+counts an observation as slower than its threshold only when its bucket lies wholly above it.
+A threshold on a bucket boundary (``above: 2s`` with an ``le="2.0"`` bucket) decides exactly as
+the app's own histogram would; a threshold inside a bucket uses its lower bound, which cannot
+cause a false breach but may miss a slow release. The first scrape that shows the buckets warns
+when a gate's threshold is not one of them, naming the nearest boundaries.
 
 When ``/metrics`` cannot be fetched or parsed, the source reports ``unknown``, not a failure:
 an app that is down is caught by the http and container checks, so a scrape failure alone must
@@ -40,10 +45,11 @@ matches ``requests`` the data is unknown too (a typo, or an app that has served 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from watchdogd.config.schema import ScrapeCheck
@@ -53,6 +59,8 @@ from watchdogd.redact import describe_error, redact
 from watchdogd.sources.http import read_capped
 from watchdogd.sources.poller import Poller
 from watchdogd.sources.schedule import StateChangeLog
+
+log = structlog.get_logger(__name__)
 
 #: A /metrics page larger than this is cut off and fails to parse (reported as unknown).
 MAX_METRICS_BODY = 32 * 1024 * 1024
@@ -100,7 +108,8 @@ class ScrapeResult:
 
     requests: int
     errors: int
-    latencies: tuple[tuple[float, int], ...]  # (bucket upper bound, observations)
+    latencies: tuple[tuple[float, int], ...]  # (bucket lower bound, observations above it)
+    bounds: tuple[float, ...] = ()  # the histogram's finite bucket boundaries
 
 
 class ScrapeSource(Poller[ScrapeCheck]):
@@ -120,6 +129,10 @@ class ScrapeSource(Poller[ScrapeCheck]):
             self.histogram = parsed.renamed(bucket)
         self._deltas = CounterDeltas()
         self._log = StateChangeLog("scrape_unavailable", "scrape_back", check=check.name)
+        #: The latency thresholds of this check's gates (set by the daemon's wiring), checked
+        #: once against the histogram's buckets.
+        self.latency_thresholds: tuple[float, ...] = ()
+        self._bounds_checked = False
 
     async def probe_once(self) -> None:
         """Scrape once and report the traffic since the previous scrape (or unknown)."""
@@ -131,10 +144,14 @@ class ScrapeSource(Poller[ScrapeCheck]):
         self._log.ok()
         if result is None:
             return
+        if result.bounds and not self._bounds_checked:
+            self._bounds_checked = True
+            for warning in threshold_warnings(result.bounds, self.latency_thresholds):
+                log.warning("latency_threshold_inside_bucket", detail=warning)
         now = self._clock()
         self._sink.counts(now, result.requests, result.errors)
         for seconds, count in result.latencies:
-            self._sink.latency(now, seconds, count)
+            self._sink.latency(now, seconds, count, above=True)
 
     def ingest(self, samples: Mapping[SeriesKey, float]) -> ScrapeResult | None:
         """Turn one parsed scrape into deltas; ``None`` for the baseline scrape. Raises
@@ -152,8 +169,8 @@ class ScrapeSource(Poller[ScrapeCheck]):
         # The app bumps its error and request counters one after the other, so a scrape in
         # between can see one more error than requests; the window needs errors <= requests.
         errors = min(errors, requests)
-        latencies = _bucket_counts(deltas, self.histogram) if self.histogram else ()
-        return ScrapeResult(requests, errors, latencies)
+        latencies, bounds = _bucket_counts(deltas, self.histogram) if self.histogram else ((), ())
+        return ScrapeResult(requests, errors, latencies, bounds)
 
     def _watches(self, key: SeriesKey) -> bool:
         name, labels = key[0], dict(key[1])
@@ -203,7 +220,8 @@ def _total(deltas: Mapping[SeriesKey, float], selector: Selector) -> int:
 
 def _bucket_counts(
     deltas: Mapping[SeriesKey, float], selector: Selector
-) -> tuple[tuple[float, int], ...]:
+) -> tuple[tuple[tuple[float, int], ...], tuple[float, ...]]:
+    """(lower bound, observations) per bucket that grew, and the finite boundaries."""
     cumulative: dict[float, float] = {}
     for (name, labels), delta in deltas.items():
         as_dict = dict(labels)
@@ -220,9 +238,10 @@ def _bucket_counts(
         cumulative[bound] = cumulative.get(bound, 0.0) + delta
     finite = sorted(b for b in cumulative if math.isfinite(b))
     if not finite:
-        return ()
+        return (), ()
     counts: list[tuple[float, int]] = []
     below = 0.0
+    lower = 0.0  # the first bucket is (0, le]
     for bound in [*finite, math.inf]:
         if bound not in cumulative:
             continue
@@ -230,5 +249,24 @@ def _bucket_counts(
         observed = round(max(0.0, cumulative[bound] - below))
         below = max(below, cumulative[bound])
         if observed > 0:
-            counts.append((bound if math.isfinite(bound) else finite[-1], observed))
-    return tuple(counts)
+            counts.append((lower, observed))
+        if math.isfinite(bound):
+            lower = bound
+    return tuple(counts), tuple(finite)
+
+
+def threshold_warnings(bounds: Sequence[float], thresholds: Sequence[float]) -> list[str]:
+    """One sentence per threshold that is not a bucket boundary, naming the nearest ones."""
+    warnings = []
+    for threshold in thresholds:
+        if any(math.isclose(threshold, b, rel_tol=1e-9) for b in bounds):
+            continue
+        lower = max((b for b in bounds if b < threshold), default=0.0)
+        upper = min((b for b in bounds if b > threshold), default=math.inf)
+        warnings.append(
+            f"latency threshold {threshold:g}s falls inside the histogram bucket "
+            f"({lower:g}s, {upper:g}s]: requests in it count as {lower:g}s, so the gate cannot "
+            f"breach falsely but may miss a slow release; use le={lower:g} or le={upper:g} as "
+            "the threshold, or add a bucket boundary at it"
+        )
+    return warnings

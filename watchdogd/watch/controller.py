@@ -25,9 +25,10 @@ from watchdogd.playbook.runner import PlaybookRunner
 from watchdogd.store import Store
 from watchdogd.store.records import ReleaseState
 from watchdogd.targets.base import TargetDriver
-from watchdogd.watch.evidence import RestoreEvidence
+from watchdogd.watch.evidence import RestoreEvidence, seen_by_every_gate
 from watchdogd.watch.mirror import StateMirror
-from watchdogd.watch.recorder import CheckRecorder
+from watchdogd.watch.prompt import EvaluationPrompt
+from watchdogd.watch.recorder import CheckRecorder, recorders_for
 from watchdogd.watch.records import TargetRecords
 from watchdogd.watch.seams import Clock, Notify, RollbackMetrics, tell_nobody
 from watchdogd.watch.views import TargetView, gate_numbers, target_view
@@ -77,6 +78,9 @@ class TargetController:
         self.incident_id: str | None = None
         self.last_refusal: str | None = None
         self._results: list[GateResult] = []
+        self._tick_lock = asyncio.Lock()
+        self.prompt = EvaluationPrompt(self.tick, clock, config.name)  # recorders call it
+        self._warming = False
         self.apply_config(config, defaults, recorders or {})
         self.records.refresh()
 
@@ -89,12 +93,7 @@ class TargetController:
         with their windows; every other check starts empty."""
         self.config = config
         self.settings: TargetSettings = resolve(config, defaults)
-        span = self.settings.window
-        self.recorders = {
-            check.name: keep.get(check.name)
-            or CheckRecorder(self.name, check.name, check.type, span)
-            for check in config.checks
-        }
+        self.recorders = recorders_for(config, self.settings.window, keep, self.prompt)
         self.gates = [Gate(g.spec()) for g in config.gates]
         self._gate_checks = [g.check for g in config.gates]
         self.evidence.use(self.recorders, self._gate_checks)
@@ -109,10 +108,26 @@ class TargetController:
     # --- the evaluation tick ---------------------------------------------------------------
 
     async def tick(self, now: float) -> None:
-        """Evaluate every gate and act on the policy's decision. Called once a second."""
+        """Evaluate every gate and act on the policy's decision: once a second, and as soon as
+        a sample may breach a gate (``watch.prompt``); never two evaluations at a time."""
+        async with self._tick_lock:
+            await self._evaluate(now)
+
+    def warming_up(self, now: float) -> bool:
+        return policy.warming_up(self.machine.state, now, self._baking_since, self.settings.warmup)
+
+    async def _evaluate(self, now: float) -> None:
+        warming_up = self.warming_up(now)
+        if self._warming and not warming_up and self.machine.state is TargetState.BAKING:
+            # The warm-up's samples were shown, not judged: they must not count afterwards.
+            self._reset_windows()
+        self._warming = warming_up
         self._results = [
             gate.evaluate(
-                self.recorders[check].stats(now), now, source_up=self.recorders[check].source_up
+                self.recorders[check].stats(now),
+                now,
+                source_up=self.recorders[check].source_up,
+                warming_up=warming_up,
             )
             for gate, check in zip(self.gates, self._gate_checks, strict=True)
         ]
@@ -121,7 +136,8 @@ class TargetController:
                 now=now,
                 state=self.machine.state,
                 results=self._results,
-                has_evidence=self._has_evidence(),
+                has_evidence=self.current is not None
+                and seen_by_every_gate(self.recorders, self._gate_checks),
                 baking_since=self._baking_since,
                 rolled_back_at=self._rolled_back_at,
                 absent_since=self._absent_since,
@@ -141,13 +157,6 @@ class TargetController:
             first = decision.start
             trigger = Trigger("gate", first.gate, first.reason, gate_numbers(first))
             await self._start(trigger, TriggerKind.GATE, now)
-
-    def _has_evidence(self) -> bool:
-        """A release earns known-good only once every gated check has seen it at least once:
-        a bake that passes on no data would bless a release that never answered."""
-        if self.current is None:
-            return False
-        return all(self.recorders[check].samples_since_reset > 0 for check in self._gate_checks)
 
     async def _bake_passed(self, now: float) -> bool:
         assert self.current is not None  # noqa: S101 - the policy asks for evidence first
@@ -331,10 +340,7 @@ class TargetController:
         for event in end.events:
             self._transition(event, now)
         if end.frozen:
-            message = (
-                f"incident {plan.incident_id} failed; frozen, no further automatic rollback "
-                "until an operator unfreezes"
-            )
+            message = f"incident {plan.incident_id} failed; frozen until an operator unfreezes"
             self.records.audit("frozen", message, {"incident": plan.incident_id})
             await self._notify(self.name, message)
         self.incident_id = None
@@ -369,13 +375,8 @@ class TargetController:
         before = self.machine.state
         self.machine.handle(event, now)
         if self.machine.state is not before:
-            log.info(
-                "target_state",
-                target=self.name,
-                state=str(self.machine.state),
-                before=str(before),
-                on=str(event),
-            )
+            state = str(self.machine.state)
+            log.info("target_state", target=self.name, state=state, before=before, on=event)
 
     @property
     def playbook_task(self) -> asyncio.Task[None] | None:

@@ -68,3 +68,9 @@ class RestoreEvidence:
         if any(count < min_samples for count, _ in verdicts):
             return None
         return True
+
+
+def seen_by_every_gate(recorders: Mapping[str, CheckRecorder], gated: Sequence[str]) -> bool:
+    """A release earns known-good only once every gated check has seen it at least once: a
+    bake that passes on no data would bless a release that never answered."""
+    return all(recorders[check].samples_since_reset > 0 for check in gated)

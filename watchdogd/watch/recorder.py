@@ -6,12 +6,16 @@ see its target at all. It logs when that changes, never per sample.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import math
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
 
+from watchdogd.config.schema import TargetConfig
 from watchdogd.core.window import Window, WindowStats
 from watchdogd.watch.tally import ProbeTally
 
@@ -61,11 +65,28 @@ class CheckView:
 class CheckRecorder:
     """Implements ``sources.base.SampleSink`` for one (target, check)."""
 
-    def __init__(self, target: str, check: str, check_type: str, window_span: float) -> None:
+    def __init__(
+        self,
+        target: str,
+        check: str,
+        check_type: str,
+        window_span: float,
+        *,
+        thresholds: Iterable[float] = (),
+    ) -> None:
         self.target = target
         self.check = check
         self.check_type = check_type
-        self.window = Window(span=window_span)
+        #: The latency thresholds of this check's gates: the window counts samples above each.
+        self.thresholds = tuple(sorted(set(thresholds)))
+        self.window = Window(span=window_span, thresholds=self.thresholds)
+        #: Probes sent and not yet answered: token -> start time (``probe_started``).
+        self.in_flight: dict[int, float] = {}
+        self._tokens = itertools.count()
+        #: Called when a sample may breach a gate (a failure, a latency above a threshold, a
+        #: probe still waiting past one): the controller evaluates then, not at its next tick,
+        #: so a verdict does not depend on the tick's phase.
+        self.on_evidence: Callable[[], None] | None = None
         self.source_up = True
         self.last_detail = ""
         self.samples_since_reset = 0
@@ -83,8 +104,37 @@ class CheckRecorder:
 
     # --- SampleSink ------------------------------------------------------------------------
 
-    def probe(self, now: float, ok: bool, latency: float | None, detail: str = "") -> None:
+    def probe_started(self, now: float) -> int:
+        """A probe was sent at ``now``; returns the token its :meth:`probe` passes back. While
+        it waits past a latency threshold it counts as "at least that slow" (``Window.stats``)."""
+        token = next(self._tokens)
+        self.in_flight[token] = now
+        if self.on_evidence is not None and self.thresholds:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # fed from outside an event loop (the simulation): it evaluates itself
+            else:
+                for threshold in self.thresholds:
+                    loop.call_at(loop.time() + threshold + 1e-3, self._waiting, token)
+        return token
+
+    def _waiting(self, token: int) -> None:
+        if token in self.in_flight and self.on_evidence is not None:
+            self._version += 1
+            self.on_evidence()
+
+    def probe(
+        self,
+        now: float,
+        ok: bool,
+        latency: float | None,
+        detail: str = "",
+        token: int | None = None,
+    ) -> None:
         self._up(now)
+        if token is not None:
+            self.in_flight.pop(token, None)
         self.window.add(now, ok, latency)
         self._version += 1
         self.samples_since_reset += 1
@@ -97,6 +147,9 @@ class CheckRecorder:
         if latency is not None:
             self.tally.observe(latency)
         self.last_detail = detail
+        slow = latency is not None and self.thresholds and latency > self.thresholds[0]
+        if (slow or not ok) and self.on_evidence is not None:
+            self.on_evidence()
 
     def counts(self, now: float, requests: int, errors: int) -> None:
         self._up(now)
@@ -105,10 +158,12 @@ class CheckRecorder:
         self.samples_since_reset += 1
         self._recent.append((now, None))
         self.tally.ok += 1
+        if errors and self.on_evidence is not None:
+            self.on_evidence()
 
-    def latency(self, now: float, seconds: float, count: int = 1) -> None:
+    def latency(self, now: float, seconds: float, count: int = 1, *, above: bool = False) -> None:
         self._up(now)
-        self.window.add_latency(now, seconds, count)
+        self.window.add_latency(now, seconds, count, above=above)
         self._version += 1
 
     def value(self, now: float, value: float) -> None:
@@ -119,7 +174,9 @@ class CheckRecorder:
         self._recent.append((now, None))
         self.tally.ok += 1
 
-    def unknown(self, now: float, reason: str) -> None:
+    def unknown(self, now: float, reason: str, token: int | None = None) -> None:
+        if token is not None:
+            self.in_flight.pop(token, None)
         self.tally.unknown += 1
         self.last_detail = reason
         if self.source_up:
@@ -135,7 +192,10 @@ class CheckRecorder:
 
     def reset(self, span: float | None = None) -> None:
         """Forget every sample: they belong to a release that no longer runs."""
-        self.window = Window(span=span if span is not None else self.window.span)
+        self.window = Window(
+            span=span if span is not None else self.window.span, thresholds=self.thresholds
+        )
+        self.in_flight.clear()
         self._version += 1
         self.samples_since_reset = 0
         self.successes_since_reset = 0
@@ -157,6 +217,9 @@ class CheckRecorder:
         API and ``/metrics`` all read it, and at 1000 targets each computation counts. The
         window's stats depend on ``now`` only through its one-second bucket."""
         bucket = math.floor(now)
+        if self.in_flight and self.thresholds:
+            # Waiting probes change the stats with ``now`` itself: no caching then.
+            return self.window.stats(now, tuple(self.in_flight.values()))
         cached = self._cached
         if cached is not None and cached[0] == bucket and cached[1] == self._version:
             return cached[2]
@@ -183,3 +246,23 @@ class CheckRecorder:
             stats=stats,
             tally=self.tally,
         )
+
+
+def recorders_for(
+    config: TargetConfig,
+    span: float,
+    keep: Mapping[str, CheckRecorder],
+    on_evidence: Callable[[], None],
+) -> dict[str, CheckRecorder]:
+    """A recorder per check of ``config``: one of ``keep`` where its check did not change and
+    its latency thresholds are the same (a window counts samples above its gates'
+    thresholds: new ones, new window), else a new one. Each prompts ``on_evidence``."""
+    recorders: dict[str, CheckRecorder] = {}
+    for check in config.checks:
+        thresholds = config.latency_thresholds(check.name)
+        kept = keep.get(check.name)
+        if kept is None or kept.thresholds != thresholds:
+            kept = CheckRecorder(config.name, check.name, check.type, span, thresholds=thresholds)
+        kept.on_evidence = on_evidence
+        recorders[check.name] = kept
+    return recorders
