@@ -22,7 +22,7 @@ log = structlog.get_logger(__name__)
 
 class EvaluationPrompt:
     def __init__(self, tick: Callable[[float], Awaitable[None]], clock: Clock, name: str) -> None:
-        self._tick = weakref.WeakMethod(tick)  # type: ignore[arg-type]
+        self._tick = weakref.WeakMethod(tick)
         self._clock = clock
         self._name = name
         #: False once the daemon stops making decisions (shutdown): no evaluation on evidence.
