@@ -22,7 +22,11 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing or wrong bearer token; nothing changed.",
         404: "No such target.",
         409: "Refused by a guard (playbook running, cooldown, rate limit, frozen).",
+        408: "Body not sent within server.body_timeout; nothing changed.",
         413: "Body over the size limit; nothing changed.",
+        415: "Compressed body (Content-Encoding other than identity); nothing changed.",
+        421: "Host header not an IP address, localhost, the listen host or in server.hosts.",
+        503: "The state store cannot record the delivery; nothing acted on.",
     }
     return {str(code): _json(_ERROR, text[code]) for code in codes}
 
@@ -97,7 +101,7 @@ OPENAPI: dict[str, Any] = {
                         _OBJECT, "Alerts recorded; matching firing alerts start playbooks."
                     )
                 }
-                | _errors(400, 401, 413),
+                | _errors(400, 401, 408, 413, 415, 503),
             }
         },
         "/api/v1/openapi.json": {
@@ -153,7 +157,7 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
                 "responses": {"202": _json(_OBJECT, "Playbook started.")}
-                | _errors(400, 401, 404, 409, 413),
+                | _errors(400, 401, 404, 408, 409, 413, 415),
             }
         },
         "/api/v1/targets/{name}/freeze": {
@@ -172,7 +176,8 @@ OPENAPI: dict[str, Any] = {
                         }
                     },
                 },
-                "responses": {"200": _json(_OBJECT, "Frozen.")} | _errors(400, 401, 404, 409, 413),
+                "responses": {"200": _json(_OBJECT, "Frozen.")}
+                | _errors(400, 401, 404, 408, 409, 413, 415),
             }
         },
         "/api/v1/targets/{name}/unfreeze": {
@@ -201,12 +206,13 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
                 "responses": {"200": _json(_OBJECT, "Quarantine cleared.")}
-                | _errors(400, 401, 404, 413),
+                | _errors(400, 401, 404, 408, 413, 415),
             }
         },
         "/api/v1/events": {
             "get": {
-                "summary": "The audit log, newest first, paged with `before`.",
+                "summary": "The audit log, newest first, paged with `before` (at most `limit` "
+                "events and about 1 MiB).",
                 "parameters": [
                     {
                         "name": "limit",
@@ -222,3 +228,8 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+# Every endpoint answers 421 to a Host it does not serve (a DNS-rebinding page's name).
+for _operations in OPENAPI["paths"].values():
+    for _operation in _operations.values():
+        _operation["responses"] |= _errors(421)

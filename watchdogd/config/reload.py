@@ -5,7 +5,8 @@ running):
 
 * ``listen``: the socket is bound once, before anything else starts;
 * ``state_dir``: the daemon holds its lock and its store open;
-* ``server.max_body``: the HTTP server's request size limit is fixed when it is built;
+* every ``server`` key but ``shutdown_timeout`` (``max_body``, ``header_timeout``,
+  ``body_timeout``, ``max_connections``, ``hosts``): the HTTP server is built with them once;
 * ``docker.host``, ``docker.timeout``: every driver and the event watcher hold one client.
 
 Take effect on reload: ``api_token`` / ``api_token_file`` (the old token is refused from then
@@ -16,11 +17,17 @@ on), ``log``, ``notify`` (the next playbook and notification use the new notifie
 
 from __future__ import annotations
 
-from watchdogd.config.schema import Config
+from watchdogd.config.schema import Config, ServerSettings
 
 __all__ = ["RESTART_ONLY", "restart_only_changes"]
 
-RESTART_ONLY = ("listen", "state_dir", "server.max_body", "docker.host", "docker.timeout")
+RESTART_ONLY = (
+    "listen",
+    "state_dir",
+    *(f"server.{key}" for key in ServerSettings.model_fields if key != "shutdown_timeout"),
+    "docker.host",
+    "docker.timeout",
+)
 
 
 def restart_only_changes(old: Config, new: Config) -> list[str]:

@@ -36,6 +36,12 @@ class LogSettings(Strict):
 class ServerSettings(Strict):
     max_body: ByteSize = 1024 * 1024
     shutdown_timeout: Duration = 30.0
+    #: From connect (or the previous response) to a request's complete headers.
+    header_timeout: Duration = 10.0
+    body_timeout: Duration = 30.0
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] = 256
+    #: Names the server answers to besides IP addresses, ``localhost`` and ``listen``'s host.
+    hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
 
 
 class Defaults(Strict):

@@ -31,8 +31,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from watchdogd.api.alertmanager import WebhookPayload, matches
-from watchdogd.api.server import build_app
+from watchdogd.api.alert_intake import AlertIntake, IntakeUnavailable
+from watchdogd.api.alertmanager import WebhookPayload
+from watchdogd.api.connections import CappedSite, connection_cap
+from watchdogd.api.server import build_app, make_runner
 from watchdogd.config import Config, load_config, summarize
 from watchdogd.config.reload import restart_only_changes
 from watchdogd.core.guards import TriggerKind
@@ -88,9 +90,14 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self.supervisor = Supervisor(self.metrics)
         self.token = read_token(config)
-        self.store = Store.in_state_dir(config.state_dir)
+        self.store = Store.in_state_dir(
+            config.state_dir, on_error=lambda _err: self.metrics.store_errors.inc()
+        )
         self.wiring = Wiring(
             config, store=self.store, metrics=self.metrics, supervisor=self.supervisor
+        )
+        self.alert_intake = AlertIntake(
+            self.store, self.metrics, lambda: list(self.controllers.values())
         )
         self._stop = asyncio.Event()
         self._signals = 0
@@ -120,6 +127,7 @@ class Daemon:
         # The address first: a daemon that cannot serve must not resume or decide anything.
         await self._bind()
         self.metrics.store_writable.set(1 if self.store.check_writable() else 0)
+        await asyncio.to_thread(self.store.check_integrity)  # /readyz says if damaged
         self.metrics.watch_targets(
             lambda: [c.view(time.monotonic(), recent=True) for c in self.controllers.values()]
         )
@@ -140,11 +148,19 @@ class Daemon:
         self.notifier.ready(self._status_line())
 
     async def _bind(self) -> None:
-        # The token is read per request, so a reload rotates it.
-        app = build_app(self, self.metrics, lambda: self.token, self.config.server.max_body)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        server = self.config.server
+        app = build_app(
+            self,
+            self.metrics,
+            lambda: self.token,  # read per request, so a reload rotates it
+            server.max_body,
+            server=server,
+            listen_host=self.config.listen_host,
+        )
+        self._runner = make_runner(app, server)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)
+        cap = connection_cap(server.max_connections)
+        site = CappedSite(self._runner, self.config.listen_host, self.config.listen_port, cap=cap)
         try:
             await site.start()
         except OSError as err:  # in use, not an address of this host, or no such name
@@ -272,6 +288,8 @@ class Daemon:
             reasons.append("sources not started")
         if not self.store.writable:
             reasons.append("state store not writable")
+        if self.store.damage:
+            reasons.append(f"state store damaged: {self.store.damage}")
         return reasons
 
     def target_names(self) -> list[str]:
@@ -323,41 +341,10 @@ class Daemon:
 
     async def receive_alerts(self, payload: WebhookPayload) -> dict[str, Any]:
         self._require_started()
-        accepted = duplicates = 0
-        started: list[dict[str, str]] = []
-        for alert in payload.alerts:
-            self.metrics.alerts_received.labels(alert.status).inc()
-            fingerprint, starts_at = alert.key
-            try:
-                new = self.store.remember_alert(fingerprint, starts_at, alert.status)
-            except StoreError as err:
-                raise ControlRefused(503, f"cannot record the alert: {err}") from err
-            if not new:
-                duplicates += 1
-                continue
-            accepted += 1
-            if alert.status != "firing":
-                self.store.audit(
-                    "alert_resolved",
-                    f"alert {alert.name} resolved",
-                    data={"fingerprint": fingerprint, "labels": dict(alert.labels)},
-                )
-                continue
-            for controller in self.controllers.values():
-                if any(matches(rule, alert.labels) for rule in controller.config.alerts):
-                    summary = alert.annotations.get("summary", "")
-                    trigger = Trigger(
-                        "alert",
-                        alert.name,
-                        f"alert {alert.name} firing {summary}".strip(),
-                        dict(alert.labels),
-                    )
-                    try:
-                        incident = await controller.request(trigger, TriggerKind.ALERT)
-                        started.append({"target": controller.name, "incident": incident})
-                    except ControlRefused as err:
-                        started.append({"target": controller.name, "refused": err.message})
-        return {"accepted": accepted, "duplicates": duplicates, "playbooks": started}
+        try:
+            return await self.alert_intake.receive(payload.alerts)
+        except IntakeUnavailable as err:
+            raise ControlRefused(503, str(err)) from err
 
 
 def _reason(err: OSError) -> str:

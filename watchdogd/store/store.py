@@ -61,6 +61,16 @@ class Store(ReleaseStore, IncidentStore, AuditStore):
         return self._db.writable
 
     @property
+    def damage(self) -> str | None:
+        """SQLite's findings about a damaged file, or None (see ``check_integrity``)."""
+        return self._db.damage
+
+    def check_integrity(self) -> str | None:
+        """Verify the whole file (``PRAGMA quick_check``); returns the findings or None.
+        Never raises."""
+        return self._db.check_integrity()
+
+    @property
     def schema_version(self) -> int:
         return self._db.schema_version
 
