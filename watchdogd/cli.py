@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from watchdogd import __version__
-from watchdogd.api.client import ClientError, Endpoint, call, resolve_endpoint
+from watchdogd.api.client import Endpoint, call, resolve_endpoint
 from watchdogd.config import load_config, summarize
 from watchdogd.core.deploy_plan import Stage, outcome_exit_code
 from watchdogd.demo.release import FAULT_DESCRIPTIONS, FAULTS
-from watchdogd.errors import ConfigError
+from watchdogd.errors import ClientError, ConfigError
 
 EXIT_OK = 0
 EXIT_FAILED = 1

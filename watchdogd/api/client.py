@@ -13,18 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from watchdogd.config import load_config
-from watchdogd.errors import ConfigError, WatchdogError
+from watchdogd.errors import ClientError, ConfigError
 
 DEFAULT_CONFIG = Path("/etc/watchdogd/watchdogd.yaml")
-
-
-class ClientError(WatchdogError):
-    """The daemon could not be asked, or said no; ``exit_code`` is what the CLI returns."""
-
-    def __init__(self, message: str, exit_code: int, status: int | None = None) -> None:
-        self.exit_code = exit_code
-        self.status = status  # the HTTP status the daemon answered, if it answered
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

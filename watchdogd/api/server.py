@@ -69,12 +69,13 @@ class Control(Protocol):
 def build_app(
     control: Control,
     metrics: Metrics,
-    token: str | None,
+    token: Callable[[], str | None],
     max_body: int,
     *,
     server: ServerSettings | None = None,
     listen_host: str = "127.0.0.1",
 ) -> web.Application:
+    """The app; ``token`` is asked on every request, so a reload rotates the API token."""
     settings = server or ServerSettings()
     hosts = frozenset(h.lower().rstrip(".") for h in (*settings.hosts, listen_host, "localhost"))
     app = web.Application(
@@ -178,11 +179,15 @@ def _refuse_encoded_bodies(metrics: Metrics) -> Middleware:
 
 class _Handlers:
     def __init__(
-        self, control: Control, metrics: Metrics, token: str | None, body_timeout: float
+        self,
+        control: Control,
+        metrics: Metrics,
+        token: Callable[[], str | None],
+        body_timeout: float,
     ) -> None:
         self._control = control
         self._metrics = metrics
-        self._token = token.encode() if token else None
+        self._token = token
         self._body_timeout = body_timeout
 
     # --- auth and body helpers -------------------------------------------------------------
@@ -190,14 +195,15 @@ class _Handlers:
     def _refuse_unauthorized(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
-        if self._token is None:
+        configured = self._token()
+        if not configured:
             self._metrics.webhook_rejected.labels("no_token_configured").inc()
             return _error(401, "watchdogd has no API token configured (api_token_file)")
         # compare_digest on bytes of any length: no early exit that leaks the token's prefix.
         # aiohttp decodes header bytes as UTF-8 with surrogateescape: encode back the same way,
         # so that a non-UTF-8 header is a wrong token (401), not an error (500).
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-            presented.strip().encode("utf-8", "surrogateescape"), self._token
+            presented.strip().encode("utf-8", "surrogateescape"), configured.encode()
         ):
             self._metrics.webhook_rejected.labels("unauthorized").inc()
             return _error(401, "missing or wrong bearer token")
@@ -265,8 +271,7 @@ class _Handlers:
         except PayloadError as err:
             self._metrics.webhook_rejected.labels("schema").inc()
             return _error(400, f"not an Alertmanager v4 payload: {err}")
-        result = await self._control.receive_alerts(payload)
-        return web.json_response(result)
+        return await self._act(self._control.receive_alerts(payload), 200)
 
     # --- control API -----------------------------------------------------------------------
 
@@ -358,7 +363,10 @@ class _Handlers:
         if before is not None and not -(2**63) <= before < 2**63:
             return _error(400, '"before" is out of range')  # SQLite integers are 64-bit
         target = query.get("target")
-        events = self._control.events(limit, before, target)
+        try:
+            events = self._control.events(limit, before, target)
+        except ControlRefused as err:
+            return _error(err.status, err.message)
         full = len(events) == limit
         size = 0
         for index, event in enumerate(events):

@@ -186,7 +186,9 @@ def _playbook_rules(
     config: Config, target: TargetConfig, path: tuple[str | int, ...], notifiers: list[str]
 ) -> Iterator[Finding]:
     actions = [step.action for step in target.playbook]
-    automatic = target.setting("auto_rollback", config.defaults)
+    automatic = (
+        config.defaults.auto_rollback if target.auto_rollback is None else target.auto_rollback
+    )
     if target.playbook and automatic and "rollback" not in actions:
         yield (
             (*path, "playbook"),

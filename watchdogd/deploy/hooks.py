@@ -120,7 +120,7 @@ def daemon_hooks(
             log.error("deploy.known_good_failed", target=name, error=str(err))
         found = controller()
         if found is not None:
-            found.refresh_catalogue()
+            found.records.refresh()
 
     async def notify(event: str, text: str, numbers: dict[str, Any]) -> None:
         await announcer.announce(name, event, text, numbers, active.get(name))

@@ -16,6 +16,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from watchdogd.config.schema import Config, Defaults, TargetConfig
+from watchdogd.config.settings import resolve
 from watchdogd.core.deploy_plan import Stage, resume_action
 from watchdogd.core.incident import TargetState
 from watchdogd.deploy import green as containers
@@ -198,7 +199,7 @@ class DeployManager:
             client=self._client,
             hooks=self._hooks(target.name),
             bake_time=_bake_time(target, defaults),
-            stop_timeout=float(target.setting("stop_timeout", defaults)),
+            stop_timeout=resolve(target, defaults).stop_timeout,
             secrets=self._config().secrets,
             blue=Side(blue_name, blue_release, Slot(server, endpoint)),
         )
@@ -287,7 +288,7 @@ class DeployManager:
             client=self._client,
             hooks=self._hooks(target.name),
             bake_time=_bake_time(target, defaults),
-            stop_timeout=float(target.setting("stop_timeout", defaults)),
+            stop_timeout=resolve(target, defaults).stop_timeout,
             secrets=self._config().secrets,
             blue=Side.from_dict(record.body["blue"]),
             green=Side.from_dict(record.body["green"]),
@@ -332,4 +333,4 @@ def _label(release: Release | None) -> str:
 def _bake_time(target: TargetConfig, defaults: Defaults) -> float:
     assert target.traffic is not None  # noqa: S101 - only traffic targets deploy
     own = target.traffic.bake_time
-    return float(own if own is not None else target.setting("bake_time", defaults))
+    return float(own if own is not None else resolve(target, defaults).bake_time)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-__all__ = ["MIGRATIONS", "SchemaTooNew", "migrate", "version"]
+from watchdogd.errors import SchemaTooNew
+
+__all__ = ["MIGRATIONS", "migrate", "version"]
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: releases, quarantine, incidents with their step journal, audit log, alert dedupe.
@@ -112,10 +114,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deploys_by_target ON deploys (target, started_at);
     """,
 )
-
-
-class SchemaTooNew(Exception):
-    """The database was written by a newer watchdogd than this one."""
 
 
 def version(conn: sqlite3.Connection) -> int:
