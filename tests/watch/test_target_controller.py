@@ -271,17 +271,12 @@ class TestPolicyCarriedOut:
         assert target.machine.state is TargetState.ROLLED_BACK
 
 
-class HealthyDriver(FakeDriver):
-    async def healthy(self) -> bool | None:
-        return True
-
-
 class TestAlertBeforePoll:
     async def test_an_alert_names_the_release_that_runs_now(self, store: Store) -> None:
         """An alert that arrives before the poll has seen a deploy blames the new release and
         puts back the newest known-good one, not the one before it (found by the soak)."""
-        driver = HealthyDriver(V1)
-        target = controller(store, driver)
+        driver = FakeDriver(V1, target="web")
+        target = controller(store, driver, ROLLBACK_ONLY)
         for at, release in ((0.0, V1), (30.0, V2)):
             driver.running = release
             await target.observe_release(at)
@@ -297,7 +292,7 @@ class TestAlertBeforePoll:
         incident = store.incidents("web")[0]
         assert incident.bad_release is not None
         assert incident.bad_release.image == v3.image
-        assert driver.restores == [V2]
+        assert driver.restored == [V2]
         assert [q.image for q in store.quarantined("web")] == [v3.image]
 
 
