@@ -27,6 +27,12 @@ class WindowStats:
     # When the trailing failure run started and its newest failure: bursts are not outages.
     run_started_at: float | None = None
     run_last_at: float | None = None
+    # When the run's first failed probe was sent, and the probes sent after the newest
+    # successful answer still waiting past the smallest latency threshold, with the newest
+    # moment one passed it: a hang answers nothing (``gates``, hang evidence).
+    run_sent_at: float | None = None
+    unanswered: int = 0
+    unanswered_passed_at: float | None = None
     # The latencies' standard deviation (the mean's confidence bound).
     # The window second by second, oldest first: samples, errors, latencies and, per
     # threshold, slow samples, for the burst clipping of the share tests (``gates``).
