@@ -39,7 +39,8 @@ Chosen with ``benchmarks/decision_sim.py`` (its table lists every shape and targ
   threshold (a lognormal with a true p95 of 1.6 s has 3 to 4 % of requests above 2 s).
 * ``consecutive_failures = 3`` with ``HARD_DOWN_ALPHA = 1e-3`` and ``HARD_DOWN_SPAN = 1.5``:
   failed probes over 1.5 s are hard down; ten errors inside one second at 20 requests/s are
-  not. For slow runs against a 5 % share the scan asks for 5 in a row.
+  not. For slow runs against a 5 % share the scan asks for 5 in a row. A hang (3 s timeout,
+  ``above: 2s``) is caught by 2 timeouts and a third probe past 2 s: 4.4 s median, not 5.4 s.
 """
 
 from __future__ import annotations
