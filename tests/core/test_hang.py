@@ -90,3 +90,25 @@ class TestGateCatchesAHang:
         )
         stats = healthy_then_hung().stats(304.001, in_flight=(302.0,))
         assert Gate(spec).evaluate(stats, 304.001).verdict is Verdict.OK
+
+    def test_answered_failures_are_not_a_hang(self) -> None:
+        """Quick 503s are answers: only hard down with failures alone can catch them."""
+        window = Window(thresholds=(2.0,))
+        for t in range(300):
+            window.add(t + 0.05, ok=True, latency=0.05)
+        window.add(300.05, ok=False, latency=0.05)
+        window.add(300.55, ok=False, latency=0.05)
+        stats = window.stats(303.5, in_flight=(301.0,))
+        assert stats.consecutive_failures == 2
+        assert stats.unanswered == 1
+        assert not stats.run_silent
+        assert Gate(FAILURES).evaluate(stats, 303.5).verdict is Verdict.OK
+
+    def test_refused_connections_are_silent(self) -> None:
+        """A connection that breaks without an answer reports no latency: silent."""
+        window = Window(thresholds=(2.0,))
+        for t in range(300):
+            window.add(t + 0.05, ok=True, latency=0.05)
+        window.add(300.0, ok=False)
+        window.add(301.0, ok=False, latency=3.0)
+        assert window.stats(301.0).run_silent

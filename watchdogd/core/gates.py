@@ -17,11 +17,12 @@ Rules this module keeps (docs/signals-and-gates.md has the numbers and why):
 4. Hard down skips the statistics: a trailing run of failed samples breaches a rate gate at
    once when it is improbable at the threshold (``proportion.scan_run``, at least
    ``consecutive_failures``) *and* spans at least ``HARD_DOWN_SPAN`` seconds, so a burst of
-   errors inside one second is not an outage. A hang answers nothing: a probe sent after the
-   newest successful answer and still waiting past the check's smallest latency threshold
-   stands in for the run's last failure (at least one real failure; the span runs from the
-   first failed probe's sending to that moment). Latency quantile and mean gates have the same
-   fast path for a run of slow samples ("nearly every request is slow").
+   errors inside one second is not an outage. A hang answers nothing: when no failure of the
+   run was an answer (timeouts past the check's smallest latency threshold, broken
+   connections), a probe sent after the newest successful answer and still waiting past that
+   threshold stands in for the run's last failure (at least one real failure; the span runs
+   from the first failed probe's sending to that moment). Latency quantile and mean gates
+   have the same fast path for a run of slow samples ("nearly every request is slow").
 5. A health check is a state, not a rate: for ``unhealthy`` the newest sample decides.
 6. ``for_`` is a share of time (``hold``). During a release's warm-up only the fast paths
    (hard down, nearly every request slow) and health states are judged.
@@ -192,7 +193,7 @@ class Gate:
                 f"{run} consecutive failures over {_seconds(span)} (hard down); "
                 f"{what} {_percent(ratio)} over {n} samples",
             )
-        silent = _hang_span(stats)
+        silent = stats.hang_span
         if spec.consecutive_failures and run >= max(1, needed - 1) and silent >= HARD_DOWN_SPAN:
             # A hang: the probe that will fail next stands in for the run's last failure once
             # it has waited past the latency threshold, as nothing has answered since.
@@ -371,14 +372,6 @@ class Gate:
         )
         threshold = spec.above if spec.above is not None else spec.below
         return Verdict.OK, value, threshold, f"value {value:g} {limits}"
-
-
-def _hang_span(stats: WindowStats) -> float:
-    """Seconds from the failure run's first probe being sent to the newest moment a probe sent
-    after the newest answer passed the smallest latency threshold (0 without both)."""
-    if stats.run_sent_at is None or stats.unanswered_passed_at is None:
-        return 0.0
-    return stats.unanswered_passed_at - stats.run_sent_at
 
 
 def _above(spec: GateSpec) -> float:

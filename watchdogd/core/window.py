@@ -33,6 +33,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from watchdogd.core.exceedance import Exceedances
+from watchdogd.core.failure_run import FailureRun
 from watchdogd.core.latency_bins import MAX_LATENCY, MIN_LATENCY, LatencyBins
 from watchdogd.core.window_stats import WindowStats
 
@@ -46,7 +47,6 @@ class Window:
     """Counts, errors and latency quantiles over the last ``span`` seconds."""
 
     __slots__ = (
-        "_answered_at",
         "_bins",
         "_count",
         "_errors",
@@ -67,9 +67,6 @@ class Window:
         "_merged",
         "_n",
         "_run",
-        "_run_last",
-        "_run_sent",
-        "_run_start",
         "_width",
     )
 
@@ -105,11 +102,7 @@ class Window:
         self._last_ok: bool | None = None
         self._last_ok_at = -math.inf
         self._last_ok_bucket = 0
-        self._run = 0  # trailing run of failed samples
-        self._run_start = 0.0  # when its first and newest failure happened
-        self._run_last = 0.0
-        self._run_sent = 0.0  # when its first failed probe was sent (now - latency)
-        self._answered_at = -math.inf  # the newest successful answer (hang evidence)
+        self._run = FailureRun()
         self._last_value: float | None = None
         self._last_value_at = -math.inf
         self._last_value_bucket = 0
@@ -152,17 +145,14 @@ class Window:
         self._count[slot] += count
         if not ok:
             self._errors[slot] += count
-        elif now > self._answered_at:
-            self._answered_at = now
+        else:
+            self._run.answered(now)
         if latest:
             if ok:
-                self._run = 0
+                self._run.count = 0
             else:
-                if not self._run:
-                    self._run_start = now
-                    self._run_sent = now - latency if latency is not None else now
-                self._run += count
-                self._run_last = now
+                thresholds = self._exceed.thresholds
+                self._run.fail(now, latency, count, thresholds[0] if thresholds else math.inf)
             self._last_ok = ok
             self._last_ok_at = now
             self._last_ok_bucket = number
@@ -183,8 +173,8 @@ class Window:
             return
         if requests:
             slot = number % self._n
-            if errors < requests and now > self._answered_at:
-                self._answered_at = now
+            if errors < requests:
+                self._run.answered(now)
             self._count[slot] += requests
             self._errors[slot] += errors
             self._note_outcome(now, number, failed=errors, succeeded=errors < requests)
@@ -256,13 +246,9 @@ class Window:
             # A success anywhere in the newest batch ends the run; its failures are then
             # of unknown order, so they do not start a new one.
             if succeeded:
-                self._run = 0
+                self._run.count = 0
             else:
-                if not self._run:
-                    self._run_start = now
-                    self._run_sent = now
-                self._run += failed
-                self._run_last = now
+                self._run.fail_counted(now, failed)
             self._last_ok = succeeded
             self._last_ok_at = now
             self._last_ok_bucket = number
@@ -349,14 +335,15 @@ class Window:
 
         exceed = self._exceed
         slow = exceed.summary(now, in_flight, latency_count, oldest * self._width, oldest_slot)
-        run_live = ok_live and self._run > 0
+        run = self._run
+        run_live = ok_live and run.count > 0
         unanswered: list[float] = []
         if in_flight and exceed.thresholds:
             first = exceed.thresholds[0]
             unanswered = [
                 start + first
                 for start in in_flight
-                if now - start > first and start > self._answered_at
+                if now - start > first and start > run.answered_at
             ]
         value_live = self._last_value is not None and self._last_value_bucket >= oldest
         return WindowStats(
@@ -369,13 +356,14 @@ class Window:
             p99=p99,
             mean=mean,
             max=maximum,
-            consecutive_failures=self._run if ok_live else 0,
+            consecutive_failures=run.count if ok_live else 0,
             last_ok=self._last_ok if ok_live else None,
             last_sample_at=self._last_sample_at if self._last_sample_at > -math.inf else None,
             last_value=self._last_value if value_live else None,
-            run_started_at=self._run_start if run_live else None,
-            run_last_at=self._run_last if run_live else None,
-            run_sent_at=self._run_sent if run_live else None,
+            run_started_at=run.first if run_live else None,
+            run_last_at=run.last if run_live else None,
+            run_sent_at=run.sent if run_live else None,
+            run_silent=run_live and run.silent,
             unanswered=len(unanswered),
             unanswered_passed_at=max(unanswered) if unanswered else None,
             counts_by_second=turned(self._count),
