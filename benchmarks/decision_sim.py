@@ -376,7 +376,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"wall time {time.monotonic() - started:.0f} s on {args.workers} processes"
     )
     failed = [row.name for _, lines in results for row, (_, _, ok) in lines if ok is False]
-    return 1 if failed else 0
+    baseline_ok = _baseline_rows(quick=args.quick)
+    return 1 if failed or not baseline_ok else 0
+
+
+def _baseline_rows(*, quick: bool) -> bool:
+    """Hook: the baseline-vs-absolute table of benchmarks/baseline_sim.py (issue #15)."""
+    import baseline_sim  # noqa: PLC0415 - a sibling script, on sys.path when run as one
+
+    print()
+    if quick:
+        return baseline_sim.report(seeds=range(1, 11), hours=1.0)
+    return baseline_sim.report()
 
 
 if __name__ == "__main__":

@@ -14,10 +14,12 @@ from watchdogd.config.schema import (
     LATENCY_METRICS,
     RATE_METRICS,
     Config,
+    GateConfig,
     ScrapeCheck,
     TargetConfig,
     TargetKind,
 )
+from watchdogd.core.baseline import BASELINE_METRICS
 from watchdogd.core.gates import GateMetric
 from watchdogd.core.selector import Selector
 
@@ -107,6 +109,9 @@ def _target_rules(
             names = ", ".join(sorted(m.value for m in allowed))
             yield (*here, "metric"), f"a {check.type} check gives {names}, not {gate.metric.value}"
             continue
+        if gate.compare == "baseline" or gate.tolerance is not None:
+            yield from _baseline_rules(gate, here)
+            continue
         yield from _threshold_rules(gate.metric, gate.above, gate.below, here)
     yield from _playbook_rules(config, target, path, notifiers)
 
@@ -137,6 +142,28 @@ def _kind_rules(target: TargetConfig, path: tuple[str | int, ...]) -> Iterator[F
             )
     if target.release_dir is not None and target.release_dir.restart is None:
         yield (*path, "release_dir", "restart"), "give the command that restarts the app"
+
+
+def _baseline_rules(gate: GateConfig, here: tuple[str | int, ...]) -> Iterator[Finding]:
+    """``compare: baseline`` (issue #15): its shape is checked, but it needs a green release
+    beside a blue one, which no target kind provides yet; say so rather than ignore it."""
+    if gate.compare != "baseline":
+        yield (*here, "tolerance"), "tolerance is for compare: baseline gates"
+        return
+    if gate.metric not in BASELINE_METRICS:
+        names = ", ".join(sorted(m.value for m in BASELINE_METRICS))
+        yield (*here, "metric"), f"compare: baseline takes {names}, not {gate.metric.value}"
+    for key in ("above", "below"):
+        if getattr(gate, key) is not None:
+            yield (
+                (*here, key),
+                "a baseline gate compares with blue, not a threshold; add a separate gate",
+            )
+    yield (
+        (*here, "compare"),
+        "compare: baseline needs a blue-green target (green beside blue), which this version "
+        "does not have yet",
+    )
 
 
 def _threshold_rules(

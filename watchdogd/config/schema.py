@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from watchdogd.config.units import ByteSize, Duration, parse_duration, parse_ratio
+from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
 from watchdogd.core.gates import GateMetric, GateSpec
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -199,6 +199,10 @@ class GateConfig(Strict):
     consecutive_failures: Annotated[int, Field(ge=0)] = _CORE.consecutive_failures
     min_slow: Annotated[int, Field(ge=1)] = _CORE.min_slow
     max_staleness: Duration | None = None
+    # Baseline gates (issue #15): judge green against blue over the same window. Validated
+    # here and in rules; nothing evaluates them until blue-green targets exist.
+    compare: Literal["absolute", "baseline"] = "absolute"
+    tolerance: Ratio | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -12,12 +12,12 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import structlog
 
-from watchdogd.config.schema import Config, Step, TargetConfig
+from watchdogd.config.schema import Config, Step, TargetConfig, TargetKind
 from watchdogd.daemon.supervisor import Supervisor
 from watchdogd.errors import StepFailed, StoreError
 from watchdogd.metrics.registry import Metrics
@@ -25,20 +25,26 @@ from watchdogd.playbook.notify import send
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
 from watchdogd.sources.auth_flow import AuthFlowProbe
-from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
 from watchdogd.sources.http import HttpProbe
 from watchdogd.sources.poller import Poller
 from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.sources.promql import PromqlSource
 from watchdogd.sources.scrape import ScrapeSource
-from watchdogd.sources.swarm_tasks import SwarmTaskSource
 from watchdogd.store import Store
 from watchdogd.targets.factory import engine_factory, make_driver
-from watchdogd.targets.swarm import SwarmDriver
 from watchdogd.watch.controller import TargetController
 from watchdogd.watch.mirror import StateMirror
 from watchdogd.watch.recorder import CheckRecorder
-from watchdogd.watch.swarm_state import SwarmStateMirror
+
+if TYPE_CHECKING:
+    from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
+    from watchdogd.targets.base import TargetDriver
+    from watchdogd.targets.swarm import SwarmDriver
+    from watchdogd.watch.swarm_state import SwarmStateMirror
+
+# Docker and Swarm sources are imported when a target needs them (see _swarm_driver,
+# _start_target_sources, _docker_watcher): they bring the Docker SDK, about 18 MB and 100 ms
+# at start that a daemon of release directories and HTTP checks never uses.
 
 
 class DaemonParts(Protocol):
@@ -92,11 +98,12 @@ class Wiring:
         async def health() -> bool | None:
             return await holder[0].wait_healthy()
 
-        mirror = (
-            SwarmStateMirror(target.name, driver, daemon.store)
-            if isinstance(driver, SwarmDriver)
-            else None
-        )
+        swarm_driver = _swarm_driver(target, driver)
+        mirror: SwarmStateMirror | None = None
+        if swarm_driver is not None:
+            from watchdogd.watch.swarm_state import SwarmStateMirror  # noqa: PLC0415
+
+            mirror = SwarmStateMirror(target.name, swarm_driver, daemon.store)
         runner = PlaybookRunner(
             daemon.store,
             driver,
@@ -179,9 +186,12 @@ class Wiring:
         for check in target.checks:
             recorder = controller.recorders[check.name]
             task = f"source:{target.name}:{check.name}"
-            if check.type == "container_health" and isinstance(controller.driver, SwarmDriver):
+            swarm_driver = _swarm_driver(target, controller.driver)
+            if check.type == "container_health" and swarm_driver is not None:
+                from watchdogd.sources.swarm_tasks import SwarmTaskSource  # noqa: PLC0415
+
                 swarm = SwarmTaskSource(
-                    controller.driver,
+                    swarm_driver,
                     recorder,
                     check.interval,
                     on_change=partial(_observe_now, controller),
@@ -189,6 +199,8 @@ class Wiring:
                 daemon.supervisor.start(task, swarm.run)
                 continue
             if check.type == "container_health":
+                from watchdogd.sources.docker_health import ContainerSelector  # noqa: PLC0415
+
                 selector = ContainerSelector.for_target(target)
                 if selector is not None:
                     self._docker_watcher().subscribe(selector, recorder)
@@ -203,6 +215,8 @@ class Wiring:
             daemon.supervisor.start(task, source.run)
 
     def _docker_watcher(self) -> DockerHealthWatcher:
+        from watchdogd.sources.docker_health import DockerHealthWatcher  # noqa: PLC0415
+
         if self._watcher is None:
             self._watcher = DockerHealthWatcher(self._daemon.config.docker, on_change=self._changed)
             self._daemon.supervisor.start("docker-events", self._watcher.run)
@@ -210,6 +224,8 @@ class Wiring:
 
     def _changed(self, key: str) -> None:
         """A watched container was created, started or removed: look for a new release now."""
+        from watchdogd.sources.docker_health import ContainerSelector  # noqa: PLC0415
+
         for controller in self._daemon.controllers.values():
             selector = ContainerSelector.for_target(controller.config)
             if selector is not None and selector.key == key:
@@ -341,6 +357,15 @@ def _before_step(mirror: StateMirror | None, pause: BeforeStep | None) -> Before
         await pause(index, step)
 
     return both
+
+
+def _swarm_driver(target: TargetConfig, driver: TargetDriver) -> SwarmDriver | None:
+    """``driver`` as a SwarmDriver for a swarm target, else None (imported only for one)."""
+    if target.kind is not TargetKind.SWARM:
+        return None
+    from watchdogd.targets.swarm import SwarmDriver  # noqa: PLC0415
+
+    return driver if isinstance(driver, SwarmDriver) else None
 
 
 def _kind_changed(before: TargetConfig, after: TargetConfig) -> bool:

@@ -1,0 +1,73 @@
+"""Short runs of benchmarks/baseline_sim.py: the simulation counts right and its gates act."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SIM_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline_sim.py"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[ModuleType]:
+    """The benchmark script, imported by path: benchmarks/ is not a package."""
+    spec = importlib.util.spec_from_file_location("baseline_sim", SIM_PATH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses looks the module up by name
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def test_a_colour_counts_requests_errors_and_the_window(sim: ModuleType) -> None:
+    colour = sim._Colour(2.5, sim.Release(error_rate=1.0), random.Random(1), 4)
+    for _ in range(10):
+        colour.second()
+    assert colour.count == 10  # 4 s x 2.5 requests/s, whole requests only
+    assert colour.errors == 10
+    assert colour.trailing_run == 25  # every request since the start failed
+
+
+def test_the_latency_tail_holds_the_share_above_the_cut(sim: ModuleType) -> None:
+    colour = sim._Colour(100, sim.HEALTHY, random.Random(2), 300)
+    for _ in range(300):
+        colour.second()
+    share = len(colour.tail) / colour.count
+    assert 0.14 < share < 0.16  # TAIL_CUT is the healthy 85th percentile
+    assert all(latency > sim.TAIL_CUT for latency in colour.tail)
+    p95 = colour.quantile(0.95)
+    assert p95 == pytest.approx(0.403, rel=0.05)  # 150 ms * exp(0.6 * 1.645)
+
+
+def test_identical_releases_do_not_trigger_in_an_hour(sim: ModuleType) -> None:
+    run = sim.simulate(100, 0.5, sim.HEALTHY, 3600, seed=1)
+    assert (run.baseline_triggers, run.absolute_triggers) == (0, 0)
+
+
+def test_tripled_errors_are_caught_only_by_the_baseline(sim: ModuleType) -> None:
+    run = sim.simulate(100, 0.5, sim.Release(error_rate=0.009), 900, seed=3)
+    assert run.baseline_detected is not None
+    assert run.absolute_detected is None
+
+
+def test_slower_latency_is_caught_only_by_the_baseline(sim: ModuleType) -> None:
+    slower = sim.Release(latency_median=sim.HEALTHY.latency_median * 1.5)
+    run = sim.simulate(100, 0.5, slower, 300, seed=4)
+    assert run.baseline_detected is not None
+    assert run.absolute_detected is None
+
+
+def test_a_hard_down_green_is_caught_by_both(sim: ModuleType) -> None:
+    run = sim.simulate(10, 0.5, sim.Release(error_rate=1.0), 120, seed=5)
+    assert run.absolute_detected is not None
+    assert run.baseline_detected is not None
