@@ -29,7 +29,7 @@ class FailureRun:
 
     def fail(self, now: float, latency: float | None, count: int, first_threshold: float) -> None:
         """``count`` failures at ``now``. Silent: no answer within ``first_threshold`` (a
-        timeout), or a connection that broke without one."""
+        timeout), or a refused connection (no latency)."""
         silent = latency is None or latency > first_threshold
         if not self.count:
             self.first = now

@@ -18,7 +18,7 @@ Rules this module keeps (docs/signals-and-gates.md has the numbers and why):
    once when it is improbable at the threshold (``proportion.scan_run``, at least
    ``consecutive_failures``) *and* spans at least ``HARD_DOWN_SPAN`` seconds, so a burst of
    errors inside one second is not an outage. A hang answers nothing: when no failure of the
-   run was an answer (timeouts past the check's smallest latency threshold, broken
+   run was an answer (timeouts past the check's smallest latency threshold, refused
    connections), a probe sent after the newest successful answer and still waiting past that
    threshold stands in for the run's last failure (at least one real failure; the span runs
    from the first failed probe's sending to that moment). Latency quantile and mean gates

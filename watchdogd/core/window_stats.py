@@ -28,7 +28,7 @@ class WindowStats:
     run_started_at: float | None = None
     run_last_at: float | None = None
     # When the run's first failed probe was sent; whether every failure of the run answered
-    # nothing (timed out past the smallest latency threshold, or broke without an answer);
+    # nothing (timed out past the smallest latency threshold, or refused: no latency);
     # the probes sent after the newest successful answer still waiting past that threshold,
     # with the newest moment one passed it: a hang answers nothing (``gates``).
     run_sent_at: float | None = None
