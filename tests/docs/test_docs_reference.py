@@ -16,7 +16,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.fields import FieldInfo
 
 from tests.docs.doc_pages import DOCS
-from watchdogd.config import schema
+from watchdogd.config import schema, traffic
 from watchdogd.core.gates import GateMetric
 
 REFERENCE = DOCS / "configuration.md"
@@ -50,6 +50,11 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "`http` step": schema.HttpAction,
     "`rollback`": schema.RollbackAction,
     "`wait_healthy`": schema.WaitHealthyAction,
+    "Traffic": traffic.TrafficConfig,
+    "`traffic.haproxy`": traffic.HAProxyRef,
+    "`traffic.upstream`": traffic.Upstream,
+    "`traffic.pre_checks`": traffic.PreChecks,
+    "Traffic gates": traffic.TrafficGate,
 }
 UNSET = "\N{EN DASH}"  # the default column's mark for "optional, unset"
 #: Fields the loader derives; nobody writes them.

@@ -112,8 +112,10 @@ def release_dir_config(
     gates: bool = True,
     alerts: bool = True,
     extra_targets: str = "",
+    server: str = "",
 ) -> str:
-    """A daemon config with one release-directory target, ``app``."""
+    """A daemon config with one release-directory target, ``app``; ``server`` is the inside
+    of the ``server:`` mapping, e.g. ``"header_timeout: 1s"``."""
     gate = "    gates:\n      - {check: api, metric: error_rate, above: 1%}\n" if gates else ""
     rule = "    alerts:\n      - match: {service: app, severity: critical}\n" if alerts else ""
     return f"""\
@@ -122,6 +124,7 @@ api_token_file: {token_file}
 state_dir: {state}
 log: {{format: json, level: info}}
 docker: {{poll_interval: 300ms}}
+server: {{{server}}}
 defaults: {{window: 1m, bake_time: 1s, cooldown: 1h}}
 targets:
   - name: app

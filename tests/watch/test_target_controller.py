@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from watchdogd.config import load_config_text
+from watchdogd.core.guards import TriggerKind
 from watchdogd.core.incident import TargetState
+from watchdogd.errors import TargetError
 from watchdogd.metrics.registry import Metrics
-from watchdogd.model import Release
+from watchdogd.model import Release, Trigger
 from watchdogd.store import Store
 from watchdogd.targets.base import ExecResult
 from watchdogd.watch.controller import ABSENT_GRACE, TargetController
@@ -136,6 +138,89 @@ class TestDeployGap:
         assert target.machine.state is TargetState.BREACHED
         kinds = [event.kind for event in store.events(target="web")]
         assert "rollback_refused" in kinds
+
+
+class HealthyDriver(FakeDriver):
+    async def healthy(self) -> bool | None:
+        return True
+
+
+class TestAlertBeforePoll:
+    async def test_an_alert_names_the_release_that_runs_now(self, store: Store) -> None:
+        """An alert that arrives before the poll has seen a deploy blames the new release and
+        puts back the newest known-good one, not the one before it (found by the soak)."""
+        driver = HealthyDriver(V1)
+        target = controller(store, driver)
+        for at, release in ((0.0, V1), (30.0, V2)):
+            driver.running = release
+            await target.observe_release(at)
+            target.recorders["api"].probe(at + 1, ok=True, latency=0.01)
+            await target.tick(at + 20)
+            assert target.machine.state is TargetState.HEALTHY
+        v3 = Release("web", "sha256:v3", "cfg", "app:v3")
+        driver.running = v3  # deployed; no poll since
+        await target.request(Trigger("SoakBad", "alert", "firing"), TriggerKind.ALERT)
+        task = target.playbook_task
+        assert task is not None
+        await task
+        incident = store.incidents("web")[0]
+        assert incident.bad_release is not None
+        assert incident.bad_release.image == v3.image
+        assert driver.restores == [V2]
+        assert [q.image for q in store.quarantined("web")] == [v3.image]
+
+
+class FlakyEngineDriver(FakeDriver):
+    """Raises TargetError while ``away``, as the container driver does without an engine."""
+
+    away = False
+
+    async def current(self) -> Release | None:
+        if self.away:
+            raise TargetError("list containers: connection refused")
+        return self.running
+
+
+class TestEngineAway:
+    async def test_failures_while_the_engine_is_away_are_not_blamed(self, store: Store) -> None:
+        """The engine stopping stops the app: its probes fail, but no release is blamed and no
+        rollback (that could not be done) starts; once the engine answers, judging resumes
+        on fresh windows (found by the soak)."""
+        driver = FlakyEngineDriver(V1)
+        target = controller(store, driver)
+        await target.observe_release(0.0)
+        target.recorders["api"].probe(1.0, ok=True, latency=0.01)
+        await target.tick(20.0)
+        assert target.machine.state is TargetState.HEALTHY
+        driver.away = True
+        await target.observe_release(21.0)
+        for second in range(22, 40):
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+            await target.tick(float(second))
+        assert target.machine.state is TargetState.HEALTHY
+        assert store.incidents("web") == []
+        driver.away = False
+        await target.observe_release(40.0)
+        assert target.recorders["api"].stats(40.0).count == 0
+        for second in range(41, 45):
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+        await target.tick(45.0)
+        assert target.machine.state is TargetState.BREACHED  # judged again once reachable
+
+    async def test_a_breach_right_after_the_engine_left_is_not_blamed(self, store: Store) -> None:
+        """The app's probes fail before the next poll has seen the engine go: the breach asks
+        the driver first, and starts nothing (a rollback would fail on the missing engine)."""
+        driver = FlakyEngineDriver(V1)
+        target = controller(store, driver)
+        await target.observe_release(0.0)
+        target.recorders["api"].probe(1.0, ok=True, latency=0.01)
+        await target.tick(20.0)
+        driver.away = True  # no poll since
+        for second in range(21, 30):
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+        await target.tick(30.0)
+        assert store.incidents("web") == []
+        assert target.machine.state is TargetState.HEALTHY
 
 
 WARM_CONFIG = CONFIG.replace(

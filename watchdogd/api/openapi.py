@@ -22,13 +22,38 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing or wrong bearer token; nothing changed.",
         404: "No such target.",
         409: "Refused by a guard (playbook running, cooldown, rate limit, frozen).",
+        408: "Body not sent within server.body_timeout; nothing changed.",
         413: "Body over the size limit; nothing changed.",
+        415: "Compressed body (Content-Encoding other than identity); nothing changed.",
+        421: "Host header not an IP address, localhost, the listen host or in server.hosts.",
+        422: "The target or the image cannot be deployed (no traffic: section, image not on "
+        "this host, blue not in HAProxy); nothing changed.",
+        503: "The state store cannot record the request, or (deploy) HAProxy or Docker cannot "
+        "be reached; nothing acted on.",
     }
     return {str(code): _json(_ERROR, text[code]) for code in codes}
 
 
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _OBJECT = {"type": "object"}
+_DEPLOY = {
+    "type": "object",
+    "properties": {
+        "deploy": {
+            "type": ["object", "null"],
+            "properties": {
+                "id": {"type": "string"},
+                "target": {"type": "string"},
+                "image": {"type": "string"},
+                "stage": {"type": "string"},
+                "final": {"type": "boolean"},
+                "reason": {"type": "string"},
+                "lines": {"type": "array", "items": {"type": "string"}},
+                "numbers": _OBJECT,
+            },
+        }
+    },
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -97,7 +122,7 @@ OPENAPI: dict[str, Any] = {
                         _OBJECT, "Alerts recorded; matching firing alerts start playbooks."
                     )
                 }
-                | _errors(400, 401, 413),
+                | _errors(400, 401, 408, 413, 415, 503),
             }
         },
         "/api/v1/openapi.json": {
@@ -153,7 +178,7 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
                 "responses": {"202": _json(_OBJECT, "Playbook started.")}
-                | _errors(400, 401, 404, 409, 413),
+                | _errors(400, 401, 404, 408, 409, 413, 415),
             }
         },
         "/api/v1/targets/{name}/freeze": {
@@ -172,7 +197,8 @@ OPENAPI: dict[str, Any] = {
                         }
                     },
                 },
-                "responses": {"200": _json(_OBJECT, "Frozen.")} | _errors(400, 401, 404, 409, 413),
+                "responses": {"200": _json(_OBJECT, "Frozen.")}
+                | _errors(400, 401, 404, 408, 409, 413, 415),
             }
         },
         "/api/v1/targets/{name}/unfreeze": {
@@ -201,12 +227,45 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
                 "responses": {"200": _json(_OBJECT, "Quarantine cleared.")}
-                | _errors(400, 401, 404, 413),
+                | _errors(400, 401, 404, 408, 413, 415),
             }
+        },
+        "/api/v1/targets/{name}/deploy": {
+            "post": {
+                "summary": "Start a blue-green deploy of `image` (targets with `traffic:`).",
+                "description": "Green starts from blue's configuration, is checked directly, "
+                "takes the traffic and bakes; then it is promoted or switched back. Poll the GET "
+                "for progress.",
+                "security": _AUTH,
+                "parameters": [_NAME],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["image"],
+                                "properties": {"image": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"202": _json(_DEPLOY, "Deploy started.")}
+                | _errors(400, 401, 404, 409, 413, 422, 503),
+            },
+            "get": {
+                "summary": "A deploy's stage and progress lines (the newest, or `id`).",
+                "parameters": [
+                    _NAME,
+                    {"name": "id", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _json(_DEPLOY, "The deploy (null when none).")} | _errors(404),
+            },
         },
         "/api/v1/events": {
             "get": {
-                "summary": "The audit log, newest first, paged with `before`.",
+                "summary": "The audit log, newest first, paged with `before` (at most `limit` "
+                "events and about 1 MiB).",
                 "parameters": [
                     {
                         "name": "limit",
@@ -222,3 +281,8 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+# Every endpoint answers 421 to a Host it does not serve (a DNS-rebinding page's name).
+for _operations in OPENAPI["paths"].values():
+    for _operation in _operations.values():
+        _operation["responses"] |= _errors(421)

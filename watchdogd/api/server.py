@@ -8,16 +8,22 @@ address, which is loopback by default, as with Prometheus' own API.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import ipaddress
 import json
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import pydantic
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from watchdogd.api.alertmanager import WebhookPayload
+from watchdogd.api.alertmanager import PayloadError, WebhookPayload, validate_payload
+from watchdogd.api.connections import BUSY, track_busy
 from watchdogd.api.openapi import OPENAPI
+from watchdogd.config.schema import ServerSettings
 from watchdogd.errors import ControlRefused
 from watchdogd.metrics.registry import Metrics
 
@@ -25,6 +31,9 @@ log = structlog.get_logger(__name__)
 
 CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 MAX_PAGE = 500
+#: An events page stops at this many bytes of JSON too (one event at least).
+MAX_PAGE_BYTES = 1024 * 1024
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class Control(Protocol):
@@ -46,6 +55,10 @@ class Control(Protocol):
 
     async def unquarantine(self, name: str, image: str) -> dict[str, Any]: ...
 
+    async def deploy(self, name: str, image: str) -> dict[str, Any]: ...
+
+    def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]: ...
+
     def events(
         self, limit: int, before: int | None, target: str | None
     ) -> list[dict[str, Any]]: ...
@@ -54,10 +67,22 @@ class Control(Protocol):
 
 
 def build_app(
-    control: Control, metrics: Metrics, token: str | None, max_body: int
+    control: Control,
+    metrics: Metrics,
+    token: str | None,
+    max_body: int,
+    *,
+    server: ServerSettings | None = None,
+    listen_host: str = "127.0.0.1",
 ) -> web.Application:
-    app = web.Application(client_max_size=max_body)
-    handlers = _Handlers(control, metrics, token)
+    settings = server or ServerSettings()
+    hosts = frozenset(h.lower().rstrip(".") for h in (*settings.hosts, listen_host, "localhost"))
+    app = web.Application(
+        client_max_size=max_body,
+        middlewares=[track_busy, _check_host(hosts, metrics), _refuse_encoded_bodies(metrics)],
+    )
+    app[BUSY] = set()
+    handlers = _Handlers(control, metrics, token, settings.body_timeout)
     app.add_routes(
         [
             web.get("/metrics", handlers.metrics),
@@ -71,21 +96,94 @@ def build_app(
             web.post("/api/v1/targets/{name}/freeze", handlers.freeze),
             web.post("/api/v1/targets/{name}/unfreeze", handlers.unfreeze),
             web.post("/api/v1/targets/{name}/unquarantine", handlers.unquarantine),
+            web.post("/api/v1/targets/{name}/deploy", handlers.deploy),
+            web.get("/api/v1/targets/{name}/deploy", handlers.deploy_status),
             web.get("/api/v1/events", handlers.events),
         ]
     )
     return app
 
 
+def make_runner(app: web.Application, server: ServerSettings) -> web.AppRunner:
+    """aiohttp's runner with the limits of ``server``: ``keepalive_timeout`` closes a
+    connection that sends no complete headers in time (from connect, and between requests),
+    and bodies are never decompressed (a small gzip body can stand for gigabytes)."""
+    return web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=server.header_timeout,
+        auto_decompress=False,
+        max_line_size=8190,
+        max_field_size=8190,
+        max_headers=64,
+    )
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _host_name(header: str) -> str:
+    """The host part of a ``Host`` header, lower case, without port or trailing dot."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def _check_host(allowed: frozenset[str], metrics: Metrics) -> Middleware:
+    """Answer only requests addressed to us: an IP address, ``localhost``, the listen host or a
+    name in ``server.hosts``. A page that rebinds its own DNS name to 127.0.0.1 sends that name
+    as ``Host`` and is refused, so it cannot read the API from a browser (421)."""
+
+    @web.middleware
+    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Host")
+        if header is None:
+            return await handler(request)  # HTTP/1.0 tools; browsers always send Host
+        name = _host_name(header)
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            if name not in allowed:
+                metrics.webhook_rejected.labels("host").inc()
+                shown = name.encode("ascii", "backslashreplace").decode()[:100]
+                return _error(
+                    421, f"this server does not answer to host {shown!r}; see server.hosts"
+                )
+        return await handler(request)
+
+    return check_host
+
+
+def _refuse_encoded_bodies(metrics: Metrics) -> Middleware:
+    """Compressed bodies are refused before any other work (bodies are never decompressed)."""
+
+    @web.middleware
+    async def refuse_encoded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            metrics.webhook_rejected.labels("compressed").inc()
+            return _error(415, "compressed request bodies are not accepted; send plain JSON")
+        return await handler(request)
+
+    return refuse_encoded
+
+
 class _Handlers:
-    def __init__(self, control: Control, metrics: Metrics, token: str | None) -> None:
+    def __init__(
+        self, control: Control, metrics: Metrics, token: str | None, body_timeout: float
+    ) -> None:
         self._control = control
         self._metrics = metrics
         self._token = token.encode() if token else None
+        self._body_timeout = body_timeout
 
     # --- auth and body helpers -------------------------------------------------------------
 
@@ -96,8 +194,10 @@ class _Handlers:
             self._metrics.webhook_rejected.labels("no_token_configured").inc()
             return _error(401, "watchdogd has no API token configured (api_token_file)")
         # compare_digest on bytes of any length: no early exit that leaks the token's prefix.
+        # aiohttp decodes header bytes as UTF-8 with surrogateescape: encode back the same way,
+        # so that a non-UTF-8 header is a wrong token (401), not an error (500).
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-            presented.strip().encode(), self._token
+            presented.strip().encode("utf-8", "surrogateescape"), self._token
         ):
             self._metrics.webhook_rejected.labels("unauthorized").inc()
             return _error(401, "missing or wrong bearer token")
@@ -105,17 +205,26 @@ class _Handlers:
 
     async def _json_body(self, request: web.Request, *, optional: bool = False) -> Any:
         try:
-            raw = await request.read()
+            async with asyncio.timeout(self._body_timeout):
+                raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             self._metrics.webhook_rejected.labels("too_large").inc()
             raise
+        except TimeoutError:
+            self._metrics.webhook_rejected.labels("timeout").inc()
+            raise web.HTTPRequestTimeout(
+                text=json.dumps({"error": "the request body was not sent in time"}),
+                content_type="application/json",
+            ) from None
         if not raw and optional:
             return {}
         try:
             value = json.loads(raw.decode("utf-8"))  # RFC 8259: JSON between systems is UTF-8
             # "\ud800" escapes decode to lone surrogates, which neither SQLite nor a log line
-            # can encode: refuse them here rather than fail later with a 500.
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            # can encode: refuse them here rather than fail later with a 500. Only a body with
+            # such an escape can hold one, and only then is the (1 MiB: ~10 ms) check made.
+            if _SURROGATE_ESCAPE.search(raw):
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
         # RecursionError: a body of nothing but "[[[[…" nests deeper than the parser recurses.
         except (ValueError, RecursionError) as err:
             self._metrics.webhook_rejected.labels("malformed").inc()
@@ -152,12 +261,10 @@ class _Handlers:
             return refused
         body = await self._json_body(request)
         try:
-            payload = WebhookPayload.model_validate(body)
-        except pydantic.ValidationError as err:
+            payload = await validate_payload(body)
+        except PayloadError as err:
             self._metrics.webhook_rejected.labels("schema").inc()
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            return _error(400, f"not an Alertmanager v4 payload: {where}: {first['msg']}")
+            return _error(400, f"not an Alertmanager v4 payload: {err}")
         result = await self._control.receive_alerts(payload)
         return web.json_response(result)
 
@@ -214,6 +321,24 @@ class _Handlers:
         name = request.match_info["name"]
         return await self._act(self._control.unquarantine(name, image[:500]), 200)
 
+    async def deploy(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unauthorized(request)
+        if refused is not None:
+            return refused
+        body = await self._json_body(request)
+        image = body.get("image") if isinstance(body, dict) else None
+        if not isinstance(image, str) or not image.strip() or len(image) > 500:
+            return _error(400, 'expected {"image": "<image reference>"}')
+        return await self._act(self._control.deploy(request.match_info["name"], image.strip()), 202)
+
+    async def deploy_status(self, request: web.Request) -> web.Response:
+        deploy_id = request.query.get("id")
+        try:
+            result = self._control.deploy_status(request.match_info["name"], deploy_id)
+        except ControlRefused as err:
+            return _error(err.status, err.message)
+        return web.json_response(result)
+
     async def _act(self, action: Any, status: int) -> web.Response:
         try:
             result = await action
@@ -234,5 +359,12 @@ class _Handlers:
             return _error(400, '"before" is out of range')  # SQLite integers are 64-bit
         target = query.get("target")
         events = self._control.events(limit, before, target)
-        next_before = events[-1]["id"] if len(events) == limit else None
+        full = len(events) == limit
+        size = 0
+        for index, event in enumerate(events):
+            size += len(json.dumps(event))
+            if size > MAX_PAGE_BYTES and index > 0:
+                events, full = events[:index], True
+                break
+        next_before = events[-1]["id"] if full and events else None
         return web.json_response({"events": events, "next_before": next_before})

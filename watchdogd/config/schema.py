@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from watchdogd.config.traffic import TrafficConfig
 from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
 from watchdogd.core.gates import GateMetric, GateSpec
 
@@ -44,6 +45,12 @@ class LogSettings(Strict):
 class ServerSettings(Strict):
     max_body: ByteSize = 1024 * 1024
     shutdown_timeout: Duration = 30.0
+    #: From connect (or the previous response) to a request's complete headers.
+    header_timeout: Duration = 10.0
+    body_timeout: Duration = 30.0
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] = 256
+    #: Names the server answers to besides IP addresses, ``localhost`` and ``listen``'s host.
+    hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
 
 
 class Defaults(Strict):
@@ -427,6 +434,7 @@ class TargetConfig(Strict):
     gates: list[GateConfig] = []
     alerts: list[AlertRule] = []
     playbook: list[Step] = []
+    traffic: TrafficConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

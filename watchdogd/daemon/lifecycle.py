@@ -21,8 +21,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from watchdogd.api.alertmanager import WebhookPayload, matches
-from watchdogd.api.server import build_app
+from watchdogd.api.alert_intake import AlertIntake, IntakeUnavailable
+from watchdogd.api.alertmanager import WebhookPayload
+from watchdogd.api.connections import CappedSite, connection_cap
+from watchdogd.api.server import build_app, make_runner
 from watchdogd.config import Config, load_config, summarize
 from watchdogd.core.guards import TriggerKind
 from watchdogd.daemon import logs
@@ -75,8 +77,13 @@ class Daemon:
         self.supervisor = Supervisor(self.metrics)
         self.controllers: dict[str, TargetController] = {}
         self.token = read_token(config)
-        self.store = Store.in_state_dir(config.state_dir)
+        self.store = Store.in_state_dir(
+            config.state_dir, on_error=lambda _err: self.metrics.store_errors.inc()
+        )
         self.wiring = Wiring(self)
+        self.alert_intake = AlertIntake(
+            self.store, self.metrics, lambda: list(self.controllers.values())
+        )
         self._stop = asyncio.Event()
         self._signals = 0
         self._runner: web.AppRunner | None = None
@@ -99,6 +106,7 @@ class Daemon:
 
     async def start(self) -> None:
         self.metrics.store_writable.set(1 if self.store.check_writable() else 0)
+        await asyncio.to_thread(self.store.check_integrity)  # /readyz says if damaged
         self.metrics.watch_targets(
             lambda: [c.view(time.monotonic(), recent=True) for c in self.controllers.values()]
         )
@@ -111,10 +119,19 @@ class Daemon:
         self.supervisor.start("releases", self._release_loop)
         if self.notifier.watchdog_interval:
             self.supervisor.start("watchdog", self._watchdog_loop)
-        app = build_app(self, self.metrics, self.token, self.config.server.max_body)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        server = self.config.server
+        app = build_app(
+            self,
+            self.metrics,
+            self.token,
+            server.max_body,
+            server=server,
+            listen_host=self.config.listen_host,
+        )
+        self._runner = make_runner(app, server)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)
+        cap = connection_cap(server.max_connections)
+        site = CappedSite(self._runner, self.config.listen_host, self.config.listen_port, cap=cap)
         await site.start()
         self._sources_started = True
         log.info("watchdogd started", listen=self.config.listen, summary=summarize(self.config))
@@ -244,6 +261,8 @@ class Daemon:
             reasons.append("sources not started")
         if not self.store.writable:
             reasons.append("state store not writable")
+        if self.store.damage:
+            reasons.append(f"state store damaged: {self.store.damage}")
         return reasons
 
     def target_names(self) -> list[str]:
@@ -279,6 +298,12 @@ class Daemon:
         controller.unquarantine(image)
         return {"target": name, "image": image, "quarantined": False}
 
+    async def deploy(self, name: str, image: str) -> dict[str, Any]:
+        return await self.wiring.deploys.deploy(name, image)
+
+    def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]:
+        return self.wiring.deploys.status(name, deploy_id)
+
     def events(self, limit: int, before: int | None, target: str | None) -> list[dict[str, Any]]:
         try:
             events = self.store.events(limit=limit, before_id=before, target=target)
@@ -287,41 +312,10 @@ class Daemon:
             raise web.HTTPServiceUnavailable(text=str(err)) from err
 
     async def receive_alerts(self, payload: WebhookPayload) -> dict[str, Any]:
-        accepted = duplicates = 0
-        started: list[dict[str, str]] = []
-        for alert in payload.alerts:
-            self.metrics.alerts_received.labels(alert.status).inc()
-            fingerprint, starts_at = alert.key
-            try:
-                new = self.store.remember_alert(fingerprint, starts_at, alert.status)
-            except StoreError as err:
-                raise web.HTTPServiceUnavailable(text=f"cannot record the alert: {err}") from err
-            if not new:
-                duplicates += 1
-                continue
-            accepted += 1
-            if alert.status != "firing":
-                self.store.audit(
-                    "alert_resolved",
-                    f"alert {alert.name} resolved",
-                    data={"fingerprint": fingerprint, "labels": dict(alert.labels)},
-                )
-                continue
-            for controller in self.controllers.values():
-                if any(matches(rule, alert.labels) for rule in controller.config.alerts):
-                    summary = alert.annotations.get("summary", "")
-                    trigger = Trigger(
-                        "alert",
-                        alert.name,
-                        f"alert {alert.name} firing {summary}".strip(),
-                        dict(alert.labels),
-                    )
-                    try:
-                        incident = await controller.request(trigger, TriggerKind.ALERT)
-                        started.append({"target": controller.name, "incident": incident})
-                    except ControlRefused as err:
-                        started.append({"target": controller.name, "refused": err.message})
-        return {"accepted": accepted, "duplicates": duplicates, "playbooks": started}
+        try:
+            return await self.alert_intake.receive(payload.alerts)
+        except IntakeUnavailable as err:
+            raise web.HTTPServiceUnavailable(text=str(err)) from err
 
 
 def run_daemon(config_path: str) -> int:

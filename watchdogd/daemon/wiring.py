@@ -19,6 +19,7 @@ import structlog
 
 from watchdogd.config.schema import Config, Step, TargetConfig, TargetKind
 from watchdogd.daemon.supervisor import Supervisor
+from watchdogd.deploy.manager import DeployManager
 from watchdogd.errors import StepFailed, StoreError
 from watchdogd.metrics.registry import Metrics
 from watchdogd.playbook.notify import send
@@ -75,12 +76,28 @@ class Wiring:
         self._engine = engine_factory(daemon.config.docker)
         self._watcher: DockerHealthWatcher | None = None
         self._subscriptions: dict[str, tuple[ContainerSelector, CheckRecorder]] = {}
+        # Blue-green deploys of targets with traffic: (docs/blue-green.md).
+        self.deploys = DeployManager(
+            config=lambda: daemon.config,
+            store=daemon.store,
+            engine=self._engine,
+            registry=daemon.metrics.registry,
+            counters=daemon.metrics.traffic,
+            client=self._probe_client,
+            http=lambda: self._http,
+        )
+
+    def _probe_client(self) -> ProbeClient:
+        assert self._client is not None  # noqa: S101 - open() runs first
+        return self._client
 
     async def open(self) -> None:
         self._client = ProbeClient.create()
         self._http = aiohttp.ClientSession(trust_env=False)
+        await self.deploys.open()
 
     async def close(self) -> None:
+        await self.deploys.close()
         if self._client is not None:
             await self._client.close()
         if self._http is not None:
@@ -92,7 +109,7 @@ class Wiring:
         self, target: TargetConfig, keep: dict[str, CheckRecorder] | None = None
     ) -> TargetController:
         daemon = self._daemon
-        driver = make_driver(target, self._engine)
+        driver = self.deploys.wrap(target, make_driver(target, self._engine))
         holder: list[TargetController] = []
 
         async def health() -> bool | None:
@@ -123,10 +140,15 @@ class Wiring:
             mirror=mirror,
         )
         holder.append(controller)
+        self.deploys.attach(controller)
         return controller
 
     async def resume_incidents(self) -> None:
         """Finish incidents a crash left running, before any new decision is made."""
+        # Deploys first: an incident's rollback step may be the switch back of one.
+        await self.deploys.resume()
+        self.deploys.plumbing.want_serving()
+        self._daemon.supervisor.start("traffic-keeper", self.deploys.plumbing.keep)
         mirrors = [c.mirror for c in self._daemon.controllers.values() if c.mirror is not None]
         # An empty state_dir is filled from the mirror, whose incidents are taken over first.
         await asyncio.gather(*(mirror.restore() for mirror in mirrors))

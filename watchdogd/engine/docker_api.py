@@ -149,6 +149,10 @@ class DockerEngine:
             lambda api: api.remove_container(container, v=False, force=force),
         )
 
+    async def remove_volume(self, name: str) -> None:
+        """Remove a volume; the engine refuses (``TargetError``) one a container still uses."""
+        await self.call(f"remove volume {name}", lambda api: api.remove_volume(name))
+
     async def logs_tail(self, container: str, lines: int = 20) -> str:
         try:
             raw = await self.call(

@@ -69,6 +69,9 @@ class Database:
         self._on_error = on_error
         self._lock = threading.Lock()
         self._writable = not read_only
+        #: What SQLite last said about damage to the file (quick_check, or a corrupt page
+        #: met by a query); None while the file is believed sound.
+        self.damage: str | None = None
         self._conn = self._connect(migrations)
 
     # --- opening -----------------------------------------------------------------------------
@@ -156,6 +159,29 @@ class Database:
             self._set_writable(False, detail)
             raise self._fail("write to the state directory", detail) from err
 
+    def check_integrity(self) -> str | None:
+        """``PRAGMA quick_check``: None when the file is sound, else SQLite's first findings.
+        A damaged page of one table leaves every other write working, so only this finds it
+        before a rollback needs that table. Findings count as a store error."""
+        try:
+            with self._lock:
+                rows = self._conn.execute("PRAGMA quick_check(5)").fetchall()
+            findings = [str(row[0]) for row in rows if row[0] != "ok"]
+        except sqlite3.Error as err:
+            findings = [_explain(err)]
+        if not findings:
+            self.damage = None
+            return None
+        self.damage = "; ".join(findings)[:500]
+        log.error("store_damaged", path=str(self.path), findings=self.damage)
+        self._fail("verify the database", f"the database file is damaged: {self.damage}")
+        return self.damage
+
+    def _note_damage(self, err: sqlite3.Error) -> None:
+        name = getattr(err, "sqlite_errorname", "") or ""
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+            self.damage = _explain(err)[:500]
+
     def _fail(self, what: str, detail: str) -> StoreError:
         error = StoreError(f"state store {self.path}: cannot {what}: {detail}")
         if self._on_error is not None:
@@ -181,6 +207,7 @@ class Database:
                     raise
             except sqlite3.Error as err:
                 detail = _explain(err)
+                self._note_damage(err)
                 self._set_writable(False, detail)
                 raise self._fail(what, detail) from err
             if not self.read_only:
@@ -191,6 +218,7 @@ class Database:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as err:
+                self._note_damage(err)
                 raise self._fail(what, _explain(err)) from err
 
     def read_one(self, what: str, sql: str, params: Params = ()) -> sqlite3.Row | None:

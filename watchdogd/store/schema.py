@@ -96,6 +96,21 @@ MIGRATIONS: tuple[str, ...] = (
     -- One row, rewritten by Store.check_writable() to learn whether writes still land.
     CREATE TABLE write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
     """,
+    # 2: blue-green deploys, journaled stage by stage (watchdogd/store/deploys.py).
+    """
+    CREATE TABLE deploys (
+        id          TEXT PRIMARY KEY,
+        target      TEXT NOT NULL,
+        image       TEXT NOT NULL,
+        stage       TEXT NOT NULL,
+        started_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL,
+        ended_at    REAL,
+        reason      TEXT NOT NULL DEFAULT '',
+        body        TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX deploys_by_target ON deploys (target, started_at);
+    """,
 )
 
 

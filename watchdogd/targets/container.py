@@ -27,7 +27,13 @@ from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult
-from watchdogd.targets.recreate import config_hash, create_plan, release_of, snapshot
+from watchdogd.targets.recreate import (
+    config_hash,
+    create_plan,
+    is_anonymous_volume,
+    release_of,
+    snapshot,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -236,6 +242,29 @@ async def _swap_in(
     except TargetError as err:
         # Harmless: the next restore (or recover) removes it.
         log.warning("target.swap.old_not_removed", container=old_id[:12], error=str(err))
+    else:
+        await _remove_orphaned_volumes(engine, old, new_id)
+
+
+async def _remove_orphaned_volumes(engine: DockerEngine, old: dict[str, Any], new_id: str) -> None:
+    """Remove the anonymous volumes of the replaced container that the new one does not mount.
+
+    A bad release deployed by ``docker run`` or ``docker compose up --renew-anon-volumes`` got
+    fresh anonymous volumes; the restored container mounts the good release's by name, so the
+    bad ones would be left behind, nameless, forever. The engine refuses to remove a volume any
+    other container still uses, and that refusal is kept."""
+    new = await engine.inspect_container(new_id)
+    kept = {str(m.get("Name") or "") for m in (new or {}).get("Mounts") or []}
+    for mount in old.get("Mounts") or []:
+        name = str(mount.get("Name") or "")
+        if mount.get("Type") != "volume" or not is_anonymous_volume(name) or name in kept:
+            continue
+        try:
+            await engine.remove_volume(name)
+        except TargetError as err:
+            log.info("target.swap.volume_kept", volume=name[:12], reason=str(err))
+        else:
+            log.info("target.swap.volume_removed", volume=name[:12])
 
 
 # Swaps whose caller was cancelled but that still run to their end (strong references, so

@@ -116,6 +116,8 @@ class TargetController:
         self._rolled_back_at: float | None = None
         # Set while the target has no container (a deploy's `rm -f` before its `run`).
         self._absent_since: float | None = None
+        # Set while the driver cannot say what runs (the Docker engine is away).
+        self._unreachable_since: float | None = None
         # (image, state) of the known-good and quarantined releases for watchdogd_release_info;
         # refreshed when they change, so a scrape reads no database.
         self._catalogue: list[tuple[str, str]] = []
@@ -217,6 +219,8 @@ class TargetController:
             # Between a deploy's `rm -f` and its `run` the failures belong to no release:
             # blaming the old one would roll back (or freeze) in the middle of a deploy.
             return
+        if self._unreachable_since is not None:
+            return
         # A gate still waiting out its `for:` has a breached condition: no bake passes then.
         pending = any(r.condition is Verdict.BREACHED for r in self._results)
         if state is TargetState.BAKING and not pending and self._has_evidence():
@@ -235,6 +239,14 @@ class TargetController:
         elif state is TargetState.BREACHED and not breached and self._playbook is None:
             self._transition(Event.BREACH_CLEARED, now)
         if breached and self.machine.state in (TargetState.BAKING, TargetState.HEALTHY):
+            # Ask the driver first: an engine that went away since the last poll took the app
+            # with it, and a deploy since then is another release (neither is to be blamed).
+            before = self.current.id if self.current else None
+            await self.observe_release(now)
+            after = self.current.id if self.current else None
+            absent = self._absent_since is not None and now - self._absent_since < ABSENT_GRACE
+            if self._unreachable_since is not None or absent or before != after:
+                return
             first = breached[0]
             trigger = Trigger("gate", first.gate, first.reason, _numbers(first))
             await self._start(trigger, TriggerKind.GATE, now)
@@ -273,7 +285,17 @@ class TargetController:
             release = await self.driver.current()
         except TargetError as err:
             log.debug("cannot inspect target", target=self.name, error=str(err))
+            if self._unreachable_since is None:
+                # The engine stopping stops the app too: its failures belong to no release,
+                # and no rollback could be done. Judge again once the engine answers.
+                log.warning("target unreachable, not judged", target=self.name, error=str(err))
+                self._unreachable_since = now
+                self._reset_windows()
             return
+        if self._unreachable_since is not None:
+            log.info("target reachable again", target=self.name)
+            self._unreachable_since = None
+            self._reset_windows()
         if release is None:
             if self._absent_since is None:
                 self._absent_since = now
@@ -332,6 +354,9 @@ class TargetController:
         stuck = self.machine.state in (TargetState.FROZEN, TargetState.FAILED)
         if stuck and kind is TriggerKind.MANUAL:
             raise ControlRefused(409, f"{self.name} is {self.machine.state}; unfreeze it first")
+        # An alert can arrive before the next poll has seen a deploy: read what runs now, so
+        # the incident names (and quarantines) the release that is bad, not its predecessor.
+        await self.observe_release(now)
         incident = await self._start(trigger, kind, now, to=to)
         if incident is None:
             raise ControlRefused(409, self.last_refusal or "refused")
