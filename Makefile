@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint unit bench demo clean
+.PHONY: test lint unit bench soak demo clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ unit: $(BIN)/.installed
 # Every benchmark, one table (~35 min; BENCH_ARGS=--quick for ~6 min). See BENCHMARKS.md.
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# The chaos soak: a real engine and daemon, random seeded events, invariants checked (30 min).
+# SOAK_ARGS="--minutes 3 --seed 16" is CI's run; see BENCHMARKS.md.
+soak: $(BIN)/.installed
+	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

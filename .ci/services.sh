@@ -17,6 +17,7 @@ CI_PACKAGES=(
     redis-server
     postgresql
     busybox-static
+    docker-compose
     haproxy
     wrk
     curl
@@ -211,12 +212,18 @@ ci_stop_dockerd() {
         echo "leaving dockerd (pid $CI_STARTED_DOCKERD) running (CI_KEEP_DOCKERD is set)"
         return 0
     fi
-    echo "stopping the dockerd this script started (pid $CI_STARTED_DOCKERD)"
-    kill -TERM "$CI_STARTED_DOCKERD" 2>/dev/null || return 0
-    local i
+    # Tests that stop and start the engine (test_engine_outage, the soak) leave another pid:
+    # the one the pid file names now.
+    local pid=$CI_STARTED_DOCKERD current i
+    current=$(cat "$CI_DOCKER_PIDFILE" 2>/dev/null || true)
+    if [ -n "$current" ] && [ "$(cat "/proc/$current/comm" 2>/dev/null)" = dockerd ]; then
+        pid=$current
+    fi
+    echo "stopping the dockerd this script started (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || return 0
     for ((i = 0; i < 30; i++)); do
-        kill -0 "$CI_STARTED_DOCKERD" 2>/dev/null || return 0
+        kill -0 "$pid" 2>/dev/null || return 0
         sleep 1
     done
-    kill -KILL "$CI_STARTED_DOCKERD" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null || true
 }

@@ -1,7 +1,7 @@
 """Decision-quality simulation: how often the default gates cry wolf, and how fast they see one.
 
 Run it as ``python benchmarks/decision_sim.py`` (``--quick`` for a short smoke run). It drives
-the daemon's own core (``sim_engine``: ``CheckRecorder``, ``Gate(gate_spec(GateConfig()))``,
+the daemon's own core (``sim_engine``: ``CheckRecorder``, ``Gate(GateConfig().spec())``,
 ``ScrapeSource.ingest``, the 1 s tick at a random phase plus evaluation on evidence) with the
 traffic shapes of ``sim_shapes`` and prints one table per kind of question:
 

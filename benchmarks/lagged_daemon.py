@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 
 from watchdogd.config import Config, load_config
-from watchdogd.daemon.lifecycle import Daemon, logs, read_token
+from watchdogd.daemon import logs
+from watchdogd.daemon.lifecycle import Daemon, read_token
+from watchdogd.daemon.state_lock import StateDirLock
 
 INTERVAL = 0.02
 
@@ -69,8 +71,8 @@ def run(config_path: str, out: Path) -> int:
     token = read_token(config)
     logs.configure(config.log.level, config.log.format)
     logs.set_secrets(config.secrets | ({token} if token else set()))
-    Path(config.state_dir).mkdir(parents=True, exist_ok=True)
-    code, samples = asyncio.run(main(config_path, config))
+    with StateDirLock.acquire(Path(config.state_dir)):
+        code, samples = asyncio.run(main(config_path, config))
     out.write_text(json.dumps(samples))
     return code
 

@@ -7,7 +7,8 @@ module's docstring; results and the machine go to BENCHMARKS.md.
 
     --quick        shorter runs everywhere; MTTR with 1 run per fault instead of 5 (~6 min
                    instead of ~35 min for the whole command)
-    --only a,b     run only these: windows, decisions, probe, idle, scale, webhook, mttr
+    --only a,b     run only these: windows, decisions, probe, idle, scale, webhook, mttr,
+                   bluegreen
     --json PATH    also write the rows and the machine as JSON
 
 The default runs everything at full length: MTTR is 5 faults x 5 runs x (watchdogd, Swarm).
@@ -67,6 +68,7 @@ BENCHES: dict[str, Callable[[bool], list[Row]]] = {
     "scale": _bench("bench_load", "run_scale"),
     "webhook": _bench("bench_webhook"),
     "mttr": _bench("bench_mttr"),
+    "bluegreen": _bench("bench_bluegreen"),
 }
 
 

@@ -1,7 +1,7 @@
 """The engine of ``decision_sim.py``: synthetic traffic driven through the daemon's own core.
 
 What is real: ``CheckRecorder`` (the window, the in-flight probes, the evidence hook),
-``Gate(gate_spec(GateConfig(...)))`` with the schema's defaults, and ``ScrapeSource.ingest`` for
+``Gate(GateConfig(...).spec())`` with the schema's defaults, and ``ScrapeSource.ingest`` for
 scraped counters and histograms. What is simulated: time, the service and the daemon's loop.
 The loop is modelled as the daemon runs it: gates are evaluated on a 1 s tick at a random
 phase, and at once when a recorder reports evidence (a failure, a slow sample, a probe waiting
@@ -31,7 +31,6 @@ from typing import Any, Protocol, cast
 from watchdogd.config.schema import GateConfig, ScrapeCheck
 from watchdogd.core.gates import Gate, Verdict
 from watchdogd.sources.scrape import ScrapeSource
-from watchdogd.watch.controller import gate_spec
 from watchdogd.watch.recorder import CheckRecorder
 
 #: prometheus_client's default histogram buckets.
@@ -104,7 +103,7 @@ def simulate(
         evidence[0] = True
 
     recorder.on_evidence = note
-    judges = [Gate(gate_spec(g)) for g in configs]
+    judges = [Gate(g.spec()) for g in configs]
     outcome = Outcome(seconds=seconds)
     breached = False
     events: list[tuple[float, int, int, Any]] = []  # (time, order, kind, payload)

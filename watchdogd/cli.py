@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from watchdogd import __version__
-from watchdogd.api.client import ClientError, call, resolve_endpoint
+from watchdogd.api.client import Endpoint, call, resolve_endpoint
 from watchdogd.config import load_config, summarize
+from watchdogd.core.deploy_plan import Stage, outcome_exit_code
 from watchdogd.demo.release import FAULT_DESCRIPTIONS, FAULTS
-from watchdogd.errors import ConfigError
+from watchdogd.errors import ClientError, ConfigError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -156,7 +158,73 @@ def _unquarantine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    endpoint = resolve_endpoint(args.url, args.token, args.config)
+    return _follow_deploy(endpoint, args.target, args.image, detach=args.detach, as_json=args.json)
+
+
+# `watchdogd deploy` polls the deploy's progress; the daemon may restart under it (it resumes
+# the deploy from its journal), so an unreachable daemon is waited for, for a while.
+DEPLOY_POLL = 0.5
+UNREACHABLE_PATIENCE = 120.0
+# HTTP answers that mean the command line or the config is wrong, not the release.
+USAGE_STATUSES = frozenset({400, 404, 422})
+
+
+def _follow_deploy(
+    endpoint: Endpoint, target: str, image: str, *, detach: bool, as_json: bool
+) -> int:
+    try:
+        started = call(endpoint, "POST", f"/api/v1/targets/{target}/deploy", {"image": image})
+    except ClientError as err:
+        if err.status in USAGE_STATUSES:
+            print(f"watchdogd deploy: {err}", file=sys.stderr)
+            return EXIT_CONFIG
+        raise
+    deploy: dict[str, Any] = started["deploy"]
+    if detach:
+        if as_json:
+            print(json.dumps(started, indent=2, sort_keys=True))
+        else:
+            print(f"{target}: deploy {deploy['id']} of {image} started")
+        return EXIT_OK
+    printed = 0
+    patience_until = time.monotonic() + UNREACHABLE_PATIENCE
+    while True:
+        lines = deploy.get("lines") or []
+        for line in lines[printed:]:
+            print(line, flush=True)
+        printed = max(printed, len(lines))
+        if deploy.get("final"):
+            break
+        time.sleep(DEPLOY_POLL)
+        try:
+            answer = call(endpoint, "GET", f"/api/v1/targets/{target}/deploy?id={deploy['id']}")
+        except ClientError as err:
+            if err.exit_code != 3 or time.monotonic() > patience_until:
+                raise
+            continue  # the daemon restarts; it resumes the deploy from its journal
+        patience_until = time.monotonic() + UNREACHABLE_PATIENCE
+        deploy = answer["deploy"] or deploy
+    return _deploy_outcome(target, image, deploy, as_json=as_json)
+
+
+def _deploy_outcome(target: str, image: str, deploy: dict[str, Any], *, as_json: bool) -> int:
+    stage = Stage(deploy["stage"])
+    if as_json:
+        print(json.dumps(deploy, indent=2, sort_keys=True))
+    elif stage is Stage.PROMOTED:
+        print(f"{target}: {image} promoted")
+    else:
+        print(f"{target}: {image} {stage.value.replace('_', ' ')}: {deploy.get('reason')}")
+    return outcome_exit_code(stage)
+
+
 def _demo(args: argparse.Namespace) -> int:
+    if args.traffic:
+        from watchdogd.demo.blue_green import run_traffic_demo  # noqa: PLC0415
+
+        return run_traffic_demo(args.dir)
     # Like `run`, the demo needs the daemon's dependencies; load them only for it.
     from watchdogd.demo.runner import DemoOptions, run_demo  # noqa: PLC0415
 
@@ -234,6 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_flags(unquarantine)
     unquarantine.set_defaults(handler=_unquarantine)
 
+    deploy = commands.add_parser(
+        "deploy",
+        help="blue-green deploy of an image to a target with traffic:",
+        description="Starts IMAGE next to the running release, checks it directly, switches "
+        "HAProxy to it, bakes it on real traffic, then promotes it or switches back. Exit 0 "
+        "when promoted, 1 when rolled back or refused (with the reason), 2 on a config or "
+        "usage error, 3 when the daemon cannot be reached.",
+    )
+    deploy.add_argument("target")
+    deploy.add_argument("image", help="an image on the Docker host, e.g. shop/api:1.4.2")
+    deploy.add_argument("--detach", action="store_true", help="return once the deploy started")
+    _add_client_flags(deploy)
+    deploy.set_defaults(handler=_deploy)
+
     faults = "; ".join(f"{fault}: {FAULT_DESCRIPTIONS[fault]}" for fault in FAULTS)
     demo = commands.add_parser(
         "demo",
@@ -246,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--docker", action="store_true", help="run the app as containers (needs a Docker engine)"
+    )
+    demo.add_argument(
+        "--traffic",
+        action="store_true",
+        help="a blue-green deploy behind HAProxy going wrong and switched back (needs haproxy)",
     )
     demo.add_argument(
         "--dir",

@@ -35,7 +35,18 @@ class Release:
         """How people name it: the reference they deployed, else the image."""
         return self.image_ref or self.image
 
+    def public(self) -> dict[str, str]:
+        """The one public form of a release, as the API, notifications and history show it:
+        never the spec (a container's environment may hold secrets)."""
+        return {
+            "id": self.id,
+            "image": self.image,
+            "image_ref": self.image_ref,
+            "config_hash": self.config_hash,
+        }
+
     def to_json(self) -> str:
+        """The full form, spec included, for the store and the Swarm state document."""
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
@@ -49,6 +60,11 @@ class ExecResult:
 
     exit_code: int
     output: str
+
+
+def public_release(release: Release | None) -> dict[str, str] | None:
+    """``release.public()``, or None."""
+    return None if release is None else release.public()
 
 
 def fingerprint(config: Any) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import DaemonProcess
+from tests.support.daemon import DaemonProcess
 from tests.support.ports import free_port
 from tests.surfaces.conftest import TOKEN, DaemonFactory, ReleaseApp, alert_payload, bake_v2
 

@@ -9,6 +9,7 @@ import pytest
 
 from watchdogd.cli import main
 from watchdogd.config import load_config, load_config_text
+from watchdogd.config.settings import resolve
 from watchdogd.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -238,7 +239,21 @@ class TestValidConfigs:
         gates = config.targets[0].gates
         assert (gates[0].above, gates[1].above, gates[2].for_) == (2.0, 0.01, 10.0)
         assert config.defaults.window == 300.0
-        assert config.targets[0].setting("bake_time", config.defaults) == 60.0
+        assert resolve(config.targets[0], config.defaults).bake_time == 60.0
+
+    def test_every_gate_setting_reaches_the_core(self) -> None:
+        """``max_staleness`` (and every other gate key) arrives in the core's GateSpec, typed,
+        in seconds; the target's settings are resolved once into typed values."""
+        text = BASE.replace(
+            "metric: error_rate, above: 1%}", "metric: error_rate, above: 1%, max_staleness: 45s}"
+        )
+        config = load_config_text(text)
+        spec = config.targets[0].gates[1].spec()
+        assert (spec.name, spec.max_staleness, spec.above) == ("latency:error_rate", 45.0, 0.01)
+        assert config.targets[0].gates[0].spec().max_staleness is None
+        settings = resolve(config.targets[0], config.defaults)
+        assert isinstance(settings.max_rollbacks_per_hour, int)
+        assert settings.playbook == tuple(config.targets[0].playbook)
 
     def test_env_values_are_expanded_and_remembered_as_secrets(self) -> None:
         """${VAR} takes the environment's value, and the value is listed as a secret."""

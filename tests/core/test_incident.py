@@ -9,11 +9,11 @@ import pytest
 from watchdogd.core.incident import (
     TRANSITIONS,
     Event,
-    IllegalTransition,
     TargetState,
     TargetStateMachine,
     Transition,
 )
+from watchdogd.errors import IllegalTransition
 
 S = TargetState
 E = Event

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, NotifySocket, start_daemon
+from tests.support.daemon import TOKEN, DaemonProcess, NotifySocket, start_daemon
 
 
 class AppHandler(BaseHTTPRequestHandler):
@@ -266,4 +266,4 @@ class TestProcessLifeCycle:
             time.sleep(0.1)
         assert daemon.process.poll() is None
         assert daemon.target("app")["state"] == "healthy"
-        assert "config reload failed" in daemon.log.read_text()
+        assert "config_reload_failed" in daemon.log.read_text()

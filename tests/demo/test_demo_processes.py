@@ -7,25 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 from watchdogd.config import load_config_text
 from watchdogd.demo import app_ctl, procs, release, scenario
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -115,7 +106,7 @@ class TestAppController:
             assert pid is not None
             owner.kill()
             owner.wait()
-            assert wait_until(lambda: not procs.alive(pid)), "the app outlived its owner"
+            wait_for("the app to end with its owner", lambda: not procs.alive(pid), timeout=10)
         finally:
             owner.kill()
             app_ctl.stop(directory)
@@ -135,12 +126,12 @@ class TestTiedProcess:
         )
         parent = subprocess.Popen([sys.executable, "-c", parent_code])
         try:
-            assert wait_until(lambda: pid_file.exists() and pid_file.read_text())
+            wait_for("the pid file", lambda: pid_file.exists() and pid_file.read_text(), timeout=10)
             child = int(pid_file.read_text())
-            assert wait_until(lambda: procs.alive(child))
+            wait_for("the child", lambda: procs.alive(child), timeout=10)
             parent.send_signal(signal.SIGKILL)
             parent.wait()
-            assert wait_until(lambda: not procs.alive(child)), "the child outlived its parent"
+            wait_for("the child to end with its parent", lambda: not procs.alive(child), timeout=10)
         finally:
             parent.kill()
             parent.wait()

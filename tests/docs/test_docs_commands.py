@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +30,7 @@ from tests.docs.doc_pages import ROOT, Block, all_blocks, blocks, commands, page
 from tests.docs.test_docs_snippets import verify_with_drop_in
 from tests.support import require
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 from watchdogd.cli import build_parser
 from watchdogd.demo import release
 
@@ -102,18 +102,6 @@ def target_names() -> set[str]:
     return names or {"api"}
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def docs_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsDaemon]:
     """A daemon whose targets have two known-good releases each, v1 and v2 (v2 running)."""
@@ -162,10 +150,18 @@ def docs_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsDaemon
     try:
         try:
             for name in names:
-                wait_for(lambda n=name: settled_on(n, release.GOOD), 30, f"{name} on v1")
+                wait_for(
+                    f"{name} on v1",
+                    lambda n=name: settled_on(n, release.GOOD),
+                    ignore=(httpx.HTTPError,),
+                )
                 release.switch(tmp / "targets" / name, release.BAD)
             for name in names:
-                wait_for(lambda n=name: settled_on(n, release.BAD), 30, f"{name} on v2")
+                wait_for(
+                    f"{name} on v2",
+                    lambda n=name: settled_on(n, release.BAD),
+                    ignore=(httpx.HTTPError,),
+                )
         except AssertionError as err:
             raise AssertionError(f"{err}\n{log.read_text()[-4000:]}") from None
         env = {

@@ -16,7 +16,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.fields import FieldInfo
 
 from tests.docs.doc_pages import DOCS
-from watchdogd.config import schema
+from watchdogd.config import schema, steps, traffic
 from watchdogd.core.gates import GateMetric
 
 REFERENCE = DOCS / "configuration.md"
@@ -41,19 +41,24 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "`type: promql`": schema.PromqlCheck,
     "Gates": schema.GateConfig,
     "Alerts": schema.AlertRule,
-    "Playbook steps": schema.Step,
-    "`notify` step": schema.NotifyAction,
-    "`exec`": schema.ExecAction,
-    "`command`": schema.CommandAction,
-    "`sql`": schema.SqlAction,
-    "`redis_invalidate`": schema.RedisInvalidateAction,
-    "`http` step": schema.HttpAction,
-    "`rollback`": schema.RollbackAction,
-    "`wait_healthy`": schema.WaitHealthyAction,
+    "Playbook steps": steps.Step,
+    "`notify` step": steps.NotifyAction,
+    "`exec`": steps.ExecAction,
+    "`command`": steps.CommandAction,
+    "`sql`": steps.SqlAction,
+    "`redis_invalidate`": steps.RedisInvalidateAction,
+    "`http` step": steps.HttpAction,
+    "`rollback`": steps.RollbackAction,
+    "`wait_healthy`": steps.WaitHealthyAction,
+    "Traffic": traffic.TrafficConfig,
+    "`traffic.haproxy`": traffic.HAProxyRef,
+    "`traffic.upstream`": traffic.Upstream,
+    "`traffic.pre_checks`": traffic.PreChecks,
+    "Traffic gates": traffic.TrafficGate,
 }
 UNSET = "\N{EN DASH}"  # the default column's mark for "optional, unset"
 #: Fields the loader derives; nobody writes them.
-INTERNAL = {schema.Step: {"action"}}
+INTERNAL = {steps.Step: {"action"}}
 
 _HEADING = re.compile(r"^#{2,4}\s+(.+?)\s*$")
 _ROW = re.compile(r"^\|\s*`(?P<key>[^`]+)`\s*\|\s*(?P<default>[^|]*?)\s*\|")
@@ -159,7 +164,7 @@ class TestNamedValues:
         """Each gate metric, target kind and on_failure value appears on the page."""
         text = REFERENCE.read_text()
         values = [m.value for m in GateMetric]
-        values += [k.value for k in schema.TargetKind] + [o.value for o in schema.OnFailure]
+        values += [k.value for k in schema.TargetKind] + [o.value for o in steps.OnFailure]
         assert [v for v in values if f"`{v}`" not in text] == []
 
 

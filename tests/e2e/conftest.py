@@ -1,6 +1,6 @@
 """End-to-end helpers: the real daemon process, its audit log, and apps it watches.
 
-The daemon runs as ``python -m watchdogd run`` (``tests.daemon.conftest.start_daemon``); every
+The daemon runs as ``python -m watchdogd run`` (``tests.support.daemon.start_daemon``); every
 process a test starts is killed at teardown. Docker objects carry ``docker_labels()`` and are
 removed at teardown too (the session sweep is only the safety net).
 """
@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from docker.errors import APIError, NotFound
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, start_daemon
 from tests.support import docker_labels, unique_name
+from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
 from tests.support.ports import free_port
 
 Event = dict[str, Any]

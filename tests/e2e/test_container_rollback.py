@@ -17,7 +17,6 @@ import psycopg
 import pytest
 import redis
 
-from tests.daemon.conftest import DaemonProcess
 from tests.e2e.conftest import (
     AppDeployment,
     Daemons,
@@ -27,6 +26,7 @@ from tests.e2e.conftest import (
     wait_event,
     write_token,
 )
+from tests.support.daemon import DaemonProcess
 from tests.support.images import AppImages, run_app, wait_http
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.sink import HttpSink

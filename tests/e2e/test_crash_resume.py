@@ -21,7 +21,6 @@ import psycopg
 import pytest
 import redis
 
-from tests.daemon.conftest import DaemonProcess
 from tests.e2e.conftest import (
     AppDeployment,
     Daemons,
@@ -34,10 +33,11 @@ from tests.e2e.conftest import (
     wait_file,
     write_token,
 )
+from tests.support.daemon import DaemonProcess
 from tests.support.images import AppImages, run_app, wait_http
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.sink import HttpSink
-from watchdogd.config.schema import IDEMPOTENT_ACTIONS
+from watchdogd.config.steps import IDEMPOTENT_ACTIONS
 from watchdogd.daemon.wiring import PAUSE_FILE_ENV, PAUSE_STEP_ENV
 from watchdogd.store import JournalEntry, StepStatus, Store
 

@@ -298,7 +298,7 @@ class TestSidecarImage:
         assert [q["image"] for q in status["quarantined"]] == [app_images.ids["v2"]]
         wait_health(restored)
         logs = watchdog.logs()
-        assert '"event": "watchdogd started"' in logs
+        assert '"event": "watchdogd_started"' in logs
         assert TOKEN not in logs
 
     def test_runs_unprivileged_with_the_socket_read_only(

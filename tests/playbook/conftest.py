@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playbook_fakes import FakeDriver, RecordingSleep
+from playbook_fakes import BAD, FakeDriver, RecordingSleep
 
 from watchdogd.store import Store
 
@@ -24,7 +24,7 @@ def store(db_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def driver() -> FakeDriver:
-    return FakeDriver()
+    return FakeDriver(BAD)
 
 
 @pytest.fixture

@@ -189,13 +189,18 @@ class TestTimeouts:
     ) -> None:
         """Unknown and unhealthy answers are waited out; healthy ends the step."""
         answers: list[bool | None] = [None, False, True]
+        asked: list[tuple[float, int]] = []
 
-        async def health() -> bool | None:
+        async def health(since: float, min_samples: int) -> bool | None:
+            asked.append((since, min_samples))
             return answers.pop(0)
 
         outcome = await runner(store, driver, sleep, health_check=health).run(plan([step(**WAIT)]))
         assert outcome.state is IncidentState.SUCCEEDED
         assert answers == []
+        # Every answer judges the same evidence: from the step's start on, one sample each.
+        assert len({since for since, _ in asked}) == 1
+        assert {n for _, n in asked} == {1}
 
     async def test_wait_healthy_deadline_fails_once(
         self, store: Store, driver: FakeDriver, sleep: RecordingSleep

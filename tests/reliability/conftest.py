@@ -5,7 +5,12 @@ The suite (tests/reliability) covers what the issue lists beyond the end-to-end 
 
 * the Docker engine stopped for 30 s and started again (``test_engine_outage``);
 * ``state_dir`` made read-only under a running daemon (``test_store_readonly``);
-* the probed network disappearing (``test_network_loss``).
+* the probed network disappearing (``test_network_loss``);
+* start-up: one daemon per ``state_dir``, the address bound before anything is resumed, one
+  line and exit 3 for every environment error (``test_startup``);
+* SIGHUP: the token rotates, notifiers and log settings are rebuilt, restart-only keys are
+  refused by name; ``wait_healthy`` never passes on samples from before the restore
+  (``test_reload``).
 
 Elsewhere: SIGHUP with an invalid config is ``tests/daemon/test_daemon_release_dir.py``
 (``test_invalid_config_on_reload_keeps_the_old_one``); SIGKILL at each playbook step,
@@ -20,7 +25,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,8 +32,9 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import DaemonProcess
 from tests.support import require
+from tests.support.daemon import DaemonProcess
+from tests.support.waiting import wait_for as support_wait_for
 
 
 class ReleaseApp(BaseHTTPRequestHandler):
@@ -81,16 +86,17 @@ def deploy(release_dir: Path, version: str) -> None:
 def wait_for(
     what: str, condition: Callable[[], Any], daemon: DaemonProcess, timeout: float = 30
 ) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with the daemon's log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Poll ``condition`` until it returns something truthy; fail with the daemon's log (at
+    once if the daemon exited)."""
+
+    def holds() -> Any:
         if daemon.process.poll() is not None:
             raise AssertionError(f"daemon exited: {daemon.log.read_text()[-4000:]}")
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout} s\n{daemon.log.read_text()[-4000:]}")
+        return condition()
+
+    return support_wait_for(
+        what, holds, timeout=timeout, interval=0.2, context=lambda: daemon.log.read_text()[-4000:]
+    )
 
 
 def gate(daemon: DaemonProcess, target: str, name: str) -> dict[str, Any]:

@@ -27,9 +27,9 @@ import docker
 import pytest
 from docker.errors import APIError
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, start_daemon
 from tests.reliability.conftest import check, gate, wait_for
 from tests.support import require
+from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
 from tests.support.images import AppImages, run_app, wait_health
 from tests.support.ports import free_port
 from watchdogd.store import Store

@@ -32,9 +32,9 @@ import httpx
 import pytest
 from docker.errors import APIError
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, start_daemon
 from tests.reliability.conftest import audit_kinds, check, gate, wait_for
 from tests.support import docker_labels, unique_name
+from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
 from tests.support.images import AppImages, wait_http
 from tests.support.ports import free_port
 

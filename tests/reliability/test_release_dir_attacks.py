@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, start_daemon
 from tests.reliability.conftest import deploy, wait_for
+from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
 from tests.support.ports import free_port
 from watchdogd.cli import main
 
@@ -237,7 +237,7 @@ class TestHostileReload:
         )
         log = wait_for(
             "the failure's log line",
-            lambda: "config reload failed" in daemon.log.read_text() and daemon.log.read_text(),
+            lambda: "config_reload_failed" in daemon.log.read_text() and daemon.log.read_text(),
             daemon,
         )
         assert NEW_SECRET not in log

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, start_daemon
 from tests.reliability.conftest import audit_kinds, check, gate, wait_for
+from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
 from tests.support.images import AppImages, RunningApp, run_app, set_mode
 from tests.support.ports import free_port
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.daemon.conftest import TOKEN, start_daemon
+from tests.support.daemon import TOKEN, start_daemon
 from tests.support.ports import free_port
 from tests.surfaces.conftest import release_dir_config, serve_release_app, wait_for
 from watchdogd.store import DB_FILENAME, Store

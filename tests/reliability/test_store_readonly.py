@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, start_daemon
 from tests.reliability.conftest import ReadOnlyMount, audit_kinds, deploy, gate, wait_for
+from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
 from tests.support.ports import free_port
 from watchdogd.errors import StoreError
 from watchdogd.store import Store

@@ -63,7 +63,8 @@ class TestIncidents:
         assert [i.id for i in store.incidents("api")] == [done, second, first]
 
     def test_to_dict_leaves_out_specs(self, store: Store) -> None:
-        """The JSON form of an incident names releases without their spec (env, secrets)."""
+        """The JSON form of an incident names releases in their one public form: without their
+        spec (env, secrets)."""
         record = store.incident(open_incident(store))
         assert record is not None
         data = record.to_dict()
@@ -71,7 +72,9 @@ class TestIncidents:
             "id": release("v1").id,
             "image": "sha256:v1",
             "image_ref": "registry.local/api:v1",
+            "config_hash": release("v1").config_hash,
         }
+        assert data["restore_release"] == release("v1").public()
         assert data["trigger"]["numbers"] == TRIGGER.numbers
         assert "VERSION" not in str(data)
 

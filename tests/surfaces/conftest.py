@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, start_daemon
+from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 __all__ = ["DOCUMENTED_METRICS", "TOKEN", "DaemonFactory", "ReleaseApp", "alert_payload"]
 
@@ -166,18 +166,6 @@ def daemon_factory(tmp_path: Path) -> Iterator[DaemonFactory]:
     yield start
     for process in started:
         process.stop()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def events(daemon: DaemonProcess, kind: str | None = None) -> list[dict[str, Any]]:

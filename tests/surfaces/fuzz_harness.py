@@ -31,7 +31,8 @@ from yarl import URL
 
 from tests.support.ports import free_port
 from watchdogd.config import load_config
-from watchdogd.daemon.lifecycle import Daemon, logs
+from watchdogd.daemon import logs
+from watchdogd.daemon.lifecycle import Daemon
 
 TOKEN = "fuzz-token-7d0c4f1e9a2b"
 #: Values that reach the config only through ${ENV}, so they are secrets too.

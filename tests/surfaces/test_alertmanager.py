@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import DaemonProcess
+from tests.support.daemon import DaemonProcess
 from tests.support.services import AlertmanagerFactory, AlertmanagerServer
+from tests.support.waiting import wait_for
 from tests.surfaces.conftest import (
     TOKEN,
     DaemonFactory,
@@ -23,7 +24,6 @@ from tests.surfaces.conftest import (
     events,
     http_client,
     metric_value,
-    wait_for,
 )
 
 pytestmark = pytest.mark.alertmanager

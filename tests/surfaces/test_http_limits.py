@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.daemon.conftest import DaemonProcess
+from tests.support.daemon import DaemonProcess
 from tests.support.ports import free_port
 from tests.surfaces.conftest import (
     TOKEN,

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import DaemonProcess, start_daemon
+from tests.support.daemon import DaemonProcess, start_daemon
 from tests.support.images import AppImages, run_app, wait_health
 from tests.support.ports import free_port
 from tests.support.services import PrometheusFactory, PrometheusServer
+from tests.support.waiting import wait_for
 from tests.surfaces.conftest import (
     DOCUMENTED_METRICS,
     HISTOGRAMS,
@@ -28,7 +29,6 @@ from tests.surfaces.conftest import (
     http_client,
     release_dir_config,
     serve_release_app,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.docker]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import TOKEN, DaemonProcess, start_daemon
+from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
 from tests.support.images import AppImages
 from tests.support.ports import free_port
 from tests.swarm.conftest import Services

@@ -12,13 +12,13 @@ import pytest
 
 from tests.support.images import AppImages
 from tests.swarm.conftest import Services
-from watchdogd.config.schema import Step
+from watchdogd.config.steps import Step
 from watchdogd.engine.docker_api import DockerEngine
+from watchdogd.errors import ClaimLost
 from watchdogd.model import Release, Trigger
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.store import StepStatus, Store
 from watchdogd.targets.swarm import SwarmDriver
-from watchdogd.watch.mirror import ClaimLost
 from watchdogd.watch.swarm_state import SwarmStateMirror
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]

@@ -57,7 +57,7 @@ class TestReconcile:
         with capture_logs() as logs:
             assert await reconciler.reconcile() == ["app"]
         assert split_differences(split, await runtime.servers("app")) == []
-        restored = [e for e in logs if e["event"] == "traffic split restored"]
+        restored = [e for e in logs if e["event"] == "traffic_split_restored"]
         assert [(e["backend"], e["reason"]) for e in restored] == [("app", "haproxy restarted")]
         assert reconciler.counters.restored["app"] == 1
         async with Load(proxy.url, workers=2) as load:
@@ -74,7 +74,7 @@ class TestReconcile:
         proxy.command("set server app/blue state ready")
         with capture_logs() as logs:
             assert await reconciler.reconcile() == ["app"]
-        lost = [e for e in logs if e["event"] == "traffic split lost; restoring"]
+        lost = [e for e in logs if e["event"] == "traffic_split_lost"]
         assert lost[0]["reason"] == "changed outside watchdogd"
         assert lost[0]["differences"] == ["blue: no check, want maintenance"]
         assert split_differences(split, await reconciler.runtime.servers("app")) == []
@@ -89,11 +89,11 @@ class TestReconcile:
         with capture_logs() as logs:
             assert await reconciler.reconcile() == []
             assert await reconciler.reconcile() == []
-        assert [e["event"] for e in logs] == ["cannot read HAProxy's servers"]
+        assert [e["event"] for e in logs] == ["haproxy_servers_unreadable"]
         proxy.start()
         with capture_logs() as logs:
             assert await reconciler.reconcile() == ["app"]
-        assert "HAProxy reachable again" in [e["event"] for e in logs]
+        assert "haproxy_reachable_again" in [e["event"] for e in logs]
 
     async def test_never_restores_during_a_switch(
         self, haproxy_factory: HAProxyFactory, release_app: AppFactory

@@ -1,20 +1,24 @@
-"""The per-target controller with a fake driver and a real SQLite store: baking needs evidence,
-and a target without a container (mid-deploy) is not blamed."""
+"""The per-target controller with a fake driver, a fake clock and a real SQLite store: baking
+needs evidence, a target without a container (mid-deploy) is not blamed, and the policy's
+decisions (guards, freeze, unfreeze, dry run, quarantine) are carried out."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.fakes import FakeDriver
 from watchdogd.config import load_config_text
+from watchdogd.core.guards import TriggerKind
 from watchdogd.core.incident import TargetState
+from watchdogd.core.policy import ABSENT_GRACE
+from watchdogd.errors import ControlRefused, TargetError
 from watchdogd.metrics.registry import Metrics
-from watchdogd.model import Release
+from watchdogd.model import Release, Trigger
 from watchdogd.store import Store
-from watchdogd.targets.base import ExecResult
-from watchdogd.watch.controller import ABSENT_GRACE, TargetController
+from watchdogd.watch.controller import TargetController
 
 CONFIG = """\
 defaults: {bake_time: 10s, window: 1m}
@@ -28,37 +32,6 @@ targets:
 """
 
 
-class FakeDriver:
-    """Runs whatever release the test sets; records restores."""
-
-    target = "web"
-
-    def __init__(self, release: Release | None) -> None:
-        self.running = release
-        self.restores: list[Release] = []
-
-    async def current(self) -> Release | None:
-        return self.running
-
-    async def restore(self, release: Release, stop_timeout: float) -> None:
-        self.restores.append(release)
-        self.running = release
-
-    async def healthy(self) -> bool | None:
-        return None
-
-    async def exec(
-        self,
-        command: Sequence[str],
-        *,
-        user: str | None = None,
-        workdir: str | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float = 60.0,
-    ) -> ExecResult:
-        return ExecResult(0, "")
-
-
 V1 = Release("web", "sha256:v1", "cfg", "app:v1")
 V2 = Release("web", "sha256:v2", "cfg", "app:v2")
 
@@ -68,17 +41,78 @@ def store(tmp_path: Path) -> Store:
     return Store.in_state_dir(tmp_path)
 
 
-def controller(store: Store, driver: FakeDriver) -> TargetController:
-    config = load_config_text(CONFIG)
+class FakeClock:
+    """Monotonic seconds the test moves; wall time is a fixed offset from it (anchored at the
+    real time of its creation, since the store stamps incidents with the real clock)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._epoch = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self._epoch + self.now
+
+
+class Told:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str]] = []
+
+    async def __call__(self, target: str, message: str) -> None:
+        self.messages.append((target, message))
+
+
+def controller(
+    store: Store,
+    driver: FakeDriver,
+    text: str = CONFIG,
+    clock: FakeClock | None = None,
+    told: Told | None = None,
+) -> TargetController:
+    config = load_config_text(text)
+    clock = clock or FakeClock()
     return TargetController(
-        config.targets[0], config.defaults, driver=driver, store=store, metrics=Metrics()
+        config.targets[0],
+        config.defaults,
+        driver=driver,
+        store=store,
+        metrics=Metrics(),
+        clock=clock,
+        wall=clock.wall,
+        notify=told,
     )
+
+
+# A playbook without wait_healthy: the judge of a restore is tested in tests/watch/test_evidence.
+ROLLBACK_ONLY = (
+    CONFIG.replace("window: 1m}", "window: 1m, cooldown: 1m}")
+    + """\
+    playbook:
+      - rollback: {}
+"""
+)
+
+
+async def known_good(target: TargetController, at: float = 0.0) -> None:
+    """Bake the running release to known-good, starting at ``at``."""
+    await target.observe_release(at)
+    target.recorders["api"].probe(at + 1, ok=True, latency=0.01)
+    await target.tick(at + 20)
+    assert target.machine.state is TargetState.HEALTHY
+
+
+async def fail(target: TargetController, at: float, count: int = 3) -> None:
+    for offset in range(count):
+        target.recorders["api"].probe(at + offset, ok=False, latency=None)
+    await target.tick(at + count)
 
 
 class TestBaking:
     async def test_bake_waits_for_a_sample(self, store: Store) -> None:
         """bake_time alone does not make a release known-good: its checks must have seen it."""
-        target = controller(store, FakeDriver(V1))
+        target = controller(store, FakeDriver(V1, target="web"))
         await target.observe_release(0.0)
         await target.tick(60.0)
         assert target.machine.state is TargetState.BAKING
@@ -90,12 +124,12 @@ class TestBaking:
 class TestReleaseInfo:
     async def test_known_good_and_quarantined_releases_are_exported(self, store: Store) -> None:
         """watchdogd_release_info's view lists current, known-good and quarantined releases."""
-        target = controller(store, FakeDriver(V1))
+        target = controller(store, FakeDriver(V1, target="web"))
         await target.observe_release(0.0)
         target.recorders["api"].probe(1.0, ok=True, latency=0.01)
         await target.tick(20.0)
         store.quarantine("web", V2.image, "test")
-        target.refresh_catalogue()
+        target.records.refresh()
         releases = target.view(21.0).releases
         assert ("app:v1", "current") in releases
         assert ("app:v1", "known_good") in releases
@@ -105,7 +139,7 @@ class TestReleaseInfo:
 class TestDeployGap:
     async def test_failures_while_no_container_exists_are_not_blamed(self, store: Store) -> None:
         """Between `rm -f` and `run`, hard-down probes neither roll back nor freeze."""
-        driver = FakeDriver(V1)
+        driver = FakeDriver(V1, target="web")
         target = controller(store, driver)
         await target.observe_release(0.0)
         target.recorders["api"].probe(1.0, ok=True, latency=0.01)
@@ -117,11 +151,11 @@ class TestDeployGap:
             target.recorders["api"].probe(float(second), ok=False, latency=None)
             await target.tick(float(second))
         assert target.machine.state is TargetState.HEALTHY
-        assert driver.restores == []
+        assert driver.restored == []
 
     async def test_a_container_gone_for_good_counts_again(self, store: Store) -> None:
         """After the grace period, failures of a vanished container are judged again."""
-        driver = FakeDriver(V1)
+        driver = FakeDriver(V1, target="web")
         target = controller(store, driver)
         await target.observe_release(0.0)
         target.recorders["api"].probe(1.0, ok=True, latency=0.01)
@@ -136,6 +170,183 @@ class TestDeployGap:
         assert target.machine.state is TargetState.BREACHED
         kinds = [event.kind for event in store.events(target="web")]
         assert "rollback_refused" in kinds
+
+
+class TestPolicyCarriedOut:
+    async def test_a_breach_rolls_back_and_quarantines(self, store: Store) -> None:
+        driver = FakeDriver(V1, target="web")
+        target = controller(store, driver, ROLLBACK_ONLY)
+        await known_good(target)
+        driver.running = V2
+        await target.observe_release(30.0)
+        await fail(target, 31.0)
+        assert target.playbook_task is not None
+        await target.playbook_task
+        assert driver.restored == [V1]
+        assert target.machine.state is TargetState.ROLLED_BACK
+        assert store.is_quarantined("web", V2.image)
+
+    async def test_the_restored_release_breaching_freezes_and_tells(self, store: Store) -> None:
+        driver, told = FakeDriver(V1, target="web"), Told()
+        target = controller(store, driver, ROLLBACK_ONLY, told=told)
+        await known_good(target)
+        driver.running = V2
+        await target.observe_release(30.0)
+        await fail(target, 31.0)
+        assert target.playbook_task is not None
+        await target.playbook_task
+        await fail(target, 40.0)
+        assert target.machine.state is TargetState.FROZEN
+        assert driver.restored == [V1]  # no second rollback: it would only loop
+        assert "restored release breaches as well" in told.messages[0][1]
+
+    async def test_a_failed_playbook_freezes_and_tells(self, store: Store) -> None:
+        driver, told = FakeDriver(V1, target="web"), Told()
+        once = ROLLBACK_ONLY.replace("- rollback: {}", "- {rollback: {}, retries: 0}")
+        target = controller(store, driver, once, told=told)
+        await known_good(target)
+        driver.running, driver.restore_failures = V2, 1
+        await target.observe_release(30.0)
+        await fail(target, 31.0)
+        assert target.playbook_task is not None
+        await target.playbook_task
+        assert target.machine.state is TargetState.FROZEN
+        assert "failed; frozen" in told.messages[0][1]
+
+    async def test_cooldown_refuses_an_alert_but_not_an_operator(self, store: Store) -> None:
+        clock = FakeClock()
+        driver = FakeDriver(V1, target="web")
+        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
+        await known_good(target)
+        driver.running = V2
+        await target.observe_release(30.0)
+        await fail(target, 31.0)
+        assert target.playbook_task is not None
+        await target.playbook_task
+        clock.now = 40.0  # the rollback was 6 s ago; cooldown is 1 min
+        alert = Trigger("alert", "HighErrors", "alert HighErrors firing")
+        with pytest.raises(ControlRefused, match="cooldown"):
+            await target.request(alert, TriggerKind.ALERT)
+        # An operator passes the cooldown; only the lack of another known-good release stops it.
+        manual = Trigger("manual", "operator", "test")
+        with pytest.raises(ControlRefused, match="no known-good release"):
+            await target.request(manual, TriggerKind.MANUAL)
+
+    async def test_freeze_then_unfreeze_bakes_again(self, store: Store) -> None:
+        clock = FakeClock()
+        target = controller(store, FakeDriver(V1, target="web"), clock=clock)
+        await known_good(target)
+        target.freeze("maintenance")
+        await fail(target, 30.0)
+        assert target.machine.state is TargetState.FROZEN
+        clock.now = 50.0
+        target.unfreeze()
+        assert target.machine.state is TargetState.BAKING
+        assert target.recorders["api"].samples_since_reset == 0  # the failures are forgotten
+        assert target.machine.since == 50.0
+
+    async def test_dry_run_notes_the_breach_and_changes_nothing(self, store: Store) -> None:
+        driver = FakeDriver(V1, target="web")
+        text = ROLLBACK_ONLY.replace("cooldown: 1m}", "cooldown: 1m, dry_run: true}")
+        target = controller(store, driver, text)
+        await known_good(target)
+        driver.running = V2
+        await target.observe_release(30.0)
+        await fail(target, 31.0)
+        assert target.machine.state is TargetState.BREACHED
+        assert target.playbook_task is None
+        assert driver.restored == []
+        assert "dry_run" in [event.kind for event in store.events(target="web")]
+
+    async def test_a_quarantined_release_coming_back_is_rolled_back(self, store: Store) -> None:
+        driver = FakeDriver(V1, target="web")
+        target = controller(store, driver, ROLLBACK_ONLY)
+        await known_good(target)
+        store.quarantine("web", V2.image, "rolled back before")
+        driver.running = V2
+        await target.observe_release(30.0)
+        assert target.playbook_task is not None
+        await target.playbook_task
+        assert driver.restored == [V1]
+        assert target.machine.state is TargetState.ROLLED_BACK
+
+
+class TestAlertBeforePoll:
+    async def test_an_alert_names_the_release_that_runs_now(self, store: Store) -> None:
+        """An alert that arrives before the poll has seen a deploy blames the new release and
+        puts back the newest known-good one, not the one before it (found by the soak)."""
+        driver = FakeDriver(V1, target="web")
+        target = controller(store, driver, ROLLBACK_ONLY)
+        for at, release in ((0.0, V1), (30.0, V2)):
+            driver.running = release
+            await target.observe_release(at)
+            target.recorders["api"].probe(at + 1, ok=True, latency=0.01)
+            await target.tick(at + 20)
+            assert target.machine.state is TargetState.HEALTHY
+        v3 = Release("web", "sha256:v3", "cfg", "app:v3")
+        driver.running = v3  # deployed; no poll since
+        await target.request(Trigger("SoakBad", "alert", "firing"), TriggerKind.ALERT)
+        task = target.playbook_task
+        assert task is not None
+        await task
+        incident = store.incidents("web")[0]
+        assert incident.bad_release is not None
+        assert incident.bad_release.image == v3.image
+        assert driver.restored == [V2]
+        assert [q.image for q in store.quarantined("web")] == [v3.image]
+
+
+class FlakyEngineDriver(FakeDriver):
+    """Raises TargetError while ``away``, as the container driver does without an engine."""
+
+    away = False
+
+    async def current(self) -> Release | None:
+        if self.away:
+            raise TargetError("list containers: connection refused")
+        return self.running
+
+
+class TestEngineAway:
+    async def test_failures_while_the_engine_is_away_are_not_blamed(self, store: Store) -> None:
+        """The engine stopping stops the app: its probes fail, but no release is blamed and no
+        rollback (that could not be done) starts; once the engine answers, judging resumes
+        on fresh windows (found by the soak)."""
+        driver = FlakyEngineDriver(V1)
+        target = controller(store, driver)
+        await target.observe_release(0.0)
+        target.recorders["api"].probe(1.0, ok=True, latency=0.01)
+        await target.tick(20.0)
+        assert target.machine.state is TargetState.HEALTHY
+        driver.away = True
+        await target.observe_release(21.0)
+        for second in range(22, 40):
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+            await target.tick(float(second))
+        assert target.machine.state is TargetState.HEALTHY
+        assert store.incidents("web") == []
+        driver.away = False
+        await target.observe_release(40.0)
+        assert target.recorders["api"].stats(40.0).count == 0
+        for second in range(41, 45):
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+        await target.tick(45.0)
+        assert target.machine.state is TargetState.BREACHED  # judged again once reachable
+
+    async def test_a_breach_right_after_the_engine_left_is_not_blamed(self, store: Store) -> None:
+        """The app's probes fail before the next poll has seen the engine go: the breach asks
+        the driver first, and starts nothing (a rollback would fail on the missing engine)."""
+        driver = FlakyEngineDriver(V1)
+        target = controller(store, driver)
+        await target.observe_release(0.0)
+        target.recorders["api"].probe(1.0, ok=True, latency=0.01)
+        await target.tick(20.0)
+        driver.away = True  # no poll since
+        for second in range(21, 30):
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+        await target.tick(30.0)
+        assert store.incidents("web") == []
+        assert target.machine.state is TargetState.HEALTHY
 
 
 WARM_CONFIG = CONFIG.replace(
@@ -153,7 +364,7 @@ def warm_controller(store: Store, driver: FakeDriver) -> TargetController:
 class TestWarmUp:
     async def test_warm_up_samples_are_shown_not_judged(self, store: Store) -> None:
         """Half the probes failing during warm-up is not judged, and does not count after it."""
-        target = warm_controller(store, FakeDriver(V1))
+        target = warm_controller(store, FakeDriver(V1, target="web"))
         await target.observe_release(0.0)
         for second in range(1, 29):
             target.recorders["api"].probe(float(second), ok=second % 2 == 0, latency=0.01)
@@ -170,7 +381,7 @@ class TestWarmUp:
 
     async def test_hard_down_is_judged_during_warm_up(self, store: Store) -> None:
         """Failures spanning 1.5 s breach even while warming up."""
-        target = warm_controller(store, FakeDriver(V1))
+        target = warm_controller(store, FakeDriver(V1, target="web"))
         await target.observe_release(0.0)
         for at in (1.0, 1.5, 2.0, 2.5):
             target.recorders["api"].probe(at, ok=False, latency=None)

@@ -13,17 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from watchdogd.config import load_config
-from watchdogd.errors import ConfigError, WatchdogError
+from watchdogd.errors import ClientError, ConfigError
 
 DEFAULT_CONFIG = Path("/etc/watchdogd/watchdogd.yaml")
-
-
-class ClientError(WatchdogError):
-    """The daemon could not be asked, or said no; ``exit_code`` is what the CLI returns."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        self.exit_code = exit_code
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -79,5 +71,9 @@ def call(endpoint: Endpoint, method: str, path: str, body: dict[str, Any] | None
         hint = "" if endpoint.token else " (no token: use --token, WATCHDOGD_TOKEN or --config)"
         raise ClientError(f"watchdogd refused the token: {data.get('error')}{hint}", 4)
     if response.status_code >= 400:
-        raise ClientError(f"watchdogd said {response.status_code}: {data.get('error', data)}", 1)
+        raise ClientError(
+            f"watchdogd said {response.status_code}: {data.get('error', data)}",
+            1,
+            status=response.status_code,
+        )
     return data

@@ -26,13 +26,34 @@ def _errors(*codes: int) -> dict[str, Any]:
         413: "Body over the size limit; nothing changed.",
         415: "Compressed body (Content-Encoding other than identity); nothing changed.",
         421: "Host header not an IP address, localhost, the listen host or in server.hosts.",
-        503: "The state store cannot record the delivery; nothing acted on.",
+        422: "The target or the image cannot be deployed (no traffic: section, image not on "
+        "this host, blue not in HAProxy); nothing changed.",
+        503: "The state store cannot record the request, or (deploy) HAProxy or Docker cannot "
+        "be reached; nothing acted on.",
     }
     return {str(code): _json(_ERROR, text[code]) for code in codes}
 
 
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _OBJECT = {"type": "object"}
+_DEPLOY = {
+    "type": "object",
+    "properties": {
+        "deploy": {
+            "type": ["object", "null"],
+            "properties": {
+                "id": {"type": "string"},
+                "target": {"type": "string"},
+                "image": {"type": "string"},
+                "stage": {"type": "string"},
+                "final": {"type": "boolean"},
+                "reason": {"type": "string"},
+                "lines": {"type": "array", "items": {"type": "string"}},
+                "numbers": _OBJECT,
+            },
+        }
+    },
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -208,6 +229,38 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(_OBJECT, "Quarantine cleared.")}
                 | _errors(400, 401, 404, 408, 413, 415),
             }
+        },
+        "/api/v1/targets/{name}/deploy": {
+            "post": {
+                "summary": "Start a blue-green deploy of `image` (targets with `traffic:`).",
+                "description": "Green starts from blue's configuration, is checked directly, "
+                "takes the traffic and bakes; then it is promoted or switched back. Poll the GET "
+                "for progress.",
+                "security": _AUTH,
+                "parameters": [_NAME],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["image"],
+                                "properties": {"image": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {"202": _json(_DEPLOY, "Deploy started.")}
+                | _errors(400, 401, 404, 409, 413, 422, 503),
+            },
+            "get": {
+                "summary": "A deploy's stage and progress lines (the newest, or `id`).",
+                "parameters": [
+                    _NAME,
+                    {"name": "id", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _json(_DEPLOY, "The deploy (null when none).")} | _errors(404),
+            },
         },
         "/api/v1/events": {
             "get": {

@@ -55,6 +55,10 @@ class Control(Protocol):
 
     async def unquarantine(self, name: str, image: str) -> dict[str, Any]: ...
 
+    async def deploy(self, name: str, image: str) -> dict[str, Any]: ...
+
+    def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]: ...
+
     def events(
         self, limit: int, before: int | None, target: str | None
     ) -> list[dict[str, Any]]: ...
@@ -65,12 +69,13 @@ class Control(Protocol):
 def build_app(
     control: Control,
     metrics: Metrics,
-    token: str | None,
+    token: Callable[[], str | None],
     max_body: int,
     *,
     server: ServerSettings | None = None,
     listen_host: str = "127.0.0.1",
 ) -> web.Application:
+    """The app; ``token`` is asked on every request, so a reload rotates the API token."""
     settings = server or ServerSettings()
     hosts = frozenset(h.lower().rstrip(".") for h in (*settings.hosts, listen_host, "localhost"))
     app = web.Application(
@@ -92,6 +97,8 @@ def build_app(
             web.post("/api/v1/targets/{name}/freeze", handlers.freeze),
             web.post("/api/v1/targets/{name}/unfreeze", handlers.unfreeze),
             web.post("/api/v1/targets/{name}/unquarantine", handlers.unquarantine),
+            web.post("/api/v1/targets/{name}/deploy", handlers.deploy),
+            web.get("/api/v1/targets/{name}/deploy", handlers.deploy_status),
             web.get("/api/v1/events", handlers.events),
         ]
     )
@@ -172,11 +179,15 @@ def _refuse_encoded_bodies(metrics: Metrics) -> Middleware:
 
 class _Handlers:
     def __init__(
-        self, control: Control, metrics: Metrics, token: str | None, body_timeout: float
+        self,
+        control: Control,
+        metrics: Metrics,
+        token: Callable[[], str | None],
+        body_timeout: float,
     ) -> None:
         self._control = control
         self._metrics = metrics
-        self._token = token.encode() if token else None
+        self._token = token
         self._body_timeout = body_timeout
 
     # --- auth and body helpers -------------------------------------------------------------
@@ -184,14 +195,15 @@ class _Handlers:
     def _refuse_unauthorized(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
-        if self._token is None:
+        configured = self._token()
+        if not configured:
             self._metrics.webhook_rejected.labels("no_token_configured").inc()
             return _error(401, "watchdogd has no API token configured (api_token_file)")
         # compare_digest on bytes of any length: no early exit that leaks the token's prefix.
         # aiohttp decodes header bytes as UTF-8 with surrogateescape: encode back the same way,
         # so that a non-UTF-8 header is a wrong token (401), not an error (500).
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-            presented.strip().encode("utf-8", "surrogateescape"), self._token
+            presented.strip().encode("utf-8", "surrogateescape"), configured.encode()
         ):
             self._metrics.webhook_rejected.labels("unauthorized").inc()
             return _error(401, "missing or wrong bearer token")
@@ -259,8 +271,7 @@ class _Handlers:
         except PayloadError as err:
             self._metrics.webhook_rejected.labels("schema").inc()
             return _error(400, f"not an Alertmanager v4 payload: {err}")
-        result = await self._control.receive_alerts(payload)
-        return web.json_response(result)
+        return await self._act(self._control.receive_alerts(payload), 200)
 
     # --- control API -----------------------------------------------------------------------
 
@@ -315,6 +326,24 @@ class _Handlers:
         name = request.match_info["name"]
         return await self._act(self._control.unquarantine(name, image[:500]), 200)
 
+    async def deploy(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unauthorized(request)
+        if refused is not None:
+            return refused
+        body = await self._json_body(request)
+        image = body.get("image") if isinstance(body, dict) else None
+        if not isinstance(image, str) or not image.strip() or len(image) > 500:
+            return _error(400, 'expected {"image": "<image reference>"}')
+        return await self._act(self._control.deploy(request.match_info["name"], image.strip()), 202)
+
+    async def deploy_status(self, request: web.Request) -> web.Response:
+        deploy_id = request.query.get("id")
+        try:
+            result = self._control.deploy_status(request.match_info["name"], deploy_id)
+        except ControlRefused as err:
+            return _error(err.status, err.message)
+        return web.json_response(result)
+
     async def _act(self, action: Any, status: int) -> web.Response:
         try:
             result = await action
@@ -334,7 +363,10 @@ class _Handlers:
         if before is not None and not -(2**63) <= before < 2**63:
             return _error(400, '"before" is out of range')  # SQLite integers are 64-bit
         target = query.get("target")
-        events = self._control.events(limit, before, target)
+        try:
+            events = self._control.events(limit, before, target)
+        except ControlRefused as err:
+            return _error(err.status, err.message)
         full = len(events) == limit
         size = 0
         for index, event in enumerate(events):

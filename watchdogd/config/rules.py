@@ -114,6 +114,7 @@ def _target_rules(
             continue
         yield from _threshold_rules(gate.metric, gate.above, gate.below, here)
     yield from _playbook_rules(config, target, path, notifiers)
+    yield from _traffic_rules(target, path)
 
 
 def _selector_rules(check: ScrapeCheck, here: tuple[str | int, ...]) -> Iterator[Finding]:
@@ -185,7 +186,9 @@ def _playbook_rules(
     config: Config, target: TargetConfig, path: tuple[str | int, ...], notifiers: list[str]
 ) -> Iterator[Finding]:
     actions = [step.action for step in target.playbook]
-    automatic = target.setting("auto_rollback", config.defaults)
+    automatic = (
+        config.defaults.auto_rollback if target.auto_rollback is None else target.auto_rollback
+    )
     if target.playbook and automatic and "rollback" not in actions:
         yield (
             (*path, "playbook"),
@@ -217,3 +220,21 @@ def _playbook_rules(
             yield (*here, "dsn"), 'expected a DSN like "postgresql://user@host/db"'
         if step.http is not None and not step.http.url.startswith(_URL_SCHEMES["http"]):
             yield (*here, "url"), "expected an http:// or https:// URL"
+
+
+def _traffic_rules(target: TargetConfig, path: tuple[str | int, ...]) -> Iterator[Finding]:
+    traffic = target.traffic
+    if traffic is None:
+        return
+    here = (*path, "traffic")
+    if target.kind not in (TargetKind.CONTAINER, TargetKind.COMPOSE):
+        kind = target.kind.value if target.kind else "this"
+        yield here, f"traffic: needs a container or compose target, not a {kind} target"
+    probes = [c.name for c in target.checks if c.type in ("http", "auth_flow")]
+    for index, name in enumerate(traffic.pre_checks.checks or []):
+        if name not in probes:
+            hint = did_you_mean(name, probes)
+            yield (
+                (*here, "pre_checks", "checks", index),
+                f'no http or auth_flow check named "{name}" in this target{hint}',
+            )

@@ -2,31 +2,24 @@
 
 Every model forbids unknown keys, so a typo is an error with a "did you mean", not a silently
 ignored setting. Durations are stored in seconds and ratios as fractions (see ``units``).
-Cross-field rules (a gate names an existing check, names are unique, …) live in ``rules``.
+Cross-field rules (a gate names an existing check, names are unique, …) live in ``rules``;
+the playbook's steps in ``steps``.
 """
 
 from __future__ import annotations
 
-import difflib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from watchdogd.config.base import Name, StatusList, Strict
+from watchdogd.config.steps import Step
+from watchdogd.config.traffic import TrafficConfig
 from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
 from watchdogd.core.baseline import DEFAULT_CONFIDENCE as BASELINE_CONFIDENCE
 from watchdogd.core.gates import GateMetric, GateSpec
-
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-StatusList = Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1)]
-
-
-class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
 
 # --- daemon-wide settings -------------------------------------------------------------------
 
@@ -259,6 +252,22 @@ class GateConfig(Strict):
             return BASELINE_CONFIDENCE
         return self.confidence
 
+    def spec(self) -> GateSpec:
+        """The core's gate, with every setting of this one."""
+        return GateSpec(
+            name=self.name,
+            metric=self.metric,
+            above=self.above,
+            below=self.below,
+            for_=self.for_,
+            min_samples=self.min_samples,
+            confidence=self.confidence,
+            min_errors=self.min_errors,
+            consecutive_failures=self.consecutive_failures,
+            min_slow=self.min_slow,
+            max_staleness=self.max_staleness,
+        )
+
 
 class _Invalid:
     """A threshold that failed its unit parser; carried to the field validator for the message."""
@@ -271,156 +280,6 @@ class AlertRule(Strict):
     """Alertmanager alerts whose labels equal every pair in ``match`` trigger the playbook."""
 
     match: Annotated[dict[str, str], Field(min_length=1)]
-
-
-# --- playbook steps -------------------------------------------------------------------------
-
-
-class OnFailure(StrEnum):
-    ABORT = "abort"
-    CONTINUE = "continue"
-
-
-class ExecAction(Strict):
-    """Run a command inside the bad release's container (e.g. a schema downgrade)."""
-
-    command: Annotated[list[str], Field(min_length=1)]
-    user: str | None = None
-    workdir: str | None = None
-    env: dict[str, str] = {}
-
-
-class CommandAction(Strict):
-    """Run a local process on the watchdogd host."""
-
-    command: Annotated[list[str], Field(min_length=1)]
-    cwd: Path | None = None
-    env: dict[str, str] = {}
-
-
-class SqlAction(Strict):
-    """Run a SQL file against PostgreSQL in one transaction."""
-
-    dsn: str
-    file: Path
-    lock_timeout: Duration = 5.0
-    statement_timeout: Duration = 60.0
-
-
-class RedisInvalidateAction(Strict):
-    url: str
-    pattern: str | None = None
-    flush: bool = False
-
-    @model_validator(mode="after")
-    def _pattern_or_flush(self) -> RedisInvalidateAction:
-        if (self.pattern is None) == (not self.flush):
-            raise ValueError('give exactly one of "pattern" or "flush: true"')
-        return self
-
-
-class HttpAction(Strict):
-    url: str
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[str, str] = {}
-    json_body: Any = Field(default=None, alias="json")
-    expect_status: StatusList = [200, 201, 202, 204]
-
-
-class RollbackAction(Strict):
-    stop_timeout: Duration | None = None
-
-
-class WaitHealthyAction(Strict):
-    timeout: Duration = 30.0
-
-
-class NotifyAction(Strict):
-    to: Name
-    message: str | None = None
-
-
-STEP_ACTIONS: dict[str, type[Strict]] = {
-    "notify": NotifyAction,
-    "exec": ExecAction,
-    "command": CommandAction,
-    "sql": SqlAction,
-    "redis_invalidate": RedisInvalidateAction,
-    "http": HttpAction,
-    "rollback": RollbackAction,
-    "wait_healthy": WaitHealthyAction,
-}
-# Steps that converge on the same end state however often they run; the others are never
-# repeated after a crash, only reported.
-IDEMPOTENT_ACTIONS = frozenset({"rollback", "wait_healthy", "redis_invalidate", "notify"})
-STEP_COMMON_KEYS = ("timeout", "retries", "on_failure", "idempotent")
-
-
-class Step(Strict):
-    """One playbook step: exactly one action key (``notify``, ``rollback``, …) plus the common
-    ``timeout``, ``retries``, ``on_failure`` and ``idempotent``."""
-
-    action: str
-    notify: NotifyAction | None = None
-    exec: ExecAction | None = None
-    command: CommandAction | None = None
-    sql: SqlAction | None = None
-    redis_invalidate: RedisInvalidateAction | None = None
-    http: HttpAction | None = None
-    rollback: RollbackAction | None = None
-    wait_healthy: WaitHealthyAction | None = None
-    timeout: Duration = 60.0
-    retries: Annotated[int, Field(ge=0, le=10)] | None = None
-    on_failure: OnFailure = OnFailure.ABORT
-    idempotent: bool | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_action(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise ValueError(
-                "expected a step like {notify: team} or {rollback: {}}, "
-                f"one of: {', '.join(STEP_ACTIONS)}"
-            )
-        actions = [key for key in data if key in STEP_ACTIONS]
-        unknown = [key for key in data if key not in STEP_ACTIONS and key not in STEP_COMMON_KEYS]
-        if not actions and unknown:
-            # Most likely a misspelt action: name it, as unknown keys elsewhere are named.
-            close = difflib.get_close_matches(str(unknown[0]), list(STEP_ACTIONS), n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
-            raise ValueError(
-                f'unknown step "{unknown[0]}"{hint}; a step is one of {", ".join(STEP_ACTIONS)}'
-            )
-        if len(actions) != 1:
-            found = ", ".join(actions) if actions else "none"
-            raise ValueError(
-                f"a step needs exactly one action of {', '.join(STEP_ACTIONS)} (found {found})"
-            )
-        action = actions[0]
-        converted = dict(data, action=action)
-        if action == "notify" and isinstance(data[action], str):
-            converted[action] = {"to": data[action]}
-        if data[action] is None:
-            converted[action] = {}
-        return converted
-
-    @property
-    def spec(self) -> Strict:
-        spec = getattr(self, self.action)
-        assert spec is not None  # noqa: S101 - guaranteed by _one_action
-        return spec  # type: ignore[no-any-return]
-
-    @property
-    def is_idempotent(self) -> bool:
-        if self.idempotent is not None:
-            return self.idempotent
-        return self.action in IDEMPOTENT_ACTIONS
-
-    @property
-    def attempts(self) -> int:
-        """Tries in all: idempotent steps retry twice by default, the others never."""
-        retries = self.retries if self.retries is not None else (2 if self.is_idempotent else 0)
-        return retries + 1
 
 
 class TargetConfig(Strict):
@@ -443,6 +302,7 @@ class TargetConfig(Strict):
     gates: list[GateConfig] = []
     alerts: list[AlertRule] = []
     playbook: list[Step] = []
+    traffic: TrafficConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -487,11 +347,6 @@ class TargetConfig(Strict):
                 }
             )
         )
-
-    def setting(self, name: str, defaults: Defaults) -> Any:
-        """The target's own value for a ``defaults`` key, or the inherited one."""
-        own = getattr(self, name)
-        return getattr(defaults, name) if own is None else own
 
 
 class Config(Strict):

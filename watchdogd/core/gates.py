@@ -17,8 +17,12 @@ Rules this module keeps (docs/signals-and-gates.md has the numbers and why):
 4. Hard down skips the statistics: a trailing run of failed samples breaches a rate gate at
    once when it is improbable at the threshold (``proportion.scan_run``, at least
    ``consecutive_failures``) *and* spans at least ``HARD_DOWN_SPAN`` seconds, so a burst of
-   errors inside one second is not an outage. Latency quantile and mean gates have the same
-   fast path for a run of slow samples ("nearly every request is slow").
+   errors inside one second is not an outage. A hang answers nothing: when no failure of the
+   run was an answer (timeouts past the check's smallest latency threshold, refused
+   connections), a probe sent after the newest successful answer and still waiting past that
+   threshold stands in for the run's last failure (at least one real failure; the span runs
+   from the first failed probe's sending to that moment). Latency quantile and mean gates
+   have the same fast path for a run of slow samples ("nearly every request is slow").
 5. A health check is a state, not a rate: for ``unhealthy`` the newest sample decides.
 6. ``for_`` is a share of time (``hold``). During a release's warm-up only the fast paths
    (hard down, nearly every request slow) and health states are judged.
@@ -36,16 +40,16 @@ Chosen with ``benchmarks/decision_sim.py`` (its table lists every shape and targ
   threshold (a lognormal with a true p95 of 1.6 s has 3 to 4 % of requests above 2 s).
 * ``consecutive_failures = 3`` with ``HARD_DOWN_ALPHA = 1e-3`` and ``HARD_DOWN_SPAN = 1.5``:
   failed probes over 1.5 s are hard down; ten errors inside one second at 20 requests/s are
-  not. For slow runs against a 5 % share the scan asks for 5 in a row.
+  not. For slow runs against a 5 % share the scan asks for 5 in a row. A hang (3 s timeout,
+  ``above: 2s``) is caught by 2 timeouts and a third probe past 2 s: 4.4 s median, not 5.4 s.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from enum import StrEnum
 from statistics import NormalDist
 
+from watchdogd.core.gate_spec import GateMetric, GateResult, GateSpec, Verdict
 from watchdogd.core.hold import Hold
 from watchdogd.core.proportion import (
     HARD_DOWN_ALPHA,
@@ -74,24 +78,6 @@ probed every second shows failures 0.5 s apart and is hard down 1.5 s after its 
 probe; a burst of errors shorter than 1.5 s never is."""
 
 
-class Verdict(StrEnum):
-    OK = "ok"
-    BREACHED = "breached"
-    UNKNOWN = "unknown"
-
-
-class GateMetric(StrEnum):
-    ERROR_RATE = "error_rate"
-    FAILURE_RATE = "failure_rate"
-    LATENCY_P50 = "latency_p50"
-    LATENCY_P95 = "latency_p95"
-    LATENCY_P99 = "latency_p99"
-    LATENCY_MEAN = "latency_mean"
-    LATENCY_MAX = "latency_max"
-    UNHEALTHY = "unhealthy"
-    VALUE = "value"
-
-
 _RATES = {GateMetric.ERROR_RATE: "error ratio", GateMetric.FAILURE_RATE: "failure ratio"}
 _LATENCIES = {
     GateMetric.LATENCY_P50: "p50",
@@ -100,53 +86,6 @@ _LATENCIES = {
     GateMetric.LATENCY_MEAN: "mean",
     GateMetric.LATENCY_MAX: "max",
 }
-
-
-@dataclass(frozen=True)
-class GateSpec:
-    """What one gate checks. Ratios are 0..1, latencies seconds, values raw."""
-
-    name: str
-    metric: GateMetric
-    above: float | None = None
-    below: float | None = None
-    for_: float = 0.0
-    min_samples: int = 20
-    confidence: float = 0.995
-    min_errors: int = 20
-    consecutive_failures: int = 3
-    max_staleness: float | None = None
-    min_slow: int = 20
-
-    def __post_init__(self) -> None:
-        if self.metric is GateMetric.VALUE:
-            if self.above is None and self.below is None:
-                raise ValueError(f"gate {self.name}: a value gate needs above or below")
-        elif self.below is not None:
-            raise ValueError(f"gate {self.name}: below is only for value gates")
-        elif self.metric is not GateMetric.UNHEALTHY and self.above is None:
-            raise ValueError(f"gate {self.name}: {self.metric} needs above")
-        if not 0.0 < self.confidence < 1.0:
-            raise ValueError(f"gate {self.name}: confidence must be in (0, 1)")
-        if min(self.for_, self.min_samples, self.min_errors, self.min_slow) < 0:
-            raise ValueError(
-                f"gate {self.name}: for, min_samples, min_errors and min_slow must be >= 0"
-            )
-        if self.consecutive_failures < 0:
-            raise ValueError(f"gate {self.name}: consecutive_failures must be >= 0")
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """One evaluation: the verdict, the instantaneous condition and the numbers behind it."""
-
-    gate: str
-    verdict: Verdict
-    condition: Verdict
-    value: float | None
-    threshold: float | None
-    reason: str
-    samples: int
 
 
 _QUANTILE_SHARE = {
@@ -245,17 +184,26 @@ class Gate:
             return Verdict.UNKNOWN, None, above, "no samples in the window"
         run = stats.consecutive_failures
         span = stats.run_span
-        if (
-            spec.consecutive_failures
-            and run >= scan_run(above, n, spec.consecutive_failures)
-            and span >= HARD_DOWN_SPAN
-        ):
+        needed = scan_run(above, n, spec.consecutive_failures)
+        if spec.consecutive_failures and run >= needed and span >= HARD_DOWN_SPAN:
             return (
                 Verdict.BREACHED,
                 ratio,
                 above,
                 f"{run} consecutive failures over {_seconds(span)} (hard down); "
                 f"{what} {_percent(ratio)} over {n} samples",
+            )
+        silent = stats.hang_span
+        if spec.consecutive_failures and run >= max(1, needed - 1) and silent >= HARD_DOWN_SPAN:
+            # A hang: the probe that will fail next stands in for the run's last failure once
+            # it has waited past the latency threshold, as nothing has answered since.
+            return (
+                Verdict.BREACHED,
+                ratio,
+                above,
+                f"{run} consecutive failures and {stats.unanswered} probe(s) waiting past "
+                f"{_seconds(stats.thresholds[0])}, nothing answered over {_seconds(silent)} "
+                f"(hard down: a hang); {what} {_percent(ratio)} over {n} samples",
             )
         if warming_up:
             return Verdict.UNKNOWN, ratio, above, "warming up: only hard down is judged"

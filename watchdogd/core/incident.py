@@ -58,6 +58,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
+from watchdogd.errors import IllegalTransition
+
 __all__ = [
     "TRANSITIONS",
     "Event",
@@ -121,15 +123,6 @@ TRANSITIONS: Mapping[tuple[TargetState, Event], TargetState] = MappingProxyType(
         (_S.FROZEN, _E.UNFREEZE): _S.BAKING,
     }
 )
-
-
-class IllegalTransition(Exception):
-    """An event arrived that the current state does not accept."""
-
-    def __init__(self, state: TargetState, event: Event) -> None:
-        super().__init__(f"event {event.value!r} is not allowed in state {state.value!r}")
-        self.state = state
-        self.event = event
 
 
 @dataclass(frozen=True, slots=True)

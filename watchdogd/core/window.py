@@ -22,17 +22,9 @@ A sample whose ``now`` lies slightly in the past (clock jitter between sources) 
 its own bucket if that bucket is live; an older sample is dropped. A late sample counts, but it
 does not change the "most recent" fields (``last_ok``, ``consecutive_failures``).
 
-Latency quantiles use a log-spaced histogram in the style of DDSketch (Masson, Rim and Lee,
-VLDB 2019): with ``gamma = (1 + a) / (1 - a)``, a latency ``x`` goes into bin
-``ceil(log(x) / log(gamma))``, and a bin reports ``2 * gamma**i / (gamma + 1)``, which is within
-relative error ``a`` of every value in the bin. Latencies are clamped to
-[``MIN_LATENCY``, ``MAX_LATENCY``]; values at or below ``MIN_LATENCY`` share a zero bin that
-reports 0.0. The window keeps one merged histogram up to date as buckets come and go, so
-``stats`` only sorts the (few hundred at most) occupied bins.
-
-Quantiles follow the nearest-rank definition: the q-quantile of n values is the value of
-1-based rank ``ceil(q * n)`` in ascending order. The reported value is within relative error
-``relative_accuracy`` of that exact value, and never above the exact maximum.
+Latency quantiles use the log-spaced bins of ``latency_bins`` (DDSketch-style, accurate to
+``relative_accuracy``). The window keeps one merged histogram up to date as buckets come and
+go, so ``stats`` only sorts the (few hundred at most) occupied bins.
 """
 
 from __future__ import annotations
@@ -41,19 +33,11 @@ import math
 from collections.abc import Iterable, Sequence
 
 from watchdogd.core.exceedance import Exceedances
+from watchdogd.core.failure_run import FailureRun
+from watchdogd.core.latency_bins import MAX_LATENCY, MIN_LATENCY, LatencyBins
 from watchdogd.core.window_stats import WindowStats
 
 __all__ = ["MAX_LATENCY", "MIN_LATENCY", "Window", "WindowStats"]
-
-MIN_LATENCY = 1e-6
-"""Seconds. Latencies at or below this go into the zero bin: no probe is that fast."""
-
-MAX_LATENCY = 1e5
-"""Seconds. Latencies above this are clamped, which is what bounds the number of bins."""
-
-# Nearest-rank percentiles, as integer percents so that ranks are exact integer arithmetic
-# (0.95 * 100 is not 95 in binary floating point).
-_PERCENTS = (50, 95, 99)
 
 RECENT = 60
 """Seconds (one-second buckets) of the short window that share tests also run on (``gates``)."""
@@ -67,9 +51,7 @@ class Window:
         "_count",
         "_errors",
         "_exceed",
-        "_gamma",
         "_head",
-        "_inv_log_gamma",
         "_last_ok",
         "_last_ok_at",
         "_last_ok_bucket",
@@ -81,14 +63,11 @@ class Window:
         "_lat_max",
         "_lat_sq",
         "_lat_sum",
-        "_max_index",
+        "_latency_bins",
         "_merged",
         "_n",
         "_run",
-        "_run_last",
-        "_run_start",
         "_width",
-        "_zero_index",
     )
 
     def __init__(
@@ -100,20 +79,13 @@ class Window:
     ) -> None:
         if not bucket > 0.0:
             raise ValueError(f"bucket must be positive, got {bucket!r}")
-        if not 0.0 < relative_accuracy < 1.0:
-            raise ValueError(f"relative_accuracy must be in (0, 1), got {relative_accuracy!r}")
         n = round(span / bucket)
         if n < 1 or not math.isclose(n * bucket, span, rel_tol=1e-9):
             raise ValueError(f"span {span!r} is not a whole number of {bucket!r} s buckets")
         self._n = n
         self._width = bucket
         self._exceed = Exceedances(thresholds, n)
-        self._gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
-        self._inv_log_gamma = 1.0 / math.log(self._gamma)
-        # Every value above MIN_LATENCY maps to an index >= ceil(log(MIN_LATENCY) / log(gamma)),
-        # so the zero bin sits just below that and sorts first.
-        self._zero_index = math.ceil(math.log(MIN_LATENCY) * self._inv_log_gamma) - 1
-        self._max_index = math.ceil(math.log(MAX_LATENCY) * self._inv_log_gamma)
+        self._latency_bins = LatencyBins(relative_accuracy)
 
         # One list per column rather than one object per bucket: add() then does plain
         # list-slot arithmetic, and sum()/max() over a column run in C.
@@ -130,9 +102,7 @@ class Window:
         self._last_ok: bool | None = None
         self._last_ok_at = -math.inf
         self._last_ok_bucket = 0
-        self._run = 0  # trailing run of failed samples
-        self._run_start = 0.0  # when its first and newest failure happened
-        self._run_last = 0.0
+        self._run = FailureRun()
         self._last_value: float | None = None
         self._last_value_at = -math.inf
         self._last_value_bucket = 0
@@ -151,7 +121,7 @@ class Window:
     @property
     def max_bins_per_histogram(self) -> int:
         """The most bins one bucket (or the merged histogram) can ever hold."""
-        return self._max_index - self._zero_index + 1
+        return self._latency_bins.max_index - self._latency_bins.zero_index + 1
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -175,14 +145,14 @@ class Window:
         self._count[slot] += count
         if not ok:
             self._errors[slot] += count
+        else:
+            self._run.answered(now)
         if latest:
             if ok:
-                self._run = 0
+                self._run.count = 0
             else:
-                if not self._run:
-                    self._run_start = now
-                self._run += count
-                self._run_last = now
+                thresholds = self._exceed.thresholds
+                self._run.fail(now, latency, count, thresholds[0] if thresholds else math.inf)
             self._last_ok = ok
             self._last_ok_at = now
             self._last_ok_bucket = number
@@ -203,6 +173,8 @@ class Window:
             return
         if requests:
             slot = number % self._n
+            if errors < requests:
+                self._run.answered(now)
             self._count[slot] += requests
             self._errors[slot] += errors
             self._note_outcome(now, number, failed=errors, succeeded=errors < requests)
@@ -257,10 +229,7 @@ class Window:
             raise ValueError(f"latency must be a non-negative number, got {latency!r}")
         if latency > MAX_LATENCY:  # noqa: PLR1730  a comparison is cheaper than min() here
             latency = MAX_LATENCY
-        if latency > MIN_LATENCY:
-            key = math.ceil(math.log(latency) * self._inv_log_gamma)
-        else:
-            key = self._zero_index
+        key = self._latency_bins.key(latency)
         bins = self._bins[slot]
         bins[key] = bins.get(key, 0) + count
         merged = self._merged
@@ -277,12 +246,9 @@ class Window:
             # A success anywhere in the newest batch ends the run; its failures are then
             # of unknown order, so they do not start a new one.
             if succeeded:
-                self._run = 0
+                self._run.count = 0
             else:
-                if not self._run:
-                    self._run_start = now
-                self._run += failed
-                self._run_last = now
+                self._run.fail_counted(now, failed)
             self._last_ok = succeeded
             self._last_ok_at = now
             self._last_ok_bucket = number
@@ -339,7 +305,9 @@ class Window:
         """Summarise the live buckets at ``now``; buckets older than the span are expired.
 
         ``in_flight`` holds the start times of probes still waiting for an answer: one waiting
-        longer than a threshold is already a sample above it ("at least that slow").
+        longer than a threshold is already a sample above it ("at least that slow"), and one
+        sent after the newest successful answer and waiting past the smallest threshold is
+        hang evidence (``unanswered_*``: nothing has answered since).
         """
         number = math.floor(now / self._width)
         if self._head is not None and number > self._head:
@@ -354,7 +322,7 @@ class Window:
         p50 = p95 = p99 = mean = maximum = latency_sd = None
         if latency_count:
             maximum = max(self._lat_max)
-            p50, p95, p99 = self._percentiles(latency_count, maximum)
+            p50, p95, p99 = self._latency_bins.percentiles(self._merged, latency_count, maximum)
             mean = sum(self._lat_sum) / latency_count
             variance = sum(self._lat_sq) / latency_count - mean * mean
             latency_sd = math.sqrt(max(0.0, variance) * latency_count / max(1, latency_count - 1))
@@ -367,7 +335,16 @@ class Window:
 
         exceed = self._exceed
         slow = exceed.summary(now, in_flight, latency_count, oldest * self._width, oldest_slot)
-        run_live = ok_live and self._run > 0
+        run = self._run
+        run_live = ok_live and run.count > 0
+        unanswered: list[float] = []
+        if in_flight and exceed.thresholds:
+            first = exceed.thresholds[0]
+            unanswered = [
+                start + first
+                for start in in_flight
+                if now - start > first and start > run.answered_at
+            ]
         value_live = self._last_value is not None and self._last_value_bucket >= oldest
         return WindowStats(
             count=count,
@@ -379,12 +356,16 @@ class Window:
             p99=p99,
             mean=mean,
             max=maximum,
-            consecutive_failures=self._run if ok_live else 0,
+            consecutive_failures=run.count if ok_live else 0,
             last_ok=self._last_ok if ok_live else None,
             last_sample_at=self._last_sample_at if self._last_sample_at > -math.inf else None,
             last_value=self._last_value if value_live else None,
-            run_started_at=self._run_start if run_live else None,
-            run_last_at=self._run_last if run_live else None,
+            run_started_at=run.first if run_live else None,
+            run_last_at=run.last if run_live else None,
+            run_sent_at=run.sent if run_live else None,
+            run_silent=run_live and run.silent,
+            unanswered=len(unanswered),
+            unanswered_passed_at=max(unanswered) if unanswered else None,
             counts_by_second=turned(self._count),
             errors_by_second=turned(self._errors),
             latencies_by_second=turned(self._lat_count),
@@ -396,26 +377,3 @@ class Window:
             slow_run=slow.runs,
             slow_run_span=slow.spans,
         )
-
-    def _percentiles(self, total: int, maximum: float) -> tuple[float, float, float]:
-        # Nearest rank: ceil(p * total / 100), computed in integers.
-        ranks = [-(-p * total // 100) for p in _PERCENTS]
-        found: list[float] = []
-        merged = self._merged
-        cumulative = 0
-        wanted = 0  # index into ranks of the next percentile to find
-        rank = ranks[0]
-        for key in sorted(merged):
-            cumulative += merged[key]
-            while cumulative >= rank:
-                found.append(min(self._bin_value(key), maximum))
-                wanted += 1
-                if wanted == len(ranks):
-                    return found[0], found[1], found[2]
-                rank = ranks[wanted]
-        raise AssertionError("merged histogram holds fewer latencies than the buckets")
-
-    def _bin_value(self, key: int) -> float:
-        if key == self._zero_index:
-            return 0.0
-        return 2.0 * self._gamma**key / (self._gamma + 1.0)

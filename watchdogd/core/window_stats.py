@@ -27,6 +27,14 @@ class WindowStats:
     # When the trailing failure run started and its newest failure: bursts are not outages.
     run_started_at: float | None = None
     run_last_at: float | None = None
+    # When the run's first failed probe was sent; whether every failure of the run answered
+    # nothing (timed out past the smallest latency threshold, or refused: no latency);
+    # the probes sent after the newest successful answer still waiting past that threshold,
+    # with the newest moment one passed it: a hang answers nothing (``gates``).
+    run_sent_at: float | None = None
+    run_silent: bool = False
+    unanswered: int = 0
+    unanswered_passed_at: float | None = None
     # The latencies' standard deviation (the mean's confidence bound).
     # The window second by second, oldest first: samples, errors, latencies and, per
     # threshold, slow samples, for the burst clipping of the share tests (``gates``).
@@ -49,6 +57,15 @@ class WindowStats:
         if self.run_started_at is None or self.run_last_at is None:
             return 0.0
         return self.run_last_at - self.run_started_at
+
+    @property
+    def hang_span(self) -> float:
+        """Seconds from the sending of the first probe of a silent failure run (none answered)
+        to the newest moment a probe sent after the newest answer passed the smallest latency
+        threshold (0 without both): a hang's evidence (``gates``, rule 4)."""
+        if not self.run_silent or self.run_sent_at is None or self.unanswered_passed_at is None:
+            return 0.0
+        return self.unanswered_passed_at - self.run_sent_at
 
     def latency(self, which: str) -> float | None:
         """Return the latency statistic named ``which``: p50, p95, p99, mean or max."""

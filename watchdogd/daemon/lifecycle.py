@@ -1,9 +1,18 @@
 """``watchdogd run``: one asyncio process that wires everything and keeps it running.
 
+Start-up, in this order, so that nothing is resumed or decided by a daemon that cannot run:
+lock ``state_dir`` (one daemon per directory), open the store, bind the listen address, then
+build the targets, resume interrupted incidents and start the loops.
+
 Signals only set flags (as uvicorn does): SIGTERM/SIGINT stop accepting work, let a playbook
 step in flight finish within ``server.shutdown_timeout`` (the journal makes the rest
-resumable) and exit 0; a second one forces the exit. SIGHUP reloads the config; an invalid
-one is logged, counted, and the old config keeps running.
+resumable) and exit 0; a second one forces the exit. SIGHUP reloads the config: every setting
+takes effect, except those that need a restart (``config.reload``), whose change refuses the
+reload by name; an invalid or refused config is logged, counted, and the old one keeps running.
+
+Exit codes: 0 stopped, 1 forced or failed, 2 the config is wrong, 3 cannot start here
+(``state_dir`` locked by another watchdogd or unusable, the listen address in use or
+unresolvable). Each is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import dataclasses
 import gc
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -26,15 +36,18 @@ from watchdogd.api.alertmanager import WebhookPayload
 from watchdogd.api.connections import CappedSite, connection_cap
 from watchdogd.api.server import build_app, make_runner
 from watchdogd.config import Config, load_config, summarize
+from watchdogd.config.reload import restart_only_changes
 from watchdogd.core.guards import TriggerKind
 from watchdogd.daemon import logs
 from watchdogd.daemon.sdnotify import SystemdNotifier
+from watchdogd.daemon.state_lock import StateDirLock
 from watchdogd.daemon.supervisor import Supervisor
 from watchdogd.daemon.wiring import Wiring
 from watchdogd.errors import (
     ConfigError,
     ConfigProblem,
     ControlRefused,
+    StartupError,
     StoreError,
     WatchdogError,
 )
@@ -48,6 +61,7 @@ log = structlog.get_logger(__name__)
 EXIT_OK = 0
 EXIT_FORCED = 1
 EXIT_CONFIG = 2
+EXIT_STARTUP = 3
 TICK = 1.0
 #: Targets evaluated between two yields to the event loop.
 TICK_SLICE = 50
@@ -75,12 +89,13 @@ class Daemon:
         self.metrics = Metrics()
         self.notifier = SystemdNotifier()
         self.supervisor = Supervisor(self.metrics)
-        self.controllers: dict[str, TargetController] = {}
         self.token = read_token(config)
         self.store = Store.in_state_dir(
             config.state_dir, on_error=lambda _err: self.metrics.store_errors.inc()
         )
-        self.wiring = Wiring(self)
+        self.wiring = Wiring(
+            config, store=self.store, metrics=self.metrics, supervisor=self.supervisor
+        )
         self.alert_intake = AlertIntake(
             self.store, self.metrics, lambda: list(self.controllers.values())
         )
@@ -89,6 +104,10 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._last_tick = time.monotonic()
         self._sources_started = False
+
+    @property
+    def controllers(self) -> dict[str, TargetController]:
+        return self.wiring.controllers
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -105,25 +124,35 @@ class Daemon:
         return EXIT_OK
 
     async def start(self) -> None:
+        # The address first: a daemon that cannot serve must not resume or decide anything.
+        await self._bind()
         self.metrics.store_writable.set(1 if self.store.check_writable() else 0)
         await asyncio.to_thread(self.store.check_integrity)  # /readyz says if damaged
         self.metrics.watch_targets(
             lambda: [c.view(time.monotonic(), recent=True) for c in self.controllers.values()]
         )
         await self.wiring.open()
-        for target in self.config.targets:
-            self.controllers[target.name] = self.wiring.controller(target)
+        self.wiring.build()
         await self.wiring.resume_incidents()
         self.wiring.start_sources(self.config.targets)
         self.supervisor.start("tick", self._tick_loop)
         self.supervisor.start("releases", self._release_loop)
         if self.notifier.watchdog_interval:
             self.supervisor.start("watchdog", self._watchdog_loop)
+        self._sources_started = True
+        log.info("watchdogd_started", listen=self.config.listen, summary=summarize(self.config))
+        # Everything built so far (modules, config, windows) lives as long as the process: out
+        # of the collector's sight, a full collection at 1000 targets takes ~10 ms, not ~130 ms
+        # of a stalled event loop (benchmarks/bench_load.py, lag).
+        gc.freeze()
+        self.notifier.ready(self._status_line())
+
+    async def _bind(self) -> None:
         server = self.config.server
         app = build_app(
             self,
             self.metrics,
-            self.token,
+            lambda: self.token,  # read per request, so a reload rotates it
             server.max_body,
             server=server,
             listen_host=self.config.listen_host,
@@ -132,14 +161,10 @@ class Daemon:
         await self._runner.setup()
         cap = connection_cap(server.max_connections)
         site = CappedSite(self._runner, self.config.listen_host, self.config.listen_port, cap=cap)
-        await site.start()
-        self._sources_started = True
-        log.info("watchdogd started", listen=self.config.listen, summary=summarize(self.config))
-        # Everything built so far (modules, config, windows) lives as long as the process: out
-        # of the collector's sight, a full collection at 1000 targets takes ~10 ms, not ~130 ms
-        # of a stalled event loop (benchmarks/bench_load.py, lag).
-        gc.freeze()
-        self.notifier.ready(self._status_line())
+        try:
+            await site.start()
+        except OSError as err:  # in use, not an address of this host, or no such name
+            raise StartupError(f"cannot listen on {self.config.listen}: {_reason(err)}") from None
 
     async def shutdown(self) -> None:
         self.notifier.stopping()
@@ -152,14 +177,14 @@ class Daemon:
         self.supervisor.stop("tick")
         self.supervisor.stop("releases")
         for controller in self.controllers.values():
-            controller.deciding = False
+            controller.prompt.deciding = False
         deadline = self.config.server.shutdown_timeout
         running = [
             c.playbook_task for c in self.controllers.values() if c.playbook_task is not None
         ]
         if running:
             log.info(
-                "waiting for playbooks in flight", count=len(running), deadline_seconds=deadline
+                "shutdown_waiting_for_playbooks", count=len(running), deadline_seconds=deadline
             )
             _done, pending = await asyncio.wait(running, timeout=deadline)
             for task in pending:
@@ -173,9 +198,9 @@ class Daemon:
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals > 1:
-            log.warning("second signal: exiting now", signal=sig.name)
+            log.warning("shutdown_forced", signal=sig.name)
             os._exit(EXIT_FORCED)
-        log.info("signal received; shutting down", signal=sig.name)
+        log.info("shutdown_signal", signal=sig.name)
         self._stop.set()
 
     def _on_reload_signal(self) -> None:
@@ -188,28 +213,30 @@ class Daemon:
         try:
             config = load_config(self.config_path)
             token = read_token(config)
+            refused = restart_only_changes(self.config, config)
         except ConfigError as err:
-            self.metrics.reload_failures.inc()
-            self.metrics.reload_success.set(0)
-            log.error("config reload failed; keeping the running config", error=str(err))
-            self.notifier.ready(self._status_line("reload failed; old config running"))
-            return False
-        if config.listen != self.config.listen or config.state_dir != self.config.state_dir:
-            log.warning("listen and state_dir change only on restart", listen=self.config.listen)
+            return self._reload_failed(str(err))
+        if refused:
+            return self._reload_failed(
+                f"{', '.join(refused)} change only on restart; restart watchdogd, or put "
+                "the running value back"
+            )
+        logs.configure(config.log.level, config.log.format)
         logs.set_secrets(config.secrets | ({token} if token else set()))
         self.token = token
-        self.wiring.apply(self.config, config)
+        self.wiring.apply(config)
         self.config = config
-        # The frozen generation (see start) is never collected; the controllers a reload
-        # dropped hold reference cycles (controller <-> runner), so collect them, then freeze
-        # what lives on.
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
         self.metrics.reload_success.set(1)
-        log.info("config reloaded", summary=summarize(config))
+        log.info("config_reloaded", summary=summarize(config))
         self.notifier.ready(self._status_line())
         return True
+
+    def _reload_failed(self, reason: str) -> bool:
+        self.metrics.reload_failures.inc()
+        self.metrics.reload_success.set(0)
+        log.error("config_reload_failed", error=reason)
+        self.notifier.ready(self._status_line("reload failed; old config running"))
+        return False
 
     # --- loops -----------------------------------------------------------------------------
 
@@ -271,7 +298,14 @@ class Daemon:
     def target_status(self, name: str) -> dict[str, Any]:
         return self.wiring.status(self.controllers[name])
 
+    def _require_started(self) -> None:
+        # The address is bound before the targets exist: until then, ask the caller to come
+        # back (Alertmanager retries a 503) rather than drop an alert or answer "no target".
+        if not self._sources_started:
+            raise ControlRefused(503, "watchdogd is starting; try again in a moment")
+
     def _controller(self, name: str) -> TargetController:
+        self._require_started()
         try:
             return self.controllers[name]
         except KeyError:
@@ -295,21 +329,36 @@ class Daemon:
 
     async def unquarantine(self, name: str, image: str) -> dict[str, Any]:
         controller = self._controller(name)
-        controller.unquarantine(image)
+        controller.records.unquarantine(image)
         return {"target": name, "image": image, "quarantined": False}
+
+    async def deploy(self, name: str, image: str) -> dict[str, Any]:
+        return await self.wiring.deploys.deploy(name, image)
+
+    def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]:
+        return self.wiring.deploys.status(name, deploy_id)
 
     def events(self, limit: int, before: int | None, target: str | None) -> list[dict[str, Any]]:
         try:
             events = self.store.events(limit=limit, before_id=before, target=target)
             return [dataclasses.asdict(event) for event in events]
         except StoreError as err:
-            raise web.HTTPServiceUnavailable(text=str(err)) from err
+            raise ControlRefused(503, str(err)) from err
 
     async def receive_alerts(self, payload: WebhookPayload) -> dict[str, Any]:
+        self._require_started()
         try:
             return await self.alert_intake.receive(payload.alerts)
         except IntakeUnavailable as err:
-            raise web.HTTPServiceUnavailable(text=str(err)) from err
+            raise ControlRefused(503, str(err)) from err
+
+
+def _reason(err: OSError) -> str:
+    """``Address already in use``, ``Name or service not known``: the cause, not asyncio's
+    wrapping of it."""
+    if isinstance(err, socket.gaierror) or not err.errno:
+        return str(err.strerror or err)
+    return os.strerror(err.errno)
 
 
 def run_daemon(config_path: str) -> int:
@@ -322,8 +371,12 @@ def run_daemon(config_path: str) -> int:
     logs.configure(config.log.level, config.log.format)
     logs.set_secrets(config.secrets | ({token} if token else set()))
     try:
-        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
-        return asyncio.run(Daemon(config_path, config).main())
+        # Before anything else: a second daemon on this state_dir must not touch its store.
+        with StateDirLock.acquire(Path(config.state_dir)):
+            return asyncio.run(Daemon(config_path, config).main())
+    except StartupError as err:
+        print(f"watchdogd cannot start: {err}", file=sys.stderr)
+        return EXIT_STARTUP
     except WatchdogError as err:
-        log.error("watchdogd cannot start", error=str(err))
+        print(f"watchdogd cannot start: {err}", file=sys.stderr)
         return EXIT_FORCED

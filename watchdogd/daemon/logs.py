@@ -5,6 +5,10 @@ every event is scrubbed by ``watchdogd.redact`` (the secrets registered with ``s
 values that came from ``${ENV}`` and the API token; and the userinfo and query string of every
 URL) before it is rendered. The standard library's loggers (aiohttp's, asyncio's) are routed
 into the same chain, so their errors are one JSON line too, the traceback a field of it.
+
+One event style: the event is a snake_case name (``config_reloaded``, ``target_state``,
+``step_failed``), and everything else goes into fields (``target=``, ``reason=``), so a log
+query matches an event by name and never by a sentence.
 """
 
 from __future__ import annotations

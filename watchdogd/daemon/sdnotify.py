@@ -41,7 +41,7 @@ class SystemdNotifier:
                 sock.sendto(message, self._address)
         except OSError as err:
             if not self._failed:  # once, not on every keep-alive
-                log.warning("sd_notify failed", socket=self._address, error=str(err))
+                log.warning("sd_notify_failed", socket=self._address, error=str(err))
             self._failed = True
             return False
         self._failed = False

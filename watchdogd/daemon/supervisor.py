@@ -51,7 +51,7 @@ class Supervisor:
                 raise
             except Exception:
                 self._metrics.task_restarts.labels(name).inc()
-                log.exception("task crashed; restarting", task=name, backoff_seconds=backoff)
+                log.exception("task_restarted", task=name, backoff_seconds=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             else:

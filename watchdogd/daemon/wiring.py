@@ -1,8 +1,11 @@
 """Builds and rebuilds the daemon's moving parts from its config: one probe client, one Docker
 watcher, and per target a driver, a playbook runner, a controller and one source per check.
 
-Kept apart from ``daemon`` so the life cycle (signals, loops, shutdown) reads on its own, and
-reload has one place that decides what survives.
+Kept apart from ``lifecycle`` so the life cycle (signals, loops, shutdown) reads on its own,
+and reload has one place that decides what survives. Its dependencies (store, metrics,
+supervisor) are passed in; it owns the controllers and knows nothing of the daemon. A
+controller, its runner and its ``wait_healthy`` judge form no reference cycle, so a reload that
+drops a target frees it at once, without a garbage collection.
 """
 
 from __future__ import annotations
@@ -12,15 +15,18 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
 
-from watchdogd.config.schema import Config, Step, TargetConfig, TargetKind
+from watchdogd.config.schema import Config, TargetConfig, TargetKind
+from watchdogd.config.steps import Step
 from watchdogd.daemon.supervisor import Supervisor
+from watchdogd.deploy.manager import DeployManager
 from watchdogd.errors import StepFailed, StoreError
 from watchdogd.metrics.registry import Metrics
+from watchdogd.model import public_release
 from watchdogd.playbook.notify import send
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
@@ -33,6 +39,7 @@ from watchdogd.sources.scrape import ScrapeSource
 from watchdogd.store import Store
 from watchdogd.targets.factory import engine_factory, make_driver
 from watchdogd.watch.controller import TargetController
+from watchdogd.watch.evidence import RestoreEvidence
 from watchdogd.watch.mirror import StateMirror
 from watchdogd.watch.recorder import CheckRecorder
 
@@ -46,17 +53,6 @@ if TYPE_CHECKING:
 # _start_target_sources, _docker_watcher): they bring the Docker SDK, about 18 MB and 100 ms
 # at start that a daemon of release directories and HTTP checks never uses.
 
-
-class DaemonParts(Protocol):
-    """What the wiring reads and replaces of the daemon (``daemon.lifecycle.Daemon``)."""
-
-    config: Config
-    store: Store
-    metrics: Metrics
-    supervisor: Supervisor
-    controllers: dict[str, TargetController]
-
-
 log = structlog.get_logger(__name__)
 
 SOURCES: dict[str, type[Poller[Any]]] = {
@@ -68,19 +64,41 @@ SOURCES: dict[str, type[Poller[Any]]] = {
 
 
 class Wiring:
-    def __init__(self, daemon: DaemonParts) -> None:
-        self._daemon = daemon
+    def __init__(
+        self, config: Config, *, store: Store, metrics: Metrics, supervisor: Supervisor
+    ) -> None:
+        self.config = config
+        self.controllers: dict[str, TargetController] = {}
+        self._store = store
+        self._metrics = metrics
+        self._supervisor = supervisor
         self._client: ProbeClient | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._engine = engine_factory(daemon.config.docker)
+        self._engine = engine_factory(config.docker)
         self._watcher: DockerHealthWatcher | None = None
         self._subscriptions: dict[str, tuple[ContainerSelector, CheckRecorder]] = {}
+        # Blue-green deploys of targets with traffic: (docs/blue-green.md).
+        self.deploys = DeployManager(
+            config=lambda: self.config,
+            store=store,
+            engine=self._engine,
+            registry=metrics.registry,
+            counters=metrics.traffic,
+            client=self._probe_client,
+            http=lambda: self._http,
+        )
+
+    def _probe_client(self) -> ProbeClient:
+        assert self._client is not None  # noqa: S101 - open() runs first
+        return self._client
 
     async def open(self) -> None:
         self._client = ProbeClient.create()
         self._http = aiohttp.ClientSession(trust_env=False)
+        await self.deploys.open()
 
     async def close(self) -> None:
+        await self.deploys.close()
         if self._client is not None:
             await self._client.close()
         if self._http is not None:
@@ -88,57 +106,62 @@ class Wiring:
 
     # --- targets ---------------------------------------------------------------------------
 
+    def build(self) -> None:
+        """A controller for every configured target."""
+        for target in self.config.targets:
+            self.controllers[target.name] = self.controller(target)
+
     def controller(
         self, target: TargetConfig, keep: dict[str, CheckRecorder] | None = None
     ) -> TargetController:
-        daemon = self._daemon
-        driver = make_driver(target, self._engine)
-        holder: list[TargetController] = []
-
-        async def health() -> bool | None:
-            return await holder[0].wait_healthy()
-
+        driver = self.deploys.wrap(target, make_driver(target, self._engine))
         swarm_driver = _swarm_driver(target, driver)
         mirror: SwarmStateMirror | None = None
         if swarm_driver is not None:
             from watchdogd.watch.swarm_state import SwarmStateMirror  # noqa: PLC0415
 
-            mirror = SwarmStateMirror(target.name, swarm_driver, daemon.store)
+            mirror = SwarmStateMirror(target.name, swarm_driver, self._store)
+        evidence = RestoreEvidence(driver)
         runner = PlaybookRunner(
-            daemon.store,
+            self._store,
             driver,
-            notifiers=daemon.config.notify,
-            health_check=health,
+            notifiers=self.config.notify,
+            health_check=evidence,
             before_step=_before_step(mirror, pause_hook_for_tests()),
         )
         controller = TargetController(
             target,
-            daemon.config.defaults,
+            self.config.defaults,
             driver=driver,
-            store=daemon.store,
+            store=self._store,
             runner=runner,
-            metrics=daemon.metrics,
+            evidence=evidence,
+            metrics=self._metrics,
             recorders=keep,
             notify=self.notify_all,
             mirror=mirror,
         )
-        holder.append(controller)
+        self.deploys.attach(controller)
         return controller
 
     async def resume_incidents(self) -> None:
         """Finish incidents a crash left running, before any new decision is made."""
-        mirrors = [c.mirror for c in self._daemon.controllers.values() if c.mirror is not None]
+        # Deploys first: an incident's rollback step may be the switch back of one.
+        await self.deploys.resume()
+        self.deploys.plumbing.want_serving()
+        self._supervisor.start("traffic-keeper", self.deploys.plumbing.keep)
+        mirrors = [c.mirror for c in self.controllers.values() if c.mirror is not None]
         # An empty state_dir is filled from the mirror, whose incidents are taken over first.
         await asyncio.gather(*(mirror.restore() for mirror in mirrors))
         try:
-            open_incidents = self._daemon.store.open_incidents()
+            open_incidents = self._store.open_incidents()
         except StoreError as err:
-            log.error("cannot read open incidents", error=str(err))
+            log.error("open_incidents_unreadable", error=str(err))
             return
         for record in open_incidents:
-            controller = self._daemon.controllers.get(record.target)
+            controller = self.controllers.get(record.target)
             if controller is None:
-                log.warning("open incident for a target no longer configured", target=record.target)
+                log.warning("incident_target_unknown", target=record.target)
                 continue
             plan = IncidentPlan(
                 incident_id=record.id,
@@ -148,11 +171,9 @@ class Wiring:
                 restore_release=record.restore_release,
                 steps=tuple(controller.steps),
                 dry_run=record.dry_run,
-                stop_timeout=float(controller.setting("stop_timeout")),
+                stop_timeout=controller.settings.stop_timeout,
             )
-            log.warning(
-                "resuming an interrupted incident", target=record.target, incident=record.id
-            )
+            log.warning("incident_resuming", target=record.target, incident=record.id)
             await controller.resume(plan)
 
     async def notify_all(self, target: str, message: str) -> None:
@@ -167,11 +188,11 @@ class Wiring:
             "text": message,
             "at": time.time(),
         }
-        for notifier in self._daemon.config.notify:
+        for notifier in self.config.notify:
             try:
                 await send(notifier, payload, self._http)
             except StepFailed as err:
-                log.warning("notification failed", notifier=notifier.name, error=err.reason)
+                log.warning("notification_failed", notifier=notifier.name, error=err.reason)
 
     # --- sources ---------------------------------------------------------------------------
 
@@ -180,9 +201,8 @@ class Wiring:
             self._start_target_sources(target)
 
     def _start_target_sources(self, target: TargetConfig) -> None:
-        daemon = self._daemon
         assert self._client is not None  # noqa: S101 - open() runs first
-        controller = daemon.controllers[target.name]
+        controller = self.controllers[target.name]
         for check in target.checks:
             recorder = controller.recorders[check.name]
             task = f"source:{target.name}:{check.name}"
@@ -196,7 +216,7 @@ class Wiring:
                     check.interval,
                     on_change=partial(_observe_now, controller),
                 )
-                daemon.supervisor.start(task, swarm.run)
+                self._supervisor.start(task, swarm.run)
                 continue
             if check.type == "container_health":
                 from watchdogd.sources.docker_health import ContainerSelector  # noqa: PLC0415
@@ -206,66 +226,65 @@ class Wiring:
                     self._docker_watcher().subscribe(selector, recorder)
                     self._subscriptions[task] = (selector, recorder)
                 continue
-            source = SOURCES[check.type](
-                check, recorder, self._client, secrets=daemon.config.secrets
-            )
+            source = SOURCES[check.type](check, recorder, self._client, secrets=self.config.secrets)
             if isinstance(source, ScrapeSource):
                 # Checked once against the histogram's buckets at the first scrape.
                 source.latency_thresholds = target.latency_thresholds(check.name)
-            daemon.supervisor.start(task, source.run)
+            self._supervisor.start(task, source.run)
 
     def _docker_watcher(self) -> DockerHealthWatcher:
         from watchdogd.sources.docker_health import DockerHealthWatcher  # noqa: PLC0415
 
         if self._watcher is None:
-            self._watcher = DockerHealthWatcher(self._daemon.config.docker, on_change=self._changed)
-            self._daemon.supervisor.start("docker-events", self._watcher.run)
+            self._watcher = DockerHealthWatcher(self.config.docker, on_change=self._changed)
+            self._supervisor.start("docker-events", self._watcher.run)
         return self._watcher
 
     def _changed(self, key: str) -> None:
         """A watched container was created, started or removed: look for a new release now."""
         from watchdogd.sources.docker_health import ContainerSelector  # noqa: PLC0415
 
-        for controller in self._daemon.controllers.values():
+        for controller in self.controllers.values():
             selector = ContainerSelector.for_target(controller.config)
             if selector is not None and selector.key == key:
                 asyncio.get_running_loop().create_task(controller.observe_release(time.monotonic()))
 
     def _stop_target_sources(self, target: str) -> None:
         prefix = f"source:{target}:"
-        for name in self._daemon.supervisor.names():
+        for name in self._supervisor.names():
             if name.startswith(prefix):
-                self._daemon.supervisor.stop(name)
+                self._supervisor.stop(name)
         for name in [n for n in self._subscriptions if n.startswith(prefix)]:
             selector, recorder = self._subscriptions.pop(name)
             if self._watcher is not None:
                 self._watcher.unsubscribe(selector, recorder)
 
     async def stop_sources(self) -> None:
-        for target in list(self._daemon.controllers):
+        for target in list(self.controllers):
             self._stop_target_sources(target)
 
     # --- reload ----------------------------------------------------------------------------
 
-    def apply(self, old: Config, new: Config) -> None:
-        """Move to ``new``: unchanged checks keep their windows, the rest start empty."""
-        daemon = self._daemon
-        daemon.config = new
+    def apply(self, new: Config) -> None:
+        """Move to ``new``: unchanged checks keep their windows, the rest start empty; kept
+        targets' playbooks use the new notifiers."""
+        old, self.config = self.config, new
         old_targets = {t.name: t for t in old.targets}
-        for name in [n for n in daemon.controllers if n not in {t.name for t in new.targets}]:
+        for name in [n for n in self.controllers if n not in {t.name for t in new.targets}]:
             self._stop_target_sources(name)
-            del daemon.controllers[name]
-            log.info("target removed", target=name)
+            del self.controllers[name]
+            log.info("target_removed", target=name)
         for target in new.targets:
             self._stop_target_sources(target.name)
             before = old_targets.get(target.name)
-            controller = daemon.controllers.get(target.name)
+            controller = self.controllers.get(target.name)
             if controller is None or before is None or _kind_changed(before, target):
-                daemon.controllers[target.name] = self.controller(target)
+                self.controllers[target.name] = self.controller(target)
             else:
                 unchanged = {c.name for c in target.checks if c in before.checks}
                 keep = {n: r for n, r in controller.recorders.items() if n in unchanged}
                 controller.apply_config(target, new.defaults, keep)
+                controller.runner.use_notifiers(new.notify)
             self._start_target_sources(target)
 
     # --- API views -------------------------------------------------------------------------
@@ -273,7 +292,7 @@ class Wiring:
     def status(self, controller: TargetController) -> dict[str, Any]:
         now = time.monotonic()
         view = controller.view(now)
-        store = self._daemon.store
+        store = self._store
         try:
             exclude = [controller.current.id] if controller.current else []
             known_good = store.newest_known_good(controller.name, excluding=exclude)
@@ -287,8 +306,8 @@ class Wiring:
             # A new release in its `warmup`: samples shown, only the fast paths judge them.
             "warming_up": controller.warming_up(now),
             "since": round(time.time() - (now - controller.machine.since), 3),
-            "current_release": _release(controller.current),
-            "known_good_release": _release(known_good.release) if known_good else None,
+            "current_release": public_release(controller.current),
+            "known_good_release": public_release(known_good.release) if known_good else None,
             "quarantined": [
                 {"image": q.image, "reason": q.reason, "at": q.at} for q in quarantined
             ],
@@ -325,7 +344,7 @@ def pause_hook_for_tests() -> BeforeStep | None:
     if index is None or not marker:
         return None
     pause_at = int(index)
-    log.warning("TEST-ONLY pause hook enabled", step=pause_at, marker=marker)
+    log.warning("test_only_pause_hook_enabled", step=pause_at, marker=marker)
 
     async def pause(step_index: int, step: Step) -> None:
         if step_index != pause_at:
@@ -371,14 +390,3 @@ def _swarm_driver(target: TargetConfig, driver: TargetDriver) -> SwarmDriver | N
 def _kind_changed(before: TargetConfig, after: TargetConfig) -> bool:
     keys = ("kind", "container", "compose", "swarm", "release_dir")
     return any(getattr(before, k) != getattr(after, k) for k in keys)
-
-
-def _release(release: Any) -> dict[str, Any] | None:
-    if release is None:
-        return None
-    return {
-        "id": release.id,
-        "image": release.image,
-        "image_ref": release.image_ref,
-        "config_hash": release.config_hash,
-    }

@@ -30,7 +30,8 @@ from docker.errors import BuildError, DockerException, ImageNotFound, NotFound
 
 from watchdogd.demo import scenario
 from watchdogd.demo.release import BAD, GOOD
-from watchdogd.demo.stage import DemoError, answers_as
+from watchdogd.demo.stage import answers_as
+from watchdogd.errors import DemoError
 
 IMAGE_DIR = Path(__file__).with_name("image")
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")

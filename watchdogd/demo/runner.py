@@ -27,10 +27,11 @@ from typing import Any
 
 from watchdogd.demo import procs
 from watchdogd.demo.api import DaemonApi
-from watchdogd.demo.stage import DemoError, ReleaseDirStage, Stage
+from watchdogd.demo.stage import ReleaseDirStage, Stage
 from watchdogd.demo.summary import DemoResult, summary_lines
 from watchdogd.demo.traffic import Traffic
 from watchdogd.demo.view import Reporter, Snapshot, make_reporter
+from watchdogd.errors import DemoError
 
 EXIT_ROLLED_BACK = 0
 EXIT_NOT_ROLLED_BACK = 1

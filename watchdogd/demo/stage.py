@@ -15,11 +15,7 @@ from typing import Protocol
 import httpx
 
 from watchdogd.demo import app_ctl, release, scenario
-
-
-class DemoError(Exception):
-    """A stage cannot run here (no engine, no busybox) or failed to set up; the message says
-    what to do about it."""
+from watchdogd.errors import DemoError
 
 
 class Stage(Protocol):

@@ -20,7 +20,7 @@ import docker
 import requests
 from docker.errors import DockerException, NotFound
 
-from watchdogd.errors import TargetError
+from watchdogd.errors import ObjectMissing, TargetError
 from watchdogd.model import ExecResult
 
 T = TypeVar("T")
@@ -28,10 +28,6 @@ T = TypeVar("T")
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 # Exec output kept for the caller; a runaway migration log must not fill the journal.
 EXEC_OUTPUT_LIMIT = 64 * 1024
-
-
-class ObjectMissing(TargetError):
-    """The container, image or network named in the call does not exist."""
 
 
 class DockerEngine:
@@ -59,9 +55,9 @@ class DockerEngine:
             try:
                 return fn(self._api())
             except NotFound as err:
-                raise ObjectMissing(f"{what}: {_explain(err)}") from err
+                raise ObjectMissing(f"{what}: {explain(err)}") from err
             except (DockerException, requests.RequestException, OSError) as err:
-                raise TargetError(f"{what}: {_explain(err)}") from err
+                raise TargetError(f"{what}: {explain(err)}") from err
 
         return await asyncio.to_thread(run)
 
@@ -149,6 +145,10 @@ class DockerEngine:
             lambda api: api.remove_container(container, v=False, force=force),
         )
 
+    async def remove_volume(self, name: str) -> None:
+        """Remove a volume; the engine refuses (``TargetError``) one a container still uses."""
+        await self.call(f"remove volume {name}", lambda api: api.remove_volume(name))
+
     async def logs_tail(self, container: str, lines: int = 20) -> str:
         try:
             raw = await self.call(
@@ -197,9 +197,14 @@ class DockerEngine:
                 self._client = None
 
 
-def _explain(err: BaseException) -> str:
-    """docker-py's APIError carries the engine's own sentence in ``explanation``."""
+def explain(err: BaseException) -> str:
+    """The one text of an engine error, for the drivers and the health watcher alike: the
+    engine's own sentence where it gave one (``APIError.explanation``), else the first line of
+    the message (docker-py's others nest the whole request), else the exception's class."""
     explanation = getattr(err, "explanation", None)
     if explanation:
-        return str(explanation.decode() if isinstance(explanation, bytes) else explanation)
-    return str(err) or type(err).__name__
+        text = str(explanation.decode() if isinstance(explanation, bytes) else explanation)
+    else:
+        text = str(err)
+    first = text.splitlines()[0][:200] if text else ""
+    return first or type(err).__name__

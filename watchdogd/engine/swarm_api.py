@@ -24,18 +24,10 @@ from typing import Any
 from docker import auth
 from docker.errors import APIError
 
-from watchdogd.engine.docker_api import DockerEngine, ObjectMissing, _explain
-from watchdogd.errors import TargetError
+from watchdogd.engine.docker_api import DockerEngine, explain
+from watchdogd.errors import ObjectExists, ObjectMissing, VersionConflict
 
-__all__ = ["ObjectExists", "SwarmApi", "VersionConflict"]
-
-
-class VersionConflict(TargetError):
-    """The object changed since it was read (the version compare-and-swap failed)."""
-
-
-class ObjectExists(TargetError):
-    """An object of that name exists already (a concurrent create won)."""
+__all__ = ["SwarmApi"]
 
 
 def _checked(response: Any, api: Any, what: str) -> Any:
@@ -43,7 +35,7 @@ def _checked(response: Any, api: Any, what: str) -> Any:
     try:
         api._raise_for_status(response)
     except APIError as err:
-        text = _explain(err)
+        text = explain(err)
         if "out of sequence" in text or err.status_code == 409:
             raise VersionConflict(f"{what}: {text}") from err
         raise
@@ -123,7 +115,7 @@ class SwarmApi:
                 api.create_config(name, data, labels=labels)
             except APIError as err:
                 if err.status_code == 409:
-                    raise ObjectExists(f"create config {name}: {_explain(err)}") from err
+                    raise ObjectExists(f"create config {name}: {explain(err)}") from err
                 raise
 
         await self.engine.call(f"create config {name}", create)

@@ -19,9 +19,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from watchdogd.core.incident import TargetState
 from watchdogd.watch.tally import PROBE_BUCKETS, ProbeTally
 
-TARGET_STATES = ("baking", "healthy", "breached", "rolling_back", "rolled_back", "failed", "frozen")
+# Every state of the core's machine, in its order: one series each, 1 for the current one.
+TARGET_STATES = tuple(str(state) for state in TargetState)
 QUANTILES = ("0.5", "0.95", "0.99")
 _LE = (*(repr(b) for b in PROBE_BUCKETS), "+Inf")
 PROBE_RESULTS = ("ok", "failure", "unknown")

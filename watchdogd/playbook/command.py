@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 
-from watchdogd.config.schema import CommandAction, ExecAction, Step
+from watchdogd.config.steps import CommandAction, ExecAction, Step
 from watchdogd.errors import StepFailed, TargetError
 from watchdogd.playbook.context import StepContext, incident_env, tail
 from watchdogd.redact import child_environment

@@ -13,11 +13,13 @@ from watchdogd.config.schema import Notifier
 from watchdogd.playbook.plan import IncidentPlan, StepResult
 from watchdogd.targets.base import TargetDriver
 
-__all__ = ["HealthCheck", "StepContext", "incident_env", "tail"]
+__all__ = ["HealthCheck", "StepContext", "incident_env", "runtime_health", "tail"]
 
-# True healthy, False unhealthy, None no opinion (yet). The daemon's combines the driver's
-# container health with the target's probes.
-HealthCheck = Callable[[], Awaitable[bool | None]]
+# Called as ``health_check(since, min_samples)``: True healthy, False unhealthy, None no
+# opinion (yet), judged only on evidence from ``since`` on (``StepContext.monotonic``'s clock,
+# which the sources stamp their samples with). The daemon's combines the runtime's health with
+# at least ``min_samples`` fresh samples of each probe (``watch.evidence``).
+HealthCheck = Callable[[float, int], Awaitable[bool | None]]
 
 
 @dataclass
@@ -30,6 +32,7 @@ class StepContext:
     started_at: float  # wall clock, when the incident opened (survives a restart)
     results: list[StepResult] = field(default_factory=list)
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
     health_poll_interval: float = 0.5
 
     @property
@@ -51,3 +54,13 @@ def tail(text: str, lines: int = 20, chars: int = 2000) -> str:
     """The end of a process's output, for a failure message."""
     kept = "\n".join(text.rstrip().splitlines()[-lines:])
     return kept if len(kept) <= chars else "…" + kept[-chars:]
+
+
+def runtime_health(driver: TargetDriver) -> HealthCheck:
+    """Without the daemon's judge: the runtime's own health (a Docker HEALTHCHECK is always
+    about the container that runs now, so it is evidence gathered after the restore)."""
+
+    async def health(_since: float, _min_samples: int) -> bool | None:
+        return await driver.healthy()
+
+    return health

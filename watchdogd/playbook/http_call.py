@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from watchdogd.config.schema import HttpAction, Step
+from watchdogd.config.steps import HttpAction, Step
 from watchdogd.errors import StepFailed
 from watchdogd.playbook.context import StepContext, tail
 from watchdogd.redact import describe_error, redact, safe_url, url_secrets

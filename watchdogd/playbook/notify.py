@@ -39,9 +39,10 @@ from typing import Any
 
 import aiohttp
 
-from watchdogd.config.schema import Notifier, NotifyAction, Step
+from watchdogd.config.schema import Notifier
+from watchdogd.config.steps import NotifyAction, Step
 from watchdogd.errors import StepFailed
-from watchdogd.model import Release
+from watchdogd.model import public_release
 from watchdogd.playbook.context import StepContext, tail
 from watchdogd.playbook.plan import StepResult
 from watchdogd.redact import describe_error, redact, url_secrets
@@ -61,17 +62,6 @@ def event_for(results: list[StepResult]) -> str:
     return "rollback_failed"
 
 
-def _release(release: Release | None) -> dict[str, str] | None:
-    if release is None:
-        return None
-    return {
-        "id": release.id,
-        "image": release.image,
-        "image_ref": release.image_ref,
-        "config_hash": release.config_hash,
-    }
-
-
 def build_payload(event: str, ctx: StepContext, message: str | None = None) -> dict[str, Any]:
     plan = ctx.plan
     payload: dict[str, Any] = {
@@ -84,8 +74,8 @@ def build_payload(event: str, ctx: StepContext, message: str | None = None) -> d
             "reason": plan.trigger.reason,
             "numbers": dict(plan.trigger.numbers),
         },
-        "bad_release": _release(plan.bad_release),
-        "restore_release": _release(plan.restore_release),
+        "bad_release": public_release(plan.bad_release),
+        "restore_release": public_release(plan.restore_release),
         "steps": [result.to_json() for result in ctx.results],
         "duration_seconds": round(ctx.duration, 3),
         "dry_run": plan.dry_run,

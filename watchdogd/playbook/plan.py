@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from watchdogd.config.schema import Step
+from watchdogd.config.steps import Step
 from watchdogd.model import Release, Trigger
 from watchdogd.store.records import IncidentRecord, IncidentState, JournalEntry, StepStatus
 

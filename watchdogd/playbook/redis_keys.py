@@ -9,7 +9,7 @@ from __future__ import annotations
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from watchdogd.config.schema import RedisInvalidateAction, Step
+from watchdogd.config.steps import RedisInvalidateAction, Step
 from watchdogd.errors import StepFailed
 from watchdogd.playbook.context import StepContext
 

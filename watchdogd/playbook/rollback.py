@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from watchdogd.config.schema import RollbackAction, Step, WaitHealthyAction
+from watchdogd.config.steps import RollbackAction, Step, WaitHealthyAction
 from watchdogd.errors import StepFailed, TargetError, WatchdogError
 from watchdogd.playbook.context import StepContext
 
@@ -39,16 +39,19 @@ def wait_healthy_timeout(step: Step) -> float:
 
 async def run_wait_healthy(step: Step, ctx: StepContext) -> str:
     """Poll the daemon's health check until it says healthy. "No opinion" until the deadline
-    fails too: a rollback nobody can see working is not reported as a success."""
+    fails too: a rollback nobody can see working is not reported as a success. Only evidence
+    gathered from this step's start on counts: samples of the bad release, taken before the
+    restore, say nothing about the restored one."""
     spec = step.spec
     assert isinstance(spec, WaitHealthyAction)  # noqa: S101 - guaranteed by the dispatch table
+    since = ctx.monotonic()
     loop = asyncio.get_running_loop()
     start = loop.time()
     deadline = start + spec.timeout
     last = "no health signal yet"
     while True:
         try:
-            healthy = await ctx.health_check()
+            healthy = await ctx.health_check(since, spec.min_samples)
         except WatchdogError as err:
             healthy, last = None, f"health unknown: {err}"
         else:

@@ -47,9 +47,10 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base, wait_exponential
 
-from watchdogd.config.schema import Notifier, OnFailure, Step
+from watchdogd.config.schema import Notifier
+from watchdogd.config.steps import OnFailure, Step
 from watchdogd.errors import StepFailed, WatchdogError
-from watchdogd.playbook.context import HealthCheck, StepContext
+from watchdogd.playbook.context import HealthCheck, StepContext, runtime_health
 from watchdogd.playbook.notify import build_payload, send
 from watchdogd.playbook.plan import IncidentOutcome, IncidentPlan, StepResult
 from watchdogd.playbook.rollback import wait_healthy_timeout
@@ -90,13 +91,17 @@ class PlaybookRunner:
         self._store = store
         self._driver = driver
         self._notifiers = {notifier.name: notifier for notifier in notifiers}
-        self._health_check = health_check or driver.healthy
+        self._health_check = health_check or runtime_health(driver)
         self._before_step = before_step
         self._backoff = backoff or wait_exponential(multiplier=1, min=1, max=30)
         self._sleep = sleep
         self._health_poll_interval = health_poll_interval
         self._clock = clock
         self._active: set[str] = set()
+
+    def use_notifiers(self, notifiers: Iterable[Notifier]) -> None:
+        """A reloaded config's notifiers, for every playbook from now on."""
+        self._notifiers = {notifier.name: notifier for notifier in notifiers}
 
     async def run(self, plan: IncidentPlan) -> IncidentOutcome:
         """Open the incident if it is new, else resume it; run what remains of the plan."""

@@ -14,7 +14,7 @@ import asyncio
 import psycopg
 from psycopg import sql
 
-from watchdogd.config.schema import SqlAction, Step
+from watchdogd.config.steps import SqlAction, Step
 from watchdogd.errors import StepFailed
 from watchdogd.playbook.context import StepContext
 from watchdogd.playbook.sql_statements import transaction_control

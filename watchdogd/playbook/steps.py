@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from watchdogd.config.schema import Step
+from watchdogd.config.steps import Step
 from watchdogd.playbook.command import run_command, run_exec
 from watchdogd.playbook.context import StepContext
 from watchdogd.playbook.http_call import run_http

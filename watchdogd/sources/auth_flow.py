@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 
 from watchdogd.config.schema import AuthFlowCheck, AuthStep
+from watchdogd.errors import ProbeFailed
 from watchdogd.redact import describe_error, redact
 from watchdogd.sources.http import MAX_BODY, read_capped
 from watchdogd.sources.outcome import path_fault
@@ -48,14 +49,6 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9][A-Za-z0-9_.-]*)\}")
 MISSING = object()
 
 
-class _StepFailed(Exception):
-    """A step did not pass; ``reason`` is already free of secrets."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class AuthFlowProbe(Poller[AuthFlowCheck]):
     """One ``type: auth_flow`` check. ``run`` runs the flow every ``interval``; ``probe_once``
     runs it now."""
@@ -64,7 +57,7 @@ class AuthFlowProbe(Poller[AuthFlowCheck]):
 
     def _prepare(self) -> None:
         check = self.check
-        self._log = StateChangeLog("auth flow failing", "auth flow ok", check=check.name)
+        self._log = StateChangeLog("auth_flow_failing", "auth_flow_ok", check=check.name)
 
     async def probe_once(self) -> None:
         """Run the whole flow once and report one probe sample."""
@@ -83,7 +76,7 @@ class AuthFlowProbe(Poller[AuthFlowCheck]):
                     for step in self.check.steps:
                         await self._run_step(step, values, cookies)
                 latency = self._clock() - started
-            except _StepFailed as failed:
+            except ProbeFailed as failed:
                 ok, latency, reason = False, self._clock() - started, failed.reason
             except TimeoutError:
                 ok, latency = False, self._clock() - started
@@ -132,7 +125,7 @@ class AuthFlowProbe(Poller[AuthFlowCheck]):
                 cookies[name] = morsel.value
         if status not in step.expect_status:
             expected = ", ".join(str(s) for s in step.expect_status)
-            raise _StepFailed(f"status {status}, expected {expected}")
+            raise ProbeFailed(f"status {status}, expected {expected}")
         if step.extract:
             values.update(extract_values(body, step.extract))
 
@@ -156,17 +149,17 @@ def substitute_json(document: Any, values: dict[str, str]) -> Any:
 
 
 def extract_values(body: bytes, extract: dict[str, str]) -> dict[str, str]:
-    """The values named in ``extract`` from a JSON body; raises :class:`_StepFailed` when the
+    """The values named in ``extract`` from a JSON body; raises :class:`ProbeFailed` when the
     body is not JSON or a path leads nowhere. Non-string values are kept as their JSON text."""
     try:
         document = json.loads(body)
     except ValueError:
-        raise _StepFailed("the response is not JSON, so nothing could be extracted") from None
+        raise ProbeFailed("the response is not JSON, so nothing could be extracted") from None
     found: dict[str, str] = {}
     for name, path in extract.items():
         value = lookup(document, path)
         if value is MISSING or value is None:
-            raise _StepFailed(f"extract {name!r}: no value at {path!r} in the response")
+            raise ProbeFailed(f"extract {name!r}: no value at {path!r} in the response")
         found[name] = value if isinstance(value, str) else json.dumps(value)
     return found
 

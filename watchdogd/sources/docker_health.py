@@ -48,6 +48,7 @@ import tenacity
 from docker.errors import DockerException, NotFound
 
 from watchdogd.config.schema import DockerSettings, TargetConfig
+from watchdogd.engine.docker_api import explain
 from watchdogd.errors import SourceUnavailable
 from watchdogd.sources.base import SampleSink
 from watchdogd.sources.schedule import Clock, StateChangeLog
@@ -165,7 +166,7 @@ class DockerHealthWatcher:
         # then (so that one crash is not reported twice), per (subscription, container id).
         self._restarts: dict[tuple[ContainerSelector, str], int] = {}
         self._died: set[tuple[ContainerSelector, str]] = set()
-        self._engine = StateChangeLog("docker engine unreachable", "docker engine back")
+        self._engine = StateChangeLog("docker_engine_unreachable", "docker_engine_back")
 
     def subscribe(self, selector: ContainerSelector, sink: SampleSink) -> None:
         self._subscriptions.setdefault(selector, []).append(sink)
@@ -242,7 +243,7 @@ class DockerHealthWatcher:
                     item = _RESYNC
                     due = max(due + self.settings.poll_interval, self._clock())
                 if isinstance(item, BaseException):
-                    raise SourceUnavailable(f"event stream ended: {_explain(item)}")
+                    raise SourceUnavailable(f"event stream ended: {explain(item)}")
                 await (self._resync() if item is _RESYNC else self._on_event(item))
         finally:
             self._queue = None
@@ -390,10 +391,4 @@ def _engine_call(what: str, call: Callable[[], T]) -> T:
     except NotFound:
         raise
     except (DockerException, requests.RequestException, OSError) as err:
-        raise SourceUnavailable(f"{what}: {_explain(err)}") from err
-
-
-def _explain(err: BaseException) -> str:
-    """A one-line reason; docker-py's messages nest the whole request in them."""
-    text = str(err).splitlines()[0] if str(err) else ""
-    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+        raise SourceUnavailable(f"{what}: {explain(err)}") from err

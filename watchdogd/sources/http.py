@@ -52,7 +52,7 @@ class HttpProbe(Poller[HttpCheck]):
         self._expect = frozenset(check.expect_status)
         self._timeout = aiohttp.ClientTimeout(total=check.timeout)
         self._request_kwargs = _request_kwargs(check)
-        self._log = StateChangeLog("probe failing", "probe ok", check=check.name)
+        self._log = StateChangeLog("probe_failing", "probe_ok", check=check.name)
 
     async def probe_once(self) -> None:
         """Send one request and report one probe sample (or unknown)."""

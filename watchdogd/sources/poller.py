@@ -99,7 +99,7 @@ class Poller(Generic[CheckT]):
         try:
             await self.probe_once()
         except Exception:  # as in run_every: a source's bug must not end the schedule
-            log.exception("extra probe crashed", check=self.check.name)
+            log.exception("extra_probe_crashed", check=self.check.name)
 
     async def probe_once(self) -> None:
         raise NotImplementedError

@@ -41,7 +41,7 @@ class PromqlSource(Poller[PromqlCheck]):
         check = self.check
         self._timeout = aiohttp.ClientTimeout(total=check.timeout)
         self._endpoint = check.url.rstrip("/") + "/api/v1/query"
-        self._log = StateChangeLog("promql unavailable", "promql back", check=check.name)
+        self._log = StateChangeLog("promql_unavailable", "promql_back", check=check.name)
 
     async def probe_once(self) -> None:
         """Query once and report the value, or unknown with the reason."""

@@ -81,7 +81,7 @@ async def run_every(
     cannot silence itself for the rest of the daemon's life.
     """
     schedule = FixedRateSchedule(interval, now=clock(), offset=offset, rng=rng)
-    crashes = StateChangeLog("source crashed", "source works again", check=name)
+    crashes = StateChangeLog("source_crashed", "source_works_again", check=name)
     running: set[asyncio.Task[None]] = set()
     try:
         while True:

@@ -128,7 +128,7 @@ class ScrapeSource(Poller[ScrapeCheck]):
             bucket = parsed.name if parsed.name.endswith("_bucket") else f"{parsed.name}_bucket"
             self.histogram = parsed.renamed(bucket)
         self._deltas = CounterDeltas()
-        self._log = StateChangeLog("scrape unavailable", "scrape back", check=check.name)
+        self._log = StateChangeLog("scrape_unavailable", "scrape_back", check=check.name)
         #: The latency thresholds of this check's gates (set by the daemon's wiring), checked
         #: once against the histogram's buckets.
         self.latency_thresholds: tuple[float, ...] = ()
@@ -147,7 +147,7 @@ class ScrapeSource(Poller[ScrapeCheck]):
         if result.bounds and not self._bounds_checked:
             self._bounds_checked = True
             for warning in threshold_warnings(result.bounds, self.latency_thresholds):
-                log.warning("latency threshold inside a histogram bucket", detail=warning)
+                log.warning("latency_threshold_inside_bucket", detail=warning)
         now = self._clock()
         self._sink.counts(now, result.requests, result.errors)
         for seconds, count in result.latencies:

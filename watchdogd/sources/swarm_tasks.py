@@ -96,7 +96,7 @@ class SwarmTaskSource:
         self._seen: set[str] | None = None  # None until the first look: history is not news
         self._release: tuple[str, str] | None = None
         self._manager = StateChangeLog(
-            "swarm manager unreachable", "swarm manager back", service=driver.service
+            "swarm_manager_unreachable", "swarm_manager_back", service=driver.service
         )
 
     async def run(self) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 
 import structlog
 
-from watchdogd.errors import StoreError
-from watchdogd.store.schema import MIGRATIONS, SchemaTooNew, migrate, version
+from watchdogd.errors import SchemaTooNew, StoreError
+from watchdogd.store.schema import MIGRATIONS, migrate, version
 
 __all__ = ["Database"]
 

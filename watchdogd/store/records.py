@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from watchdogd.model import Release, Trigger
+from watchdogd.model import Release, Trigger, public_release
 
 __all__ = [
     "AuditEvent",
@@ -110,17 +110,12 @@ class IncidentRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, releases without their spec."""
 
-        def release(value: Release | None) -> dict[str, str] | None:
-            if value is None:
-                return None
-            return {"id": value.id, "image": value.image, "image_ref": value.image_ref}
-
         return {
             "id": self.id,
             "target": self.target,
             "trigger": asdict(self.trigger),
-            "bad_release": release(self.bad_release),
-            "restore_release": release(self.restore_release),
+            "bad_release": public_release(self.bad_release),
+            "restore_release": public_release(self.restore_release),
             "state": self.state.value,
             "started_at": self.started_at,
             "ended_at": self.ended_at,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-__all__ = ["MIGRATIONS", "SchemaTooNew", "migrate", "version"]
+from watchdogd.errors import SchemaTooNew
+
+__all__ = ["MIGRATIONS", "migrate", "version"]
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: releases, quarantine, incidents with their step journal, audit log, alert dedupe.
@@ -96,11 +98,22 @@ MIGRATIONS: tuple[str, ...] = (
     -- One row, rewritten by Store.check_writable() to learn whether writes still land.
     CREATE TABLE write_probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL);
     """,
+    # 2: blue-green deploys, journaled stage by stage (watchdogd/store/deploys.py).
+    """
+    CREATE TABLE deploys (
+        id          TEXT PRIMARY KEY,
+        target      TEXT NOT NULL,
+        image       TEXT NOT NULL,
+        stage       TEXT NOT NULL,
+        started_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL,
+        ended_at    REAL,
+        reason      TEXT NOT NULL DEFAULT '',
+        body        TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX deploys_by_target ON deploys (target, started_at);
+    """,
 )
-
-
-class SchemaTooNew(Exception):
-    """The database was written by a newer watchdogd than this one."""
 
 
 def version(conn: sqlite3.Connection) -> int:

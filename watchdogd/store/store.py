@@ -17,6 +17,7 @@ from typing import Any
 from watchdogd.errors import StoreError
 from watchdogd.store.audit import AuditStore
 from watchdogd.store.db import Database
+from watchdogd.store.deploys import DeployStore
 from watchdogd.store.incidents import IncidentStore
 from watchdogd.store.releases import ReleaseStore
 from watchdogd.store.schema import MIGRATIONS
@@ -26,7 +27,7 @@ __all__ = ["DB_FILENAME", "Store"]
 DB_FILENAME = "watchdogd.db"
 
 
-class Store(ReleaseStore, IncidentStore, AuditStore):
+class Store(ReleaseStore, IncidentStore, AuditStore, DeployStore):
     """Typed access to the state store, opened (and migrated) on construction.
 
     ``clock`` gives wall-clock seconds. ``read_only`` opens an existing, migrated database

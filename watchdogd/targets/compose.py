@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,9 @@ PROJECT = "com.docker.compose.project"
 SERVICE = "com.docker.compose.service"
 ONEOFF = "com.docker.compose.oneoff"
 NUMBER = "com.docker.compose.container-number"
+# Compose (1.29 and v2) renames the container it replaces to ``<short id>_<name>`` for the
+# moment of a recreate: not a replica, and never to be recreated under that name.
+COMPOSE_TEMPORARY = re.compile(r"^[0-9a-f]{12}_")
 
 
 class ComposeDriver:
@@ -55,10 +59,10 @@ class ComposeDriver:
         for summary in listed:
             names = [str(n).lstrip("/") for n in summary.get("Names") or []]
             labels = summary.get("Labels") or {}
-            # ``docker compose run`` containers are not replicas; our swap temporaries carry
-            # the labels too but are not the service yet (or any more).
+            # ``docker compose run`` containers are not replicas; our swap temporaries and
+            # Compose's own carry the labels too but are not the service yet (or any more).
             if labels.get(ONEOFF, "False") == "True" or any(
-                NEW_MARK in n or OLD_MARK in n for n in names
+                NEW_MARK in n or OLD_MARK in n or COMPOSE_TEMPORARY.match(n) for n in names
             ):
                 continue
             pair = await inspect_with_spec(self.engine, summary["Id"])

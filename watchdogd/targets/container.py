@@ -27,7 +27,13 @@ from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult
-from watchdogd.targets.recreate import config_hash, create_plan, release_of, snapshot
+from watchdogd.targets.recreate import (
+    config_hash,
+    create_plan,
+    is_anonymous_volume,
+    release_of,
+    snapshot,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -105,7 +111,7 @@ async def recover(engine: DockerEngine, name: str) -> None:
     """Finish or undo a swap of ``name`` that a crash interrupted."""
     leftovers = await engine.names_starting(f"{name}-wd-")
     for temp in (n for n in leftovers if n.startswith(name + NEW_MARK)):
-        log.warning("target.swap.leftover_removed", container=temp)
+        log.warning("target_swap_leftover_removed", container=temp)
         await engine.remove(temp, force=True)
     olds = [n for n in leftovers if n.startswith(name + OLD_MARK)]
     if not olds:
@@ -114,7 +120,7 @@ async def recover(engine: DockerEngine, name: str) -> None:
     if current is None:
         # Crashed between renaming the old one away and promoting the new one.
         back = olds.pop()
-        log.warning("target.swap.recovered", container=name, renamed_back=back)
+        log.warning("target_swap_recovered", container=name, renamed_back=back)
         await engine.rename(back, name)
         await _start_confirmed(engine, name)
     elif not is_running(current):
@@ -122,7 +128,7 @@ async def recover(engine: DockerEngine, name: str) -> None:
         try:
             await _start_confirmed(engine, name)
         except TargetError:
-            log.warning("target.swap.recover_start_failed", container=name)
+            log.warning("target_swap_recover_start_failed", container=name)
             await engine.remove(name, force=True)
             back = olds.pop()
             await engine.rename(back, name)
@@ -167,7 +173,7 @@ async def put_back(
             await engine.remove(new_id, force=True)
         raise
     if found is None:
-        log.info("target.swap.created", container=name, release=release.id)
+        log.info("target_swap_created", container=name, release=release.id)
         return True
 
     await _uncancellable(
@@ -223,7 +229,7 @@ async def _swap_in(
             f"the previous container is back: {err}"
         ) from err
     log.info(
-        "target.swap.done",
+        "target_swap_done",
         container=name,
         release=release.id,
         image=release.label,
@@ -235,7 +241,30 @@ async def _swap_in(
         await engine.remove(old_id)
     except TargetError as err:
         # Harmless: the next restore (or recover) removes it.
-        log.warning("target.swap.old_not_removed", container=old_id[:12], error=str(err))
+        log.warning("target_swap_old_not_removed", container=old_id[:12], error=str(err))
+    else:
+        await _remove_orphaned_volumes(engine, old, new_id)
+
+
+async def _remove_orphaned_volumes(engine: DockerEngine, old: dict[str, Any], new_id: str) -> None:
+    """Remove the anonymous volumes of the replaced container that the new one does not mount.
+
+    A bad release deployed by ``docker run`` or ``docker compose up --renew-anon-volumes`` got
+    fresh anonymous volumes; the restored container mounts the good release's by name, so the
+    bad ones would be left behind, nameless, forever. The engine refuses to remove a volume any
+    other container still uses, and that refusal is kept."""
+    new = await engine.inspect_container(new_id)
+    kept = {str(m.get("Name") or "") for m in (new or {}).get("Mounts") or []}
+    for mount in old.get("Mounts") or []:
+        name = str(mount.get("Name") or "")
+        if mount.get("Type") != "volume" or not is_anonymous_volume(name) or name in kept:
+            continue
+        try:
+            await engine.remove_volume(name)
+        except TargetError as err:
+            log.info("target_swap_volume_kept", volume=name[:12], reason=str(err))
+        else:
+            log.info("target_swap_volume_removed", volume=name[:12])
 
 
 # Swaps whose caller was cancelled but that still run to their end (strong references, so
@@ -257,7 +286,7 @@ def _finished(task: asyncio.Task[None]) -> None:
     _in_flight.discard(task)
     if not task.cancelled() and task.exception() is not None:
         # Re-raised to the caller when it still waits; logged for the one that was cancelled.
-        log.debug("target.swap.finished_with_error", error=str(task.exception()))
+        log.debug("target_swap_finished_with_error", error=str(task.exception()))
 
 
 async def _revert(
@@ -275,7 +304,7 @@ async def _revert(
     old = await engine.inspect_container(old_id)
     if old is None:
         # The old container removed itself on stop (--rm): rebuild it from its snapshot.
-        log.warning("target.swap.old_recreated", container=name)
+        log.warning("target_swap_old_recreated", container=name)
         plan = create_plan(old_spec, old_spec["Image"], await engine.api_version())
         old_id = await engine.create(plan.body, name)
         for network, endpoint in plan.connect:
@@ -284,7 +313,7 @@ async def _revert(
         await engine.rename(old_id, name)
     if was_running:
         await _start_confirmed(engine, old_id)
-    log.warning("target.swap.reverted", container=name)
+    log.warning("target_swap_reverted", container=name)
 
 
 class ContainerDriver:

@@ -131,7 +131,7 @@ class ReleaseDirDriver:
             except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop
                 raise TargetError(f"cannot repoint {self.link} to {version}: {err}") from err
             log.info(
-                "target.release_dir.pointed", link=str(self.link), version=version, changed=changed
+                "target_release_dir_pointed", link=str(self.link), version=version, changed=changed
             )
             # Restart even when the link already pointed there: after a crash between the
             # rename and the restart, the old code may still be the one running.

@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from watchdogd.engine.docker_api import DockerEngine
-from watchdogd.engine.swarm_api import SwarmApi, VersionConflict
+from watchdogd.engine.swarm_api import SwarmApi
 from watchdogd.engine.swarm_spec import (
     PAUSED,
     UPDATING,
@@ -42,7 +42,7 @@ from watchdogd.engine.swarm_spec import (
     split_digest,
     update_state,
 )
-from watchdogd.errors import TargetError
+from watchdogd.errors import TargetError, VersionConflict
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult
 
@@ -108,7 +108,7 @@ class SwarmDriver:
             service = await self.inspect()
             spec, previous = service["Spec"], service.get("PreviousSpec")
             if (await self.release_of(spec)).id == release.id:
-                log.info("target.swarm.already_restored", service=self.service, release=release.id)
+                log.info("target_swarm_already_restored", service=self.service, release=release.id)
                 return
             rollback = (
                 previous is not None
@@ -121,11 +121,11 @@ class SwarmDriver:
                 else:
                     await self.api.update_service(service, await self._spec_for(spec, release))
             except VersionConflict as err:
-                log.info("target.swarm.version_conflict", service=self.service, error=str(err))
+                log.info("target_swarm_version_conflict", service=self.service, error=str(err))
                 await asyncio.sleep(CAS_BACKOFF)
                 continue
             log.info(
-                "target.swarm.restoring",
+                "target_swarm_restoring",
                 service=self.service,
                 release=release.id,
                 image=release.label,
@@ -193,7 +193,7 @@ class SwarmDriver:
             wanted = desired_replicas(service, tasks)
             progress = f"{state or 'no update'}, {running}/{wanted} running"
             if progress != last:
-                log.info("target.swarm.progress", service=self.service, progress=progress)
+                log.info("target_swarm_progress", service=self.service, progress=progress)
                 last = progress
             if state not in UPDATING and running >= wanted:
                 return

@@ -118,7 +118,7 @@ class HAProxyLogReceiver:
         if self._runtime is not None:
             await self.poll_dropped()
             self._drop_task = asyncio.create_task(self._poll_drops(), name="haproxy-log-drops")
-        log.info("receiving HAProxy's request log", socket=str(self.socket_path))
+        log.info("haproxy_log_receiving", socket=str(self.socket_path))
         _warn_short_queue()
 
     async def close(self) -> None:
@@ -152,7 +152,7 @@ class HAProxyLogReceiver:
         if new:
             self.counters.dropped += new
             log.warning(
-                "HAProxy dropped request log lines: watchdogd's socket queue was full",
+                "haproxy_log_lines_dropped",
                 dropped=new,
                 dropped_total=self.counters.dropped,
             )
@@ -215,7 +215,7 @@ class HAProxyLogReceiver:
         self.counters.sink_errors += 1
         if not self._sink_failed:
             self._sink_failed = True
-            log.error("request sink failed; counting and going on", error=repr(err))
+            log.error("request_sink_failed", error=repr(err))
 
 
 def _warn_short_queue() -> None:
@@ -231,7 +231,8 @@ def _warn_short_queue() -> None:
         return
     if qlen < RECOMMENDED_QLEN:
         log.warning(
-            "the kernel queues only a few log lines for watchdogd: HAProxy will drop some "
-            "under load (counted); set net.unix.max_dgram_qlen to 512 or more",
+            "log_queue_short",
+            reason="the kernel queues only a few log lines for watchdogd: HAProxy will drop "
+            "some under load (counted); set net.unix.max_dgram_qlen to 512 or more",
             max_dgram_qlen=qlen,
         )

@@ -121,7 +121,7 @@ async def apply_split(
             differences = split_differences(split, await runtime.servers(split.backend))
             if not differences:
                 log.info(
-                    "traffic split applied", backend=split.backend, weights=dict(split.weights)
+                    "traffic_split_applied", backend=split.backend, weights=dict(split.weights)
                 )
                 return
             last = TrafficError(f"switch {split.backend}", "; ".join(differences))
@@ -131,7 +131,7 @@ async def apply_split(
             if counters is not None:
                 counters.switch_retries[split.backend] += 1
             log.warning(
-                "traffic switch failed, retrying",
+                "traffic_switch_failed_retrying",
                 backend=split.backend,
                 attempt=attempt,
                 error=str(last),
@@ -141,7 +141,7 @@ async def apply_split(
             delay = min(delay * 2, max_backoff)
     if counters is not None:
         counters.switch_failures[split.backend] += 1
-    log.error("traffic switch failed", backend=split.backend, attempts=attempts, error=str(last))
+    log.error("traffic_switch_failed", backend=split.backend, attempts=attempts, error=str(last))
     raise TrafficError(
         f"switch {split.backend} to {dict(split.weights)}",
         f"not applied after {attempts} attempts: {last.reason}",
@@ -190,7 +190,7 @@ async def _apply_once(
             await runtime.set_weight(backend, name, 0)
     # From here no new request reaches the drained servers: the switch is effective for users,
     # even though the requests in flight still run.
-    log.info("traffic moved", backend=backend, drained=[*standby, *to_maint])
+    log.info("traffic_moved", backend=backend, drained=[*standby, *to_maint])
     idle = await asyncio.gather(
         *(runtime.wait_idle(backend, name, timeout=drain_timeout) for name in to_maint)
     )
@@ -198,7 +198,7 @@ async def _apply_once(
         if not was_idle:
             # Maintenance does not cut the sessions still open: they finish, nothing new starts.
             log.warning(
-                "server still busy after drain timeout; maintenance anyway",
+                "drain_timeout_maintenance_anyway",
                 backend=backend,
                 server=name,
                 drain_timeout=drain_timeout,
@@ -301,17 +301,17 @@ class SplitReconciler:
         except TrafficError as err:
             if backend not in self._unreachable:
                 self._unreachable.add(backend)
-                log.error("cannot read HAProxy's servers", backend=backend, error=str(err))
+                log.error("haproxy_servers_unreadable", backend=backend, error=str(err))
             return False
         if backend in self._unreachable:
             self._unreachable.discard(backend)
-            log.info("HAProxy reachable again", backend=backend)
+            log.info("haproxy_reachable_again", backend=backend)
         if not differences:
             return False
         pid = await self._haproxy_pid()
         reason = self._why_changed(backend, pid)
         log.warning(
-            "traffic split lost; restoring",
+            "traffic_split_lost",
             backend=backend,
             reason=reason,
             differences=differences,
@@ -329,7 +329,7 @@ class SplitReconciler:
             return False  # apply_split logged it; the next reconcile tries again
         self._applied_by[backend] = pid
         self.counters.restored[backend] += 1
-        log.warning("traffic split restored", backend=backend, reason=reason)
+        log.warning("traffic_split_restored", backend=backend, reason=reason)
         return True
 
     def _why_changed(self, backend: str, pid: str | None) -> str:

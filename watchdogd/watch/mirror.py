@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from watchdogd.config.schema import Step
-from watchdogd.errors import WatchdogError
+from watchdogd.config.steps import Step
 from watchdogd.model import Release
 from watchdogd.playbook.plan import IncidentPlan
 
@@ -35,8 +34,3 @@ class StateMirror(Protocol):
 
     async def finished(self, plan: IncidentPlan, *, succeeded: bool, detail: str) -> None:
         """The claimed incident ended; on success its bad release is quarantined."""
-
-
-class ClaimLost(WatchdogError):
-    """Another watchdogd took over the incident this one was running (its lease ran out, e.g.
-    while this process was paused): this one must not act any further."""

@@ -9,15 +9,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
 
+from watchdogd.config.schema import TargetConfig
 from watchdogd.core.window import Window, WindowStats
 from watchdogd.watch.tally import ProbeTally
 
 log = structlog.get_logger(__name__)
+
+#: Samples kept for ``fresh``: more than any ``wait_healthy.min_samples`` that makes sense.
+RECENT = 32
 
 
 @dataclass
@@ -86,6 +91,9 @@ class CheckRecorder:
         self.last_detail = ""
         self.samples_since_reset = 0
         self.successes_since_reset = 0
+        # (time, ok) of the newest samples, ok None for counts and values: what ``fresh``
+        # reads, so wait_healthy judges only samples taken after the restore.
+        self._recent: deque[tuple[float, bool | None]] = deque(maxlen=RECENT)
         # watchdogd_probes_total and watchdogd_probe_duration_seconds of this check: plain
         # numbers, written out at scrape time (metrics.target_text says why not
         # prometheus_client).
@@ -130,6 +138,7 @@ class CheckRecorder:
         self.window.add(now, ok, latency)
         self._version += 1
         self.samples_since_reset += 1
+        self._recent.append((now, ok))
         if ok:
             self.successes_since_reset += 1
             self.tally.ok += 1
@@ -147,6 +156,7 @@ class CheckRecorder:
         self.window.add_counts(now, requests, errors)
         self._version += 1
         self.samples_since_reset += 1
+        self._recent.append((now, None))
         self.tally.ok += 1
         if errors and self.on_evidence is not None:
             self.on_evidence()
@@ -161,6 +171,7 @@ class CheckRecorder:
         self.window.add_value(now, value)
         self._version += 1
         self.samples_since_reset += 1
+        self._recent.append((now, None))
         self.tally.ok += 1
 
     def unknown(self, now: float, reason: str, token: int | None = None) -> None:
@@ -170,16 +181,14 @@ class CheckRecorder:
         self.last_detail = reason
         if self.source_up:
             self.source_up = False
-            log.warning(
-                "source cannot see its target", target=self.target, check=self.check, reason=reason
-            )
+            log.warning("source_down", target=self.target, check=self.check, reason=reason)
 
     # --- for the controller ----------------------------------------------------------------
 
     def _up(self, now: float) -> None:
         if not self.source_up:
             self.source_up = True
-            log.info("source sees its target again", target=self.target, check=self.check)
+            log.info("source_up", target=self.target, check=self.check)
 
     def reset(self, span: float | None = None) -> None:
         """Forget every sample: they belong to a release that no longer runs."""
@@ -190,6 +199,18 @@ class CheckRecorder:
         self._version += 1
         self.samples_since_reset = 0
         self.successes_since_reset = 0
+
+    def fresh(self, since: float) -> tuple[int, bool | None]:
+        """How many samples were taken at or after ``since`` (up to ``RECENT``), and whether
+        the newest of them was ok (None: none, or a count or value with no verdict)."""
+        count, newest = 0, None
+        for at, ok in reversed(self._recent):
+            if at < since:
+                break
+            if count == 0:
+                newest = ok
+            count += 1
+        return count, newest
 
     def stats(self, now: float) -> WindowStats:
         """``window.stats(now)``, computed once per second and sample: the tick's gates, the
@@ -225,3 +246,23 @@ class CheckRecorder:
             stats=stats,
             tally=self.tally,
         )
+
+
+def recorders_for(
+    config: TargetConfig,
+    span: float,
+    keep: Mapping[str, CheckRecorder],
+    on_evidence: Callable[[], None],
+) -> dict[str, CheckRecorder]:
+    """A recorder per check of ``config``: one of ``keep`` where its check did not change and
+    its latency thresholds are the same (a window counts samples above its gates'
+    thresholds: new ones, new window), else a new one. Each prompts ``on_evidence``."""
+    recorders: dict[str, CheckRecorder] = {}
+    for check in config.checks:
+        thresholds = config.latency_thresholds(check.name)
+        kept = keep.get(check.name)
+        if kept is None or kept.thresholds != thresholds:
+            kept = CheckRecorder(config.name, check.name, check.type, span, thresholds=thresholds)
+        kept.on_evidence = on_evidence
+        recorders[check.name] = kept
+    return recorders

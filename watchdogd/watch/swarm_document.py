@@ -115,7 +115,7 @@ class Document:
         incident = data.get("incident")
         if all(isinstance(v, list) for v in lists) and isinstance(incident, dict | None):
             return cls(lists[0], lists[1], incident, lists[2])
-        log.error("swarm state unreadable; starting afresh", config=config.get("ID"))
+        log.error("swarm_state_unreadable", config=config.get("ID"))
         return cls()
 
     def dump(self) -> str:

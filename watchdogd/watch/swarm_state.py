@@ -43,14 +43,20 @@ from typing import Any, TypeVar
 
 import structlog
 
-from watchdogd.config.schema import Step
-from watchdogd.engine.swarm_api import ObjectExists, SwarmApi, VersionConflict
-from watchdogd.errors import StoreError, TargetError
+from watchdogd.config.steps import Step
+from watchdogd.engine.swarm_api import SwarmApi
+from watchdogd.errors import (
+    ClaimLost,
+    MirrorWriteRefused,
+    ObjectExists,
+    StoreError,
+    TargetError,
+    VersionConflict,
+)
 from watchdogd.model import Release
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.store import IncidentState, StepStatus, Store
 from watchdogd.targets.swarm import SwarmDriver
-from watchdogd.watch.mirror import ClaimLost
 from watchdogd.watch.swarm_document import (
     CONFIG_DATA,
     SERVICE_LABEL,
@@ -64,7 +70,7 @@ from watchdogd.watch.swarm_document import (
     trigger_from,
 )
 
-__all__ = ["LEASE", "Refused", "SwarmStateMirror"]
+__all__ = ["LEASE", "SwarmStateMirror"]
 
 log = structlog.get_logger(__name__)
 
@@ -74,10 +80,6 @@ LEASE = 10.0
 RENEW_EVERY = 3.0
 CAS_ATTEMPTS = 8
 FAILED_BLOCKS_FOR = 3600.0
-
-
-class Refused(Exception):
-    """Raised by an edit of the document: the write must not happen, for this reason."""
 
 
 class SwarmStateMirror:
@@ -139,7 +141,7 @@ class SwarmStateMirror:
         try:
             await self._change("record a known-good release", edit)
         except TargetError as err:
-            log.error("known-good release not kept in swarm", target=self.target, error=str(err))
+            log.error("swarm_known_good_not_kept", target=self.target, error=str(err))
 
     async def claim(self, plan: IncidentPlan, *, manual: bool) -> str | None:
         bad = plan.bad_release
@@ -159,7 +161,7 @@ class SwarmStateMirror:
             held = doc.incident
             if held is not None and held["id"] != plan.incident_id:
                 if held["lease_until"] > now:
-                    raise Refused(
+                    raise MirrorWriteRefused(
                         f"incident {held['id']} is being handled by watchdogd {held['owner']}"
                     )
                 doc.ended(ended_entry(held, "aborted", now, f"lease of {held['owner']} ran out"))
@@ -167,7 +169,7 @@ class SwarmStateMirror:
                 recent = now - float(past.get("ended_at") or 0) < FAILED_BLOCKS_FOR
                 same = bad is not None and past.get("bad_release") == bad.id
                 if not manual and same and recent and past.get("state") == "failed":
-                    raise Refused(
+                    raise MirrorWriteRefused(
                         f"incident {past['id']} for {bad.label if bad else ''} failed on "
                         f"watchdogd {past['owner']}; an operator decides"
                     )
@@ -175,12 +177,12 @@ class SwarmStateMirror:
 
         try:
             await self._change("claim the incident", edit)
-        except Refused as refused:
+        except MirrorWriteRefused as refused:
             return str(refused)
         except TargetError as err:
             return f"cannot claim the incident in swarm: {err}"
         self._hold(plan.incident_id)
-        log.info("incident claimed in swarm", target=self.target, incident=plan.incident_id)
+        log.info("swarm_incident_claimed", target=self.target, incident=plan.incident_id)
         return None
 
     async def before_step(self, index: int, step: Step) -> None:
@@ -195,9 +197,7 @@ class SwarmStateMirror:
             self._lost = True
             raise
         except (TargetError, StoreError) as err:
-            log.warning(
-                "journal not copied to swarm", target=self.target, step=index, error=str(err)
-            )
+            log.warning("swarm_journal_not_copied", target=self.target, step=index, error=str(err))
 
     async def finished(self, plan: IncidentPlan, *, succeeded: bool, detail: str) -> None:
         if self._incident != plan.incident_id:
@@ -219,7 +219,7 @@ class SwarmStateMirror:
         try:
             await self._change("record the end of the incident", edit)
         except TargetError as err:
-            log.error("incident end not kept in swarm", target=self.target, error=str(err))
+            log.error("swarm_incident_end_not_kept", target=self.target, error=str(err))
 
     # --- the lease -----------------------------------------------------------------------------
 
@@ -252,12 +252,10 @@ class SwarmStateMirror:
                 await self._renew(incident)
             except ClaimLost as err:
                 self._lost = True
-                log.error(
-                    "incident taken over by another watchdogd", target=self.target, error=str(err)
-                )
+                log.error("swarm_incident_lost", target=self.target, error=str(err))
                 return
             except TargetError as err:
-                log.warning("incident lease not renewed", target=self.target, error=str(err))
+                log.warning("swarm_lease_not_renewed", target=self.target, error=str(err))
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -265,14 +263,14 @@ class SwarmStateMirror:
         try:
             doc = await self.read()
         except TargetError as err:
-            log.error("cannot read the state kept in swarm", target=self.target, error=str(err))
+            log.error("swarm_state_read_failed", target=self.target, error=str(err))
             return
         try:
             if not self.store.releases(self.target):
                 self._import(doc)
             await self._adopt(doc)
         except StoreError as err:
-            log.error("cannot restore the state kept in swarm", target=self.target, error=str(err))
+            log.error("swarm_state_restore_failed", target=self.target, error=str(err))
 
     def _import(self, doc: Document) -> None:
         """An empty store (a new node, a lost disk): start from what the swarm kept."""
@@ -287,7 +285,7 @@ class SwarmStateMirror:
             )
         if doc.known_good or doc.quarantine:
             log.warning(
-                "state restored from swarm",
+                "swarm_state_restored",
                 target=self.target,
                 known_good=len(doc.known_good),
                 quarantined=len(doc.quarantine),
@@ -306,7 +304,7 @@ class SwarmStateMirror:
                 )
                 self.store.finish_incident(record.id, IncidentState.ABORTED, why)
                 log.warning(
-                    "local incident not resumed", target=self.target, incident=record.id, why=why
+                    "local_incident_not_resumed", target=self.target, incident=record.id, why=why
                 )
         if held is None:
             return
@@ -314,7 +312,7 @@ class SwarmStateMirror:
             wait = held["lease_until"] - self._clock()
             if wait > 0:
                 log.warning(
-                    "waiting for the lease of an incident's owner to run out",
+                    "swarm_waiting_for_lease",
                     target=self.target,
                     incident=held["id"],
                     owner=held["owner"],
@@ -325,9 +323,9 @@ class SwarmStateMirror:
                 await self._change(
                     "take the incident over", lambda d: self._take_over(d, held["id"])
                 )
-            except (Refused, TargetError) as err:
+            except (MirrorWriteRefused, TargetError) as err:
                 log.warning(
-                    "incident left to its owner",
+                    "swarm_incident_left_to_owner",
                     target=self.target,
                     incident=held["id"],
                     why=str(err),
@@ -341,7 +339,7 @@ class SwarmStateMirror:
             self._import_incident(held)
         self._hold(held["id"])
         log.warning(
-            "incident taken over from swarm",
+            "swarm_incident_taken_over",
             target=self.target,
             incident=held["id"],
             owner=held["owner"],
@@ -350,9 +348,9 @@ class SwarmStateMirror:
     def _take_over(self, doc: Document, incident: str) -> None:
         held, now = doc.incident, self._clock()
         if held is None or held["id"] != incident:
-            raise Refused("it ended meanwhile")
+            raise MirrorWriteRefused("it ended meanwhile")
         if held["owner"] != self.owner and held["lease_until"] > now:
-            raise Refused(f"its owner {held['owner']} is alive (renewed its lease)")
+            raise MirrorWriteRefused(f"its owner {held['owner']} is alive (renewed its lease)")
         held["owner"], held["lease_until"] = self.owner, now + self.lease
 
     def _import_incident(self, held: dict[str, Any]) -> None:

@@ -1,0 +1,145 @@
+"""The real daemon as a process: ``start_daemon`` runs ``watchdogd run``; ``DaemonProcess``
+talks to it; ``NotifySocket`` stands in for systemd's notify socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TOKEN = "test-token-0123456789"
+
+
+@dataclass
+class NotifySocket:
+    """A datagram socket standing in for systemd's; collects what the daemon sends."""
+
+    path: str
+    messages: list[str] = field(default_factory=list)
+    _sock: socket.socket | None = None
+
+    def start(self) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        address = "\0" + self.path[1:] if self.path.startswith("@") else self.path
+        self._sock.bind(address)
+        self._sock.settimeout(0.2)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                data = self._sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.append(data.decode())
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+    def wait_for(self, field_: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(field_ in m.split("\n") for m in self.messages):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{field_} never sent; got {self.messages}")
+
+
+@dataclass
+class DaemonProcess:
+    config: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=5)
+
+    def post(
+        self, path: str, body: Any = None, token: str | None = TOKEN, raw: bytes | None = None
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        content = raw if raw is not None else json.dumps(body).encode()
+        return httpx.post(self.url + path, content=content, headers=headers, timeout=10)
+
+    def target(self, name: str) -> dict[str, Any]:
+        return self.get(f"/api/v1/targets/{name}").json()  # type: ignore[no-any-return]
+
+    def wait_state(self, name: str, state: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            last = self.target(name)
+            if last["state"] == state:
+                return last
+            time.sleep(0.1)
+        raise AssertionError(
+            f"{name} never reached {state}: {json.dumps(last, indent=1)}\n"
+            f"{self.log.read_text()[-4000:]}"
+        )
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited: {self.log.read_text()[-4000:]}")
+            try:
+                if self.get("/readyz").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"daemon not ready: {self.log.read_text()[-4000:]}")
+
+    def metric(self, line_prefix: str) -> float | None:
+        for line in self.get("/metrics").text.splitlines():
+            if line.startswith(line_prefix + " ") or (
+                line.startswith(line_prefix + "{") and line_prefix.endswith("}")
+            ):
+                return float(line.rsplit(" ", 1)[1])
+            if line.startswith(line_prefix) and " " in line and line.split(" ")[0] == line_prefix:
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_daemon(
+    config: Path, port: int, tmp_path: Path, env: dict[str, str] | None = None
+) -> DaemonProcess:
+    log = tmp_path / "daemon.log"
+    environment = dict(os.environ) | (env or {})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watchdogd", "run", "--config", str(config)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=environment,
+        start_new_session=True,
+    )
+    return DaemonProcess(config=config, port=port, process=process, log=log)

@@ -1,0 +1,395 @@
+"""One blue-green deploy, stage by stage (``core.deploy_plan`` names the stages and rules).
+
+Every stage is journaled before the action that follows it, so a restarted daemon knows which
+containers and servers exist (``resume``). Progress lines go to the journal too; the CLI and
+the API read them from there.
+
+Rolling back during the bake is a switch. When green's own traffic breaches a gate, the
+switch happens at once (blue at full weight: a few milliseconds), then the target's playbook
+runs with green as the bad release; its ``rollback`` step, which lands in ``roll_back``,
+drains green, puts it in maintenance and removes it. A playbook started by the target's own
+gates, an alert or an operator reaches ``roll_back`` through the same step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from watchdogd.config.schema import TargetConfig
+from watchdogd.core.deploy_plan import GREEN_SERVING, ResumeAction, Stage, bake_verdict, can_move
+from watchdogd.deploy import green as containers
+from watchdogd.deploy.parts import Hooks, Side
+from watchdogd.deploy.prechecks import run_prechecks
+from watchdogd.deploy.proxy import Proxy, Slot
+from watchdogd.deploy.windows import CounterFeed, TrafficJudge, TrafficWindows, breached, pending
+from watchdogd.errors import StoreError, WatchdogError
+from watchdogd.sources.probe_client import ProbeClient
+from watchdogd.store import Store
+
+if TYPE_CHECKING:
+    # Types only: the Docker SDK loads when a deploy touches Docker, not at start (issue #16).
+    from watchdogd.engine.docker_api import DockerEngine
+
+log = structlog.get_logger(__name__)
+
+# TEST-ONLY (tests/deploy/test_deploy_crash.py): with both set, the deploy writes the marker
+# file once it has journaled the named stage, then waits forever, so that the test can SIGKILL
+# the daemon exactly there. Never set these in production.
+PAUSE_STAGE_ENV = "WATCHDOGD_TEST_PAUSE_DEPLOY_STAGE"
+PAUSE_FILE_ENV = "WATCHDOGD_TEST_PAUSE_FILE"
+BAKE_TICK = 0.05
+MAX_LOG_LINES = 200
+
+
+@dataclass
+class Deployment:
+    target: TargetConfig
+    image: str
+    engine: DockerEngine
+    store: Store
+    proxy: Proxy
+    windows: TrafficWindows
+    client: Callable[[], ProbeClient]
+    hooks: Hooks
+    bake_time: float
+    stop_timeout: float
+    secrets: frozenset[str] = frozenset()
+    blue: Side = field(default_factory=lambda: Side(""))
+    green: Side = field(default_factory=lambda: Side(""))
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    stage: Stage = Stage.STARTED
+    reason: str = ""
+    lines: list[str] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)
+    detected_at: float | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _bake_started: float = 0.0
+
+    # --- the journal ------------------------------------------------------------------------
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "blue": self.blue.to_dict(),
+            "green": self.green.to_dict(),
+            "lines": self.lines[-MAX_LOG_LINES:],
+            "numbers": self.numbers,
+        }
+
+    def journal(self, stage: Stage | None = None, reason: str | None = None) -> None:
+        if stage is not None and stage is not self.stage:
+            if not can_move(self.stage, stage):
+                raise WatchdogError(f"deploy {self.id}: no way from {self.stage} to {stage}")
+            self.stage = stage
+        if reason is not None:
+            self.reason = reason
+        self.store.save_deploy(
+            self.id,
+            target=self.target.name,
+            image=self.image,
+            stage=self.stage.value,
+            reason=self.reason,
+            body=self.body(),
+        )
+
+    async def reach(self, stage: Stage) -> None:
+        """Journal ``stage`` (and honour the TEST-ONLY pause)."""
+        self.journal(stage)
+        wanted, marker = os.environ.get(PAUSE_STAGE_ENV), os.environ.get(PAUSE_FILE_ENV)
+        if wanted == stage.value and marker:
+            log.warning("TEST-ONLY deploy pause", stage=stage.value, marker=marker)
+            await asyncio.to_thread(Path(marker).write_text, stage.value)
+            await asyncio.sleep(3600)
+
+    async def say(self, line: str) -> None:
+        stamp = time.strftime("%H:%M:%S", time.gmtime())
+        self.lines.append(f"{stamp} {line}")
+        log.info("deploy", target=self.target.name, deploy=self.id, stage=str(self.stage), msg=line)
+        try:
+            self.journal()
+        except StoreError as err:
+            log.error("deploy.journal_failed", deploy=self.id, error=str(err))
+
+    # --- the run -------------------------------------------------------------------------------
+
+    async def run(self) -> Stage:
+        """From green's creation to promotion or rollback; never raises."""
+        try:
+            await self._create_green()
+            ok, summary = await self._prechecks()
+            if not ok:
+                await self.abort(f"green failed its pre-promotion checks: {summary}")
+                return self.stage
+            await self.say(summary)
+            await self._prepare_slot()
+            await self.switch()
+            await self.bake()
+        except asyncio.CancelledError:
+            raise  # shutdown: the journal says where it stood, the next start resumes
+        except Exception as err:  # the daemon must outlive any deploy failure
+            log.exception("deploy.failed", deploy=self.id)
+            await self._fail_safe(str(err) or type(err).__name__)
+        return self.stage
+
+    async def resume(self, action: ResumeAction) -> Stage:
+        """Carry on after a restart (``core.deploy_plan.resume_action``); never raises."""
+        try:
+            if action is ResumeAction.ABORT:
+                await self.abort("watchdogd restarted before any user reached green")
+            elif action is ResumeAction.ROLL_BACK:
+                await self.roll_back(
+                    self.reason
+                    or "watchdogd restarted during the bake; green's judgement was "
+                    "lost, so users went back to blue (deploy again to retry)"
+                )
+            elif action is ResumeAction.PROMOTE:
+                await self.finish_promotion()
+            elif action is ResumeAction.REBAKE:
+                await self.switch()
+                await self.bake()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # the daemon must outlive any deploy failure
+            log.exception("deploy.resume_failed", deploy=self.id)
+            await self._fail_safe(str(err) or type(err).__name__)
+        return self.stage
+
+    async def _create_green(self) -> None:
+        token = secrets.token_hex(3)
+        self.green = Side(containers.green_name(self.blue.container, token))
+        self.journal()  # the name is recorded before the container exists
+        assert self.blue.release is not None  # noqa: S101 - set by the manager
+        await containers.create_green(
+            self.engine, self.blue.release.spec, self.image, self.green.container
+        )
+        await containers.start_green(self.engine, self.green.container)
+        self.green.release = await containers.release_in(
+            self.engine, self.target.name, self.green.container
+        )
+        endpoint = await containers.endpoint_of(
+            self.engine, self.green.container, self._traffic.upstream
+        )
+        self.green.slot = Slot(f"wd-{token}", endpoint)
+        await self.reach(Stage.GREEN_CREATED)
+        await self.say(
+            f"green {self.green.container} started from blue's configuration at {endpoint}"
+        )
+
+    @property
+    def _traffic(self) -> Any:
+        assert self.target.traffic is not None  # noqa: S101 - only traffic targets deploy
+        return self.target.traffic
+
+    async def _prechecks(self) -> tuple[bool, str]:
+        assert self.green.slot is not None  # noqa: S101 - set by _create_green
+        name = self.green.container
+        return await run_prechecks(
+            self.target,
+            self._traffic.pre_checks,
+            self.green.slot.endpoint,
+            self.client(),
+            secrets=self.secrets,
+            health=lambda: containers.health_state(self.engine, name),
+            progress=self.say,
+        )
+
+    async def _prepare_slot(self) -> None:
+        # HAProxy gets green's server with the switch itself (added at weight 0, in
+        # maintenance, then enabled): nothing reaches it before that.
+        await self.reach(Stage.GREEN_READY)
+
+    def _slots(self) -> tuple[Slot, Slot]:
+        assert self.blue.slot is not None  # noqa: S101 - set when the deploy started
+        assert self.green.slot is not None  # noqa: S101 - set when green was created
+        return self.blue.slot, self.green.slot
+
+    async def switch(self) -> None:
+        """Users to green. Journaled first: from here a crash resumes with green judged."""
+        await self.reach(Stage.SWITCHING)
+        blue, green = self._slots()
+        self.windows.watch(self.proxy.backend, green.server)
+        await self.proxy.switch(green, [blue], standby=True)
+        self._bake_started = time.monotonic()
+        await self.reach(Stage.BAKING)
+        await self.hooks.observe()
+        await self.say(f"traffic switched to green; baking for {self.bake_time:g} s")
+        await self.hooks.notify(
+            "deploy_switched",
+            f"traffic switched to {self.image}; blue kept running through the bake",
+            {"bake_time": self.bake_time},
+        )
+
+    async def bake(self) -> None:
+        assert self.green.slot is not None  # noqa: S101 - set by _create_green
+        judge = TrafficJudge([g.spec() for g in self._traffic.gates])
+        traffic = self.windows.get(self.proxy.backend, self.green.slot.server)
+        if traffic is None:
+            traffic = self.windows.watch(self.proxy.backend, self.green.slot.server)
+        said = ""
+        counters = (
+            None if self._traffic.haproxy.log_socket else CounterFeed(self.proxy, self.windows)
+        )
+        while self.stage is Stage.BAKING:
+            now = time.monotonic()
+            if counters is not None:
+                await counters.poll(self.green.slot.server, now)
+            results = judge.evaluate(traffic, now)
+            bad = breached(results)
+            if bad is not None:
+                self.detected_at = now
+                self.numbers["detected_at"] = time.time()
+                numbers = {"gate": bad.gate, "value": bad.value, "threshold": bad.threshold}
+                await self.switch_back(f"green breached {bad.gate}: {bad.reason}", numbers)
+                break
+            ready, why = bake_verdict(
+                elapsed=now - self._bake_started,
+                bake_time=self.bake_time,
+                requests=traffic.requests,
+                min_requests=self._traffic.min_requests,
+                breach_pending=pending(results),
+            )
+            if ready and not self.hooks.playbook_running():
+                self.numbers.update(requests=traffic.requests, errors=traffic.errors)
+                await self.promote(why)
+                return
+            if why != said and not why.startswith("baking,"):
+                await self.say(why)
+                said = why
+            await asyncio.sleep(BAKE_TICK)
+        await self._wait_rolled_back()
+
+    # --- going back ------------------------------------------------------------------------
+
+    async def switch_back(self, reason: str, numbers: dict[str, Any]) -> None:
+        """Blue to full weight now, then the playbook (whose rollback step drains green).
+        The switch comes before the journal: a crash in between rolls back too (see
+        ``core.deploy_plan``), and users wait for no disk write."""
+        async with self._lock:
+            if self.stage not in GREEN_SERVING:
+                return
+            blue, green = self._slots()
+            await self.proxy.switch(blue, [green])
+            switched = time.monotonic()
+            self.journal(Stage.ROLLING_BACK, reason)
+            if self.detected_at is not None:
+                # Up to the switch applied and verified, green drained included: an upper
+                # bound of the time until blue served every new request.
+                self.numbers["switch_back_ms"] = round((switched - self.detected_at) * 1000, 2)
+            self.numbers.update(self._green_numbers())
+            self.journal()
+        await self.say(f"switched back to blue: {reason}")
+        refusal = await self.hooks.start_playbook(reason, numbers)
+        if refusal is not None:
+            await self.say(f"playbook not started ({refusal}); rolling back without it")
+            await self.roll_back(reason)
+
+    async def roll_back(self, reason: str) -> None:
+        """Blue serves everything, green drained, in maintenance and removed. Idempotent."""
+        async with self._lock:
+            if self.stage in GREEN_SERVING:
+                self.journal(Stage.ROLLING_BACK, reason)
+            if self.stage is not Stage.ROLLING_BACK:
+                return
+            blue, green = self._slots()
+            # Idempotent: after an immediate switch back it only checks that it holds.
+            await self.proxy.switch(blue, [green])
+            self.numbers.update(self._green_numbers())
+            self.proxy.keep(blue, [])
+            await self.proxy.remove(green)
+            self.windows.forget(self.proxy.backend, green.server)
+            await containers.remove_quietly(self.engine, self.green.container)
+            self.journal(Stage.ROLLED_BACK)
+        await self.say("rolled back: green drained, in maintenance and removed; blue serves")
+        await self.hooks.observe()
+        await self.hooks.notify("deploy_rolled_back", f"rolled back: {self.reason}", self.numbers)
+
+    async def _wait_rolled_back(self) -> None:
+        """The playbook's rollback step finishes the rollback; if the playbook ends without
+        it (refused, aborted at an earlier step), finish it here."""
+        while self.stage is Stage.ROLLING_BACK:
+            if not self.hooks.playbook_running():
+                await asyncio.sleep(0.5)  # let a just-finished step land
+                if self.stage is Stage.ROLLING_BACK:
+                    await self.roll_back(self.reason)
+                break
+            await asyncio.sleep(0.1)
+
+    def _green_numbers(self) -> dict[str, Any]:
+        if self.green.slot is None:
+            return {}
+        traffic = self.windows.get(self.proxy.backend, self.green.slot.server)
+        if traffic is None:
+            return {}
+        return {"green_requests": traffic.requests, "green_errors": traffic.errors}
+
+    async def abort(self, reason: str) -> None:
+        """Before any switch: remove green (and its server); blue never stopped serving.
+        Removed before the journal says so: a crash in between only removes it again."""
+        self.reason = reason
+        if self.green.slot is not None:
+            await self.proxy.remove(self.green.slot)
+        if self.green.container:
+            await containers.remove_quietly(self.engine, self.green.container)
+        self.journal(Stage.ABORTED, reason)
+        await self.say(f"deploy stopped before any user reached green: {reason}")
+        await self.hooks.notify("deploy_rolled_back", f"not deployed: {reason}", self.numbers)
+
+    async def _fail_safe(self, error: str) -> None:
+        """An unexpected error: whatever stage, end with blue serving if at all possible."""
+        try:
+            if self.stage in (Stage.STARTED, Stage.GREEN_CREATED, Stage.GREEN_READY):
+                await self.abort(f"deploy failed: {error}")
+            elif self.stage in GREEN_SERVING or self.stage is Stage.ROLLING_BACK:
+                if self.stage is not Stage.ROLLING_BACK:
+                    self.journal(Stage.ROLLING_BACK, f"deploy failed: {error}")
+                await self.roll_back(self.reason)
+            elif self.stage is Stage.PROMOTING:
+                self.journal(Stage.FAILED, f"promotion failed: {error}")
+        except Exception as again:
+            reason = f"{error}; and restoring blue failed too: {again}"
+            log.error("deploy.failed_unsafe", deploy=self.id, error=reason)
+            with contextlib.suppress(WatchdogError):
+                self.journal(Stage.FAILED, reason)
+            await self.hooks.notify("deploy_failed", f"DEPLOY FAILED: {reason}", self.numbers)
+
+    # --- going forward -----------------------------------------------------------------------
+
+    async def promote(self, why: str) -> None:
+        assert self.green.release is not None  # noqa: S101 - set by _create_green
+        self.journal(Stage.PROMOTING, why)
+        await self.hooks.mark_known_good(self.green.release)
+        await self.finish_promotion()
+
+    async def finish_promotion(self) -> None:
+        """Retire blue (server and container), give green blue's name. Idempotent."""
+        blue, green = self._slots()
+        await self.proxy.switch(green, [blue])
+        if blue.dynamic:
+            self.proxy.keep(green, [])
+            await self.proxy.remove(blue)
+        else:
+            self.proxy.keep(green, [blue])  # a static server stays, in maintenance
+        await containers.promote(
+            self.engine, self.blue.container, self.green.container, self.stop_timeout
+        )
+        # Under blue's name green may fingerprint differently (its own name among its network
+        # aliases): the release that now runs is the one that passed.
+        renamed = await containers.release_in(self.engine, self.target.name, self.blue.container)
+        if renamed is not None and self.green.release and renamed.id != self.green.release.id:
+            await self.hooks.mark_known_good(renamed)
+        self.journal(Stage.PROMOTED)
+        await self.hooks.observe()
+        await self.say(f"promoted: {self.image} is known-good; blue retired")
+        await self.hooks.notify(
+            "deploy_promoted", f"{self.image} promoted: {self.reason}", self.numbers
+        )
