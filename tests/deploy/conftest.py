@@ -28,9 +28,9 @@ import httpx
 import pytest
 from docker.errors import APIError, NotFound
 
-from tests.daemon.conftest import TOKEN, DaemonProcess
 from tests.e2e.conftest import Daemons, daemons, write_token  # noqa: F401 - the fixture
 from tests.support import TEST_LABEL, docker_labels, unique_name
+from tests.support.daemon import TOKEN, DaemonProcess
 from tests.support.haproxy import HAProxyFactory, HAProxyServer, StaticServer, haproxy_factory  # noqa: F401
 from tests.support.images import AppImages, run_app, wait_health
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.daemon.conftest import TOKEN, DaemonProcess
 from tests.e2e.conftest import Daemons, ReleaseDir, daemons, release_dir, write_token  # noqa: F401
+from tests.support.daemon import TOKEN, DaemonProcess
 
 PATH = "/api/v1/targets/site/deploy"
 

@@ -27,6 +27,7 @@ from watchdogd.store.records import ReleaseState
 from watchdogd.targets.base import TargetDriver
 from watchdogd.watch.evidence import RestoreEvidence, seen_by_every_gate
 from watchdogd.watch.mirror import StateMirror
+from watchdogd.watch.presence import TargetPresence
 from watchdogd.watch.prompt import EvaluationPrompt
 from watchdogd.watch.recorder import CheckRecorder, recorders_for
 from watchdogd.watch.records import TargetRecords
@@ -72,10 +73,7 @@ class TargetController:
         self.current: Release | None = None
         self._baking_since = now
         self._rolled_back_at: float | None = None
-        # Set while the target has no container (a deploy's `rm -f` before its `run`).
-        self._absent_since: float | None = None
-        # Set while the driver cannot say what runs (the Docker engine is away).
-        self._unreachable_since: float | None = None
+        self.presence = TargetPresence(config.name)  # engine away, or no container
         self._playbook: asyncio.Task[None] | None = None
         self.incident_id: str | None = None
         self.last_refusal: str | None = None
@@ -85,8 +83,6 @@ class TargetController:
         self._warming = False
         self.apply_config(config, defaults, recorders or {})
         self.records.refresh()
-
-    # --- configuration ---------------------------------------------------------------------
 
     def apply_config(
         self, config: TargetConfig, defaults: Defaults, keep: dict[str, CheckRecorder]
@@ -142,9 +138,9 @@ class TargetController:
                 and seen_by_every_gate(self.recorders, self._gate_checks),
                 baking_since=self._baking_since,
                 rolled_back_at=self._rolled_back_at,
-                absent_since=self._absent_since,
+                absent_since=self.presence.absent_since,
                 playbook_running=self._playbook is not None,
-                unreachable=self._unreachable_since is not None,
+                unreachable=self.presence.unreachable,
             ),
             self._timing,
         )
@@ -159,14 +155,10 @@ class TargetController:
         if decision.start is not None:
             # Ask the driver first: an engine that went away since the last poll took the app
             # with it, and a deploy since then is another release (neither is to be blamed).
-            before = self.current.id if self.current else None
+            before = self.current
             await self.observe_release(now)
-            after = self.current.id if self.current else None
-            absent = (
-                self._absent_since is not None
-                and now - self._absent_since < self._timing.absent_grace
-            )
-            if self._unreachable_since is not None or absent or before != after:
+            moved = self.current != before
+            if moved or self.presence.blames_nobody(now, self._timing.absent_grace):
                 return
             first = decision.start
             trigger = Trigger("gate", first.gate, first.reason, gate_numbers(first))
@@ -190,24 +182,16 @@ class TargetController:
         try:
             release = await self.driver.current()
         except TargetError as err:
-            log.debug("target_inspect_failed", target=self.name, error=str(err))
-            if self._unreachable_since is None:
-                # The engine stopping stops the app too: its failures belong to no release,
-                # and no rollback could be done. Judge again once the engine answers.
-                log.warning("target_unreachable_not_judged", target=self.name, error=str(err))
-                self._unreachable_since = now
+            if self.presence.cannot_see(now, str(err)):
                 self._reset_windows()
             return
-        if self._unreachable_since is not None:
-            log.info("target_reachable_again", target=self.name)
-            self._unreachable_since = None
+        if self.presence.sees():
             self._reset_windows()
         if release is None:
-            if self._absent_since is None:
-                self._absent_since = now
+            if self.presence.nothing_runs(now):
                 self._reset_windows()
             return
-        self._absent_since = None
+        self.presence.something_runs()
         if self.current is not None and release.id == self.current.id:
             return
         first = self.current is None
@@ -318,14 +302,7 @@ class TargetController:
         self.last_refusal = reason
         for event in policy.on_refusal(self.machine.state, kind):
             self._transition(event, now)
-        self.records.audit(
-            "rollback_refused",
-            f"{trigger.reason}; not rolling back: {reason}",
-            {"trigger": trigger.__dict__},
-        )
-        log.warning(
-            "target_rollback_refused", target=self.name, trigger=trigger.name, reason=reason
-        )
+        self.records.refused(trigger, reason)
 
     async def resume(self, plan: IncidentPlan) -> None:
         """Finish an incident a crash interrupted (the runner skips what was done)."""
@@ -369,15 +346,14 @@ class TargetController:
             self._transition(event, now)
         if end.frozen:
             message = f"incident {plan.incident_id} failed; frozen until an operator unfreezes"
-            self.records.audit("frozen", message, {"incident": plan.incident_id})
+            self.records.frozen(message, {"incident": plan.incident_id})
             await self._notify(self.name, message)
         self.incident_id = None
 
     async def _freeze_after(self, result: GateResult, now: float, why: str) -> None:
         self._transition(Event.FREEZE, now)
         message = f"{why}: {result.reason}; frozen, no further automatic rollback"
-        self.records.audit("frozen", message, gate_numbers(result))
-        log.error("target_frozen", target=self.name, reason=message)
+        self.records.frozen(message, gate_numbers(result))
         await self._notify(self.name, message)
 
     # --- operator actions ------------------------------------------------------------------
@@ -411,8 +387,7 @@ class TargetController:
         return self._playbook
 
     def view(self, now: float, *, recent: bool = False) -> TargetView:
-        """What the API and ``/metrics`` show; ``recent`` lets window stats up to a second old
-        stand in (see ``CheckRecorder.view``)."""
+        """What the API and ``/metrics`` show (``recent``: see ``CheckRecorder.view``)."""
         return target_view(
             self.name,
             str(self.machine.state),

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from watchdogd.errors import ControlRefused, StoreError
-from watchdogd.model import Release
+from watchdogd.model import Release, Trigger
 from watchdogd.store import ReleaseRecord, Store
 
 log = structlog.get_logger(__name__)
@@ -33,6 +33,22 @@ class TargetRecords:
             self.store.audit(kind, message, target=self.target, data=data)
         except StoreError as err:
             log.error("audit_write_failed", target=self.target, error=str(err), message=message)
+
+    def refused(self, trigger: Trigger, reason: str) -> None:
+        """A rollback was asked for and not started: the audit row and the log line."""
+        self.audit(
+            "rollback_refused",
+            f"{trigger.reason}; not rolling back: {reason}",
+            {"trigger": trigger.__dict__},
+        )
+        log.warning(
+            "target_rollback_refused", target=self.target, trigger=trigger.name, reason=reason
+        )
+
+    def frozen(self, message: str, data: dict[str, Any]) -> None:
+        """The target froze: no further automatic rollback until an operator unfreezes it."""
+        self.audit("frozen", message, data)
+        log.error("target_frozen", target=self.target, reason=message)
 
     def refresh(self) -> None:
         """Re-read the known-good and quarantined releases from the store."""
