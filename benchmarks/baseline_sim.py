@@ -24,6 +24,7 @@ breach: a rate gate needs ``min_errors`` errors or a failure run, a latency gate
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import statistics
@@ -149,6 +150,9 @@ class Run:
     absolute_triggers: int
     baseline_detected: int | None
     absolute_detected: int | None
+    # Which baseline test breached at each baseline trigger: the error-rate or the latency one.
+    rate_triggers: int = 0
+    latency_triggers: int = 0
 
 
 def simulate(
@@ -160,34 +164,49 @@ def simulate(
     *,
     window: int = WINDOW,
     stop_at_detection: bool = False,
+    absolute: bool = True,
 ) -> Run:
-    """Run ``seconds`` of canary traffic with ``green`` beside a healthy blue."""
+    """Run ``seconds`` of canary traffic with ``green`` beside a healthy blue. ``absolute``
+    False leaves the absolute gates out (they cost 5 times the baseline ones)."""
     rng = random.Random(seed)
     g = _Colour(rate * green_share, green, rng, window)
     b = _Colour(rate * (1.0 - green_share), HEALTHY, rng, window)
-    absolute = [Gate(BASE_ERRORS), Gate(BASE_LATENCY)]
+    gates = [Gate(BASE_ERRORS), Gate(BASE_LATENCY)]
     was = [False, False]
     triggers = [0, 0]
+    by_test = {"errors": 0, "latency": 0}
     detected: list[int | None] = [None, None]
     for now in range(1, seconds + 1):
         g.second()
         b.second()
-        for family, breached in enumerate((_baseline(g, b), _absolute(absolute, g, now))):
+        which = _baseline(g, b)
+        if which is not None and not was[0]:
+            by_test[which] += 1
+        for family, breached in enumerate(
+            (which is not None, absolute and _absolute(gates, g, now))
+        ):
             if breached and not was[family]:
                 triggers[family] += 1
                 if detected[family] is None:
                     detected[family] = now
             was[family] = breached
-        if stop_at_detection and None not in detected:
+        if stop_at_detection and None not in detected[: 2 if absolute else 1]:
             break
-    return Run(triggers[0], triggers[1], detected[0], detected[1])
+    return Run(
+        triggers[0], triggers[1], detected[0], detected[1], by_test["errors"], by_test["latency"]
+    )
 
 
-def _baseline(g: _Colour, b: _Colour) -> bool:
+def _baseline(g: _Colour, b: _Colour) -> str | None:
+    """Which baseline test breaches now ("errors" first, then "latency"), or None."""
     if g.errors >= ERRORS.min_errors:
         result = compare_error_rates(ERRORS, Counts(g.count, g.errors), Counts(b.count, b.errors))
         if result.verdict is Verdict.BREACHED:
-            return True
+            return "errors"
+    return "latency" if _latency_breached(g, b) else None
+
+
+def _latency_breached(g: _Colour, b: _Colour) -> bool:
     if b.count - math.ceil(0.95 * b.count) < MIN_REFERENCE_TAIL:
         return False  # compare_latency says UNKNOWN: blue has no reference yet
     blue_q = b.quantile(0.95)
@@ -202,6 +221,9 @@ def _baseline(g: _Colour, b: _Colour) -> bool:
     slow = g.above(threshold)
     if slow < LATENCY.min_errors:
         return False  # compare_latency says OK: too few slow samples to decide
+    blue_tail = b.count - math.ceil(0.95 * b.count)
+    if slow * b.count <= blue_tail * g.count:
+        return False  # green's share is not above blue's: z <= 0, no breach (skips the reason)
     evidence = LatencyEvidence(Counts(g.count, slow), b.count, blue_q, threshold)
     return compare_latency(LATENCY, evidence).verdict is Verdict.BREACHED
 
@@ -294,12 +316,20 @@ def _detection_cases() -> list[_Case]:
     ]
 
 
-def _quiet(case: _Case, seed: int, hours: float) -> Run:
+def _quiet(case: _Case, seed: int, hours: float, absolute: bool) -> Run:
     seconds = round(hours * 3600)
-    return simulate(case.rate, case.green_share, case.green, seconds, seed, window=case.window)
+    return simulate(
+        case.rate,
+        case.green_share,
+        case.green,
+        seconds,
+        seed,
+        window=case.window,
+        absolute=absolute,
+    )
 
 
-def _detect(case: _Case, seed: int) -> Run:
+def _detect(case: _Case, seed: int, absolute: bool) -> Run:
     return simulate(
         case.rate,
         case.green_share,
@@ -308,6 +338,7 @@ def _detect(case: _Case, seed: int) -> Run:
         seed,
         window=case.window,
         stop_at_detection=True,
+        absolute=absolute,
     )
 
 
@@ -327,32 +358,56 @@ def _seconds(value: float) -> str:
     return f"> {HORIZON} s" if math.isinf(value) else f"{value:g} s"
 
 
-def report(pool: Executor | None = None, seeds: Sequence[int] = SEEDS, hours: float = 24.0) -> bool:
-    """Print the side-by-side table; True when every target is met."""
+def report(
+    pool: Executor | None = None,
+    seeds: Sequence[int] = SEEDS,
+    hours: float = 24.0,
+    *,
+    rate: float | None = None,
+    green_share: float | None = None,
+    absolute: bool = True,
+) -> bool:
+    """Print the side-by-side table; True when every target is met. ``rate`` and
+    ``green_share`` keep only the matching rows; ``absolute`` False leaves that column out."""
     own = pool is None
     executor = pool or ProcessPoolExecutor()
+
+    def wanted(case: _Case) -> bool:
+        return (rate is None or case.rate == rate) and (
+            green_share is None or case.green_share == green_share
+        )
+
     try:
         quiet = {
-            case: [executor.submit(_quiet, case, seed, hours) for seed in seeds]
+            case: [executor.submit(_quiet, case, seed, hours, absolute) for seed in seeds]
             for case in _quiet_cases()
+            if wanted(case)
         }
         detect = {
-            case: [executor.submit(_detect, case, seed) for seed in seeds]
+            case: [executor.submit(_detect, case, seed, absolute) for seed in seeds]
             for case in _detection_cases()
+            if wanted(case)
         }
         rows: list[tuple[str, ...]] = []
         passed = True
         for case, jobs in quiet.items():
             runs = [job.result() for job in jobs]
             base = sum(r.baseline_triggers for r in runs)
-            absolute = sum(r.absolute_triggers for r in runs)
+            base_text = f"{base} in {len(runs)} x {hours:g} h"
+            if base:
+                by_rate = sum(r.rate_triggers for r in runs)
+                by_latency = sum(r.latency_triggers for r in runs)
+                base_text += f" (errors {by_rate}, latency {by_latency})"
+            absolute_triggers = sum(r.absolute_triggers for r in runs)
             ok = base == 0
             passed &= ok
             rows.append(
                 _row(
                     case,
-                    base=f"{base} in {len(runs)} x {hours:g} h",
-                    absolute=f"{absolute} in {len(runs)} x {hours:g} h",
+                    base=base_text,
+                    absolute=f"{absolute_triggers} in {len(runs)} x {hours:g} h"
+                    if absolute
+                    else "not run",
                     target="0",
                     ok=ok,
                     n=len(runs),
@@ -361,7 +416,9 @@ def report(pool: Executor | None = None, seeds: Sequence[int] = SEEDS, hours: fl
         for case, jobs in detect.items():
             runs = [job.result() for job in jobs]
             base_text, median = _times([r.baseline_detected for r in runs])
-            absolute_text, _ = _times([r.absolute_detected for r in runs])
+            absolute_text = (
+                _times([r.absolute_detected for r in runs])[0] if absolute else "not run"
+            )
             ok = None if case.target is None else median <= case.target
             passed &= ok is not False
             target = "-" if case.target is None else f"median <= {case.target:g} s"
@@ -403,5 +460,23 @@ def _print(rows: Sequence[tuple[str, ...]]) -> None:
     )
 
 
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds per row")
+    parser.add_argument("--hours", type=float, default=24.0, help="per seed, quiet rows")
+    parser.add_argument("--rate", type=float, help="only the rows at this total request rate")
+    parser.add_argument("--green", type=float, help="only the rows with this green share (0.5)")
+    parser.add_argument("--no-absolute", action="store_true", help="baseline gates only")
+    args = parser.parse_args()
+    passed = report(
+        seeds=range(1, args.seeds + 1),
+        hours=args.hours,
+        rate=args.rate,
+        green_share=args.green,
+        absolute=not args.no_absolute,
+    )
+    return 0 if passed else 1
+
+
 if __name__ == "__main__":
-    raise SystemExit(0 if report() else 1)
+    raise SystemExit(main())

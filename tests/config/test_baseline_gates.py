@@ -96,3 +96,14 @@ def test_the_documented_example_fails_only_for_want_of_blue_green() -> None:
     lines = str(caught.value).splitlines()
     assert len(lines) == 2
     assert all(line.endswith("which this version does not have yet") for line in lines)
+
+
+def test_a_baseline_gate_defaults_to_the_stricter_confidence() -> None:
+    """Tested after every error on a sliding window, a baseline gate defaults to 99.99 %; an
+    absolute gate keeps 99.5 %, and a confidence written in the file wins for both."""
+    gate = {"check": "web", "metric": "error_rate"}
+    baseline = GateConfig.model_validate({**gate, "compare": "baseline"})
+    assert baseline.effective_confidence == 0.9999
+    assert GateConfig.model_validate({**gate, "above": "1%"}).effective_confidence == 0.995
+    written = GateConfig.model_validate({**gate, "compare": "baseline", "confidence": 0.999})
+    assert written.effective_confidence == 0.999

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from watchdogd.core.baseline import (
+    DEFAULT_CONFIDENCE,
     BaselineSpec,
     Counts,
     compare_error_rates,
@@ -28,8 +29,9 @@ class TestErrorRates:
         result = compare_error_rates(ERRORS, Counts(15000, 135), Counts(15000, 45))
         assert result.verdict is Verdict.BREACHED
         assert result.z is not None
-        assert result.z > 2.58
+        assert result.z > 3.72
         assert "0.9% (135 of 15000)" in result.reason
+        assert "significant at 99.99%" in result.reason
         assert "0.3% (45 of 15000)" in result.reason
         assert "1.5x" in result.reason
 
@@ -37,6 +39,23 @@ class TestErrorRates:
         """Blue at 0.8 % and green the same: near a 1 % absolute gate, fine against blue."""
         result = compare_error_rates(ERRORS, Counts(15000, 122), Counts(15000, 118))
         assert result.verdict is Verdict.OK
+
+    def test_the_default_confidence_allows_for_repeated_looks(self) -> None:
+        """A baseline gate is tested after every error on a sliding window: 99.99 %, z 3.72."""
+        assert ERRORS.confidence == DEFAULT_CONFIDENCE == 0.9999
+        assert P95.confidence == DEFAULT_CONFIDENCE
+
+    def test_a_chance_excursion_of_identical_releases_stays_ok(self) -> None:
+        """80 against 30 of 15000 (the truth is 45 each): z 2.73, which a single test at
+        99.5 % would call a breach and which a day of looks at 100 requests/s does reach."""
+        result = compare_error_rates(ERRORS, Counts(15000, 80), Counts(15000, 30))
+        assert result.verdict is Verdict.OK
+        assert result.z == pytest.approx(2.73, abs=0.01)
+        assert "<= 3.72" in result.reason
+        once = BaselineSpec(name="once", metric=GateMetric.ERROR_RATE, confidence=0.995)
+        assert compare_error_rates(once, Counts(15000, 80), Counts(15000, 30)).verdict is (
+            Verdict.BREACHED
+        )
 
     def test_a_difference_within_the_tolerance_never_breaches(self) -> None:
         """1.33x blue's ratio with a million samples each: significant, but within 50 %."""
@@ -147,10 +166,13 @@ class TestSpec:
 
 class TestEvidenceNeeded:
     def test_errors_tripled_at_100_per_second(self) -> None:
-        """The median time to catch 0.3 % -> 0.9 % at half the traffic: about two minutes."""
+        """The median time to catch 0.3 % -> 0.9 % at half the traffic: about four minutes
+        for one test at 99.99 % (the gate, testing every second, takes about three)."""
         median = evidence_needed(100, 0.5, 0.003, 0.009, margin=1.5, power=0.5)
-        assert 100 < median < 130
+        assert 230 < median < 260
         assert evidence_needed(100, 0.5, 0.003, 0.009, margin=1.5) > median
+        once = evidence_needed(100, 0.5, 0.003, 0.009, margin=1.5, power=0.5, confidence=0.995)
+        assert 100 < once < 130
 
     def test_a_small_share_needs_longer(self) -> None:
         times = [evidence_needed(100, s, 0.003, 0.009, margin=1.5) for s in (0.5, 0.25, 0.05)]
@@ -158,7 +180,7 @@ class TestEvidenceNeeded:
 
     def test_low_traffic_is_bound_by_the_minimum_errors(self) -> None:
         """At 1 request/s with 5 % to green, 20 errors at 0.9 % take 20 / 0.00045 s."""
-        needed = evidence_needed(1, 0.05, 0.003, 0.009, margin=1.5, power=0.5)
+        needed = evidence_needed(1, 0.05, 0.003, 0.009, margin=1.5, power=0.5, confidence=0.995)
         assert needed == pytest.approx(20 / (0.05 * 0.009))
 
     def test_a_regression_within_the_tolerance_is_never_caught(self) -> None:

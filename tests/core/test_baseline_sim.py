@@ -71,3 +71,14 @@ def test_a_hard_down_green_is_caught_by_both(sim: ModuleType) -> None:
     run = sim.simulate(10, 0.5, sim.Release(error_rate=1.0), 120, seed=5)
     assert run.absolute_detected is not None
     assert run.baseline_detected is not None
+
+
+def test_a_trigger_names_the_test_that_fired(sim: ModuleType) -> None:
+    errors = sim.simulate(100, 0.5, sim.Release(error_rate=0.009), 900, seed=3, absolute=False)
+    assert (errors.rate_triggers, errors.latency_triggers) == (errors.baseline_triggers, 0)
+    assert errors.baseline_triggers >= 1
+    slower = sim.Release(latency_median=sim.HEALTHY.latency_median * 1.5)
+    latency = sim.simulate(100, 0.5, slower, 300, seed=4, absolute=False)
+    assert latency.latency_triggers >= 1
+    assert latency.absolute_triggers == 0  # absolute=False: those gates were not run
+    assert latency.absolute_detected is None

@@ -18,6 +18,7 @@ from watchdogd.config.base import Name, StatusList, Strict
 from watchdogd.config.steps import Step
 from watchdogd.config.traffic import TrafficConfig
 from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
+from watchdogd.core.baseline import DEFAULT_CONFIDENCE as BASELINE_CONFIDENCE
 from watchdogd.core.gates import GateMetric, GateSpec
 
 # --- daemon-wide settings -------------------------------------------------------------------
@@ -241,6 +242,15 @@ class GateConfig(Strict):
     @property
     def name(self) -> str:
         return f"{self.check}:{self.metric.value}"
+
+    @property
+    def effective_confidence(self) -> float:
+        """``confidence`` as written, else the default of the gate's kind: a baseline gate is
+        tested again after every error on its sliding window, so its default is stricter
+        (``core.baseline.DEFAULT_CONFIDENCE``)."""
+        if self.compare == "baseline" and "confidence" not in self.model_fields_set:
+            return BASELINE_CONFIDENCE
+        return self.confidence
 
     def spec(self) -> GateSpec:
         """The core's gate, with every setting of this one."""
