@@ -94,6 +94,8 @@ def write_config(
     downgrade = directory / "downgrade.sql"
     downgrade.write_text(DOWNGRADE_SQL)
     config = directory / "watchdogd.yaml"
+    # The bake outlasts the hard-down rule's 1.5 s span (docs/signals-and-gates.md): with a
+    # shorter one, v2's bake could pass while its first failures are still being counted.
     config.write_text(f"""\
 listen: 127.0.0.1:{daemon_port}
 api_token_file: {write_token(directory)}
@@ -101,7 +103,7 @@ state_dir: {directory / "state"}
 log: {{format: json, level: info}}
 docker: {{poll_interval: 500ms}}
 server: {{shutdown_timeout: 5s}}
-defaults: {{window: 1m, bake_time: 2s, cooldown: 5m, stop_timeout: 2s}}
+defaults: {{window: 1m, bake_time: 5s, cooldown: 5m, stop_timeout: 2s}}
 notify:
   - {{name: team, url: "json://127.0.0.1:{sink.port}/hook"}}
 targets:

@@ -86,6 +86,7 @@ class Wiring:
             counters=metrics.traffic,
             client=self._probe_client,
             http=lambda: self._http,
+            controllers=self.controllers,
         )
 
     def _probe_client(self) -> ProbeClient:
@@ -129,7 +130,7 @@ class Wiring:
             health_check=evidence,
             before_step=_before_step(mirror, pause_hook_for_tests()),
         )
-        controller = TargetController(
+        return TargetController(
             target,
             self.config.defaults,
             driver=driver,
@@ -141,8 +142,6 @@ class Wiring:
             notify=self.notify_all,
             mirror=mirror,
         )
-        self.deploys.attach(controller)
-        return controller
 
     async def resume_incidents(self) -> None:
         """Finish incidents a crash left running, before any new decision is made."""

@@ -6,7 +6,7 @@ the notifiers and audit log for what happened, with the numbers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -82,7 +82,7 @@ class Announcer:
 def daemon_hooks(
     name: str,
     *,
-    controllers: dict[str, TargetController],
+    controllers: Mapping[str, TargetController],
     active: dict[str, Deployment],
     store: Store,
     announcer: Announcer,

@@ -8,7 +8,7 @@ release), the Docker engine, the store and the notifiers; one deploy's stages ar
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -60,6 +60,7 @@ class DeployManager:
         counters: TrafficCounters,
         client: Callable[[], ProbeClient],
         http: Callable[[], aiohttp.ClientSession | None],
+        controllers: Mapping[str, TargetController],
     ) -> None:
         self._config = config
         self._store = store
@@ -69,7 +70,9 @@ class DeployManager:
         self.windows = TrafficWindows()
         self.active: dict[str, Deployment] = {}
         self._tasks: dict[str, asyncio.Task[Stage]] = {}
-        self._controllers: dict[str, TargetController] = {}
+        # The wiring's own live mapping: a target dropped by a reload is gone from it, so
+        # nothing here keeps its controller alive.
+        self._controllers = controllers
         self._announcer = Announcer(store, lambda: list(config().notify), http)
         self.plumbing = Plumbing(
             config=config,
@@ -98,9 +101,6 @@ class DeployManager:
             await self.plumbing.repoint(name)
 
         return TrafficDriver(driver, self._docker(), lambda: self.active.get(name), repoint)
-
-    def attach(self, controller: TargetController) -> None:
-        self._controllers[controller.name] = controller
 
     def _target(self, name: str) -> TargetConfig:
         try:
