@@ -233,10 +233,11 @@ class TargetController:
         """Start the playbook for an alert or an operator; raises ControlRefused with why not."""
         if self.machine.state in policy.STUCK and kind is TriggerKind.MANUAL:
             raise ControlRefused(409, f"{self.name} is {self.machine.state}; unfreeze it first")
-        # An alert can arrive before the next poll has seen a deploy: read what runs now, so
-        # the incident names (and quarantines) the release that is bad, not its predecessor.
         now = self._clock()
-        await self.observe_release(now)
+        if to is None or self.records.restore_target(self.current, to) is not None:
+            # Read what runs (an alert may beat the poll to a deploy); a `to` naming no release
+            # is refused below without it, so that a refused request changes nothing.
+            await self.observe_release(now)
         incident = await self._start(trigger, kind, now, to=to)
         if incident is None:
             raise ControlRefused(409, self.last_refusal or "refused")
@@ -378,9 +379,8 @@ class TargetController:
     def _transition(self, event: Event, now: float) -> None:
         before = self.machine.state
         self.machine.handle(event, now)
-        if self.machine.state is not before:
-            state = str(self.machine.state)
-            log.info("target_state", target=self.name, state=state, before=before, on=event)
+        if (state := self.machine.state) is not before:
+            log.info("target_state", target=self.name, state=str(state), before=before, on=event)
 
     @property
     def playbook_task(self) -> asyncio.Task[None] | None:
