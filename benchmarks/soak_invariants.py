@@ -113,6 +113,9 @@ class Observed:
     last_restore: dict[str, tuple[float, str]] = field(default_factory=dict)
     leaks: list[str] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+    # Blue-green releases whose bake a restart cut short: users went back to blue with no
+    # incident (judged by soak_bluegreen_invariants).
+    switched_back: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,8 @@ def bad_rolled_back(history: History, observed: Observed) -> tuple[Verdict, list
             key=lambda i: i.started_at,
         )
         done = next((i for i in mine if i.state == "succeeded"), None)
+        if done is None and deploy.label in observed.switched_back:
+            continue
         if done is None:
             states = ", ".join(f"{i.id} {i.state}" for i in mine) or "no incident"
             violations.append(f"{deploy.label} on {deploy.target} never rolled back ({states})")

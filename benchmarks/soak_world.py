@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,7 @@ class Load(threading.Thread):
         self.interval = 1.0 / rate
         self.sent = 0
         self.failed = 0
+        self.served: Counter[str] = Counter()  # answers by the release that gave them
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -208,7 +210,9 @@ class Load(threading.Thread):
                 for url in self.urls:
                     self.sent += 1
                     try:
-                        ok = client.get(url).status_code == 200
+                        answer = client.get(url)
+                        ok = answer.status_code == 200
+                        self.served[answer.headers.get("X-App-Version", "")] += 1
                     except httpx.HTTPError:
                         ok = False
                     self.failed += not ok

@@ -224,7 +224,7 @@ class Daemon:
         logs.configure(config.log.level, config.log.format)
         logs.set_secrets(config.secrets | ({token} if token else set()))
         self.token = token
-        self.wiring.apply(config)
+        await self.wiring.reload(config)
         self.config = config
         self.metrics.reload_success.set(1)
         log.info("config_reloaded", summary=summarize(config))

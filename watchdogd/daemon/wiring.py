@@ -22,13 +22,13 @@ import structlog
 
 from watchdogd.config.schema import Config, TargetConfig, TargetKind
 from watchdogd.config.steps import Step
+from watchdogd.daemon.resumption import restore_mirrors, resume_open
 from watchdogd.daemon.supervisor import Supervisor
 from watchdogd.deploy.manager import DeployManager
 from watchdogd.errors import StepFailed, StoreError
 from watchdogd.metrics.registry import Metrics
 from watchdogd.model import public_release
 from watchdogd.playbook.notify import send
-from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
 from watchdogd.sources.auth_flow import AuthFlowProbe
 from watchdogd.sources.http import HttpProbe
@@ -77,6 +77,7 @@ class Wiring:
         self._engine = engine_factory(config.docker)
         self._watcher: DockerHealthWatcher | None = None
         self._subscriptions: dict[str, tuple[ContainerSelector, CheckRecorder]] = {}
+        self._reloading = asyncio.Lock()  # one reload at a time: a Swarm restore awaits
         # Blue-green deploys of targets with traffic: (docs/blue-green.md).
         self.deploys = DeployManager(
             config=lambda: self.config,
@@ -149,31 +150,9 @@ class Wiring:
         await self.deploys.resume()
         self.deploys.plumbing.want_serving()
         self._supervisor.start("traffic-keeper", self.deploys.plumbing.keep)
-        mirrors = [c.mirror for c in self.controllers.values() if c.mirror is not None]
         # An empty state_dir is filled from the mirror, whose incidents are taken over first.
-        await asyncio.gather(*(mirror.restore() for mirror in mirrors))
-        try:
-            open_incidents = self._store.open_incidents()
-        except StoreError as err:
-            log.error("open_incidents_unreadable", error=str(err))
-            return
-        for record in open_incidents:
-            controller = self.controllers.get(record.target)
-            if controller is None:
-                log.warning("incident_target_unknown", target=record.target)
-                continue
-            plan = IncidentPlan(
-                incident_id=record.id,
-                target=record.target,
-                trigger=record.trigger,
-                bad_release=record.bad_release,
-                restore_release=record.restore_release,
-                steps=tuple(controller.steps),
-                dry_run=record.dry_run,
-                stop_timeout=controller.settings.stop_timeout,
-            )
-            log.warning("incident_resuming", target=record.target, incident=record.id)
-            await controller.resume(plan)
+        await restore_mirrors(self.controllers)
+        await resume_open(self._store, self.controllers, every_target=True)
 
     async def notify_all(self, target: str, message: str) -> None:
         """Tell every notifier about something outside a playbook (a freeze, a refusal)."""
@@ -264,9 +243,25 @@ class Wiring:
 
     # --- reload ----------------------------------------------------------------------------
 
-    def apply(self, new: Config) -> None:
+    async def reload(self, new: Config) -> None:
+        """``apply`` at SIGHUP. A Swarm target the reload adds (or points at another service)
+        starts as at start-up, from the state kept in Swarm, restored before the release loop
+        sees it (a release recorded first would stop the import); then its incident resumes."""
+        async with self._reloading:
+            old = {t.name: t for t in self.config.targets}
+            fresh = {
+                t.name: self.controller(t)
+                for t in new.targets
+                if t.kind is TargetKind.SWARM and _rebuilt(old.get(t.name), t, self.controllers)
+            }
+            await restore_mirrors(fresh)
+            self.apply(new, fresh)
+            await resume_open(self._store, fresh, every_target=False)
+
+    def apply(self, new: Config, built: dict[str, TargetController] | None = None) -> None:
         """Move to ``new``: unchanged checks keep their windows, the rest start empty; kept
-        targets' playbooks use the new notifiers."""
+        targets' playbooks use the new notifiers. ``built``: new controllers made already."""
+        built = built or {}
         old, self.config = self.config, new
         old_targets = {t.name: t for t in old.targets}
         for name in [n for n in self.controllers if n not in {t.name for t in new.targets}]:
@@ -276,10 +271,10 @@ class Wiring:
         for target in new.targets:
             self._stop_target_sources(target.name)
             before = old_targets.get(target.name)
-            controller = self.controllers.get(target.name)
-            if controller is None or before is None or _kind_changed(before, target):
-                self.controllers[target.name] = self.controller(target)
+            if before is None or _rebuilt(before, target, self.controllers):
+                self.controllers[target.name] = built.get(target.name) or self.controller(target)
             else:
+                controller = self.controllers[target.name]
                 unchanged = {c.name for c in target.checks if c in before.checks}
                 keep = {n: r for n, r in controller.recorders.items() if n in unchanged}
                 controller.apply_config(target, new.defaults, keep)
@@ -386,6 +381,12 @@ def _swarm_driver(target: TargetConfig, driver: TargetDriver) -> SwarmDriver | N
     return driver if isinstance(driver, SwarmDriver) else None
 
 
-def _kind_changed(before: TargetConfig, after: TargetConfig) -> bool:
+def _rebuilt(
+    before: TargetConfig | None, after: TargetConfig, controllers: dict[str, TargetController]
+) -> bool:
+    """Whether a reload gives ``after`` a new controller: a new target, or another kind or
+    object watched."""
+    if before is None or after.name not in controllers:
+        return True
     keys = ("kind", "container", "compose", "swarm", "release_dir")
     return any(getattr(before, k) != getattr(after, k) for k in keys)
