@@ -220,5 +220,6 @@ class Bake:
 
     def _window(self, server: str) -> ServerTraffic:
         windows, backend = self._deploy.windows, self._deploy.proxy.backend
-        thresholds = self._deploy.target_traffic.latency_thresholds
-        return windows.get(backend, server) or windows.watch(backend, server, thresholds)
+        traffic = self._deploy.target_traffic
+        found = windows.get(backend, server)
+        return found or windows.watch(backend, server, traffic.latency_thresholds, traffic.window)
