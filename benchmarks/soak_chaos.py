@@ -22,6 +22,8 @@ from soak_invariants import Deploy, History, Outage
 from soak_targets import SoakTarget
 from soak_world import INVALID_CONFIG, Daemon, Engine, alert_payload
 
+from watchdogd.watch.presence import RESTART_GRACE
+
 FAULT = {f.name: f for f in (*FAULTS, FAILS_UNDER_TRAFFIC)}
 SETTLE_TIMEOUT = 150.0  # a lane that has not settled by then is reported and moves on
 LANE_ACTIONS = (
@@ -291,7 +293,9 @@ class Soak:
             away_from = time.time()
             self.note("engine stop")
             self.engine.restart(self.rng.uniform(2.0, 10.0))
-            self.history.outages.append(Outage(away_from, time.time() + 5.0, "engine"))
+            # Judging resumes after the grace the containers get to start again, plus a poll.
+            back = time.time() + RESTART_GRACE + 5.0
+            self.history.outages.append(Outage(away_from, back, "engine"))
             self.note("engine start")
             self.engine_ok_at = time.time() + 60.0  # one outage at a time, a minute apart
 

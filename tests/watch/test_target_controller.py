@@ -19,6 +19,7 @@ from watchdogd.metrics.registry import Metrics
 from watchdogd.model import Release, Trigger
 from watchdogd.store import Store
 from watchdogd.watch.controller import TargetController
+from watchdogd.watch.presence import RESTART_GRACE
 
 CONFIG = """\
 defaults: {bake_time: 10s, window: 1m}
@@ -328,10 +329,38 @@ class TestEngineAway:
         driver.away = False
         await target.observe_release(40.0)
         assert target.recorders["api"].stats(40.0).count == 0
-        for second in range(41, 45):
-            target.recorders["api"].probe(float(second), ok=False, latency=None)
-        await target.tick(45.0)
+        await target.observe_release(40.0 + RESTART_GRACE)  # the restart's grace is over
+        back = 41.0 + RESTART_GRACE
+        for second in range(4):
+            target.recorders["api"].probe(back + second, ok=False, latency=None)
+        await target.tick(back + 4)
         assert target.machine.state is TargetState.BREACHED  # judged again once reachable
+
+    async def test_the_apps_restart_after_the_engine_is_back_is_not_blamed(
+        self, store: Store
+    ) -> None:
+        """The engine answers again before the containers it restarted serve: their failures
+        in ``RESTART_GRACE`` belong to the outage, and are gone from the windows after it (the
+        soak rolled a good release back 1.8 s after the engine was back)."""
+        driver = FlakyEngineDriver(V1)
+        target = controller(store, driver)
+        await known_good(target)
+        driver.away = True
+        await target.observe_release(30.0)
+        driver.away = False
+        await target.observe_release(35.0)
+        for second in range(36, 39):  # connection refused while the app starts
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+            await target.tick(float(second))
+        for second in range(39, 45):  # it serves
+            target.recorders["api"].probe(float(second), ok=True, latency=0.01)
+            await target.tick(float(second))
+        await target.observe_release(35.0 + RESTART_GRACE)
+        target.recorders["api"].probe(36.0 + RESTART_GRACE, ok=True, latency=0.01)
+        await target.tick(37.0 + RESTART_GRACE)
+        assert store.incidents("web") == []
+        assert target.machine.state is TargetState.HEALTHY
+        assert target.recorders["api"].stats(37.0 + RESTART_GRACE).errors == 0
 
     async def test_a_breach_right_after_the_engine_left_is_not_blamed(self, store: Store) -> None:
         """The app's probes fail before the next poll has seen the engine go: the breach asks

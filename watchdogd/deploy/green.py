@@ -13,7 +13,9 @@ nothing anonymous behind: every green is named in the deploy journal.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,7 @@ import structlog
 
 from watchdogd.config.schema import TargetConfig, TargetKind
 from watchdogd.config.traffic import Upstream
-from watchdogd.errors import TargetError
+from watchdogd.errors import ObjectMissing, TargetError
 from watchdogd.model import Release
 from watchdogd.targets.recreate import create_plan, release_of
 
@@ -34,6 +36,8 @@ log = structlog.get_logger(__name__)
 GREEN_MARK = "-green-"
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
+# An engine restart takes seconds to a minute (a large host restarts many containers).
+REMOVE_PATIENCE = 120.0
 
 
 @dataclass(frozen=True)
@@ -156,11 +160,27 @@ async def healthy(engine: DockerEngine, name: str) -> bool | None:
     return await health_of(engine, name)
 
 
-async def remove_quietly(engine: DockerEngine, name: str) -> None:
-    try:
-        await engine.remove(name, force=True)
-    except TargetError as err:
-        log.warning("deploy.remove_failed", container=name, error=str(err))
+async def remove_quietly(
+    engine: DockerEngine, name: str, patience: float = REMOVE_PATIENCE
+) -> None:
+    """Remove ``name``, trying again for ``patience`` seconds while the engine fails (an engine
+    restart): the journal says a green is gone once this returns, and a green left behind
+    would run again, unrecorded, when the engine restarts it (found by the soak)."""
+    delay, deadline = 0.2, time.monotonic() + patience
+    while True:
+        try:
+            await engine.remove(name, force=True)
+        except ObjectMissing:
+            return
+        except TargetError as err:
+            if time.monotonic() + delay > deadline:
+                log.error("deploy.remove_failed", container=name, error=str(err))
+                return
+            log.warning("deploy.remove_retried", container=name, error=str(err))
+        else:
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 async def exists(engine: DockerEngine, name: str) -> bool:

@@ -140,7 +140,7 @@ class TargetController:
                 rolled_back_at=self._rolled_back_at,
                 absent_since=self.presence.absent_since,
                 playbook_running=self._playbook is not None,
-                unreachable=self.presence.unreachable,
+                unreachable=self.presence.engine_outage(now),
             ),
             self._timing,
         )
@@ -185,7 +185,7 @@ class TargetController:
             if self.presence.cannot_see(now, str(err)):
                 self._reset_windows()
             return
-        if self.presence.sees():
+        if self.presence.sees(now):
             self._reset_windows()
         if release is None:
             if self.presence.nothing_runs(now):

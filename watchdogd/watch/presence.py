@@ -1,7 +1,8 @@
 """Whether the driver can say what runs, and whether anything runs at all.
 
 These are the two states in which a target's failures belong to no release: the Docker engine
-is away (it took the app with it, and no rollback could be done), or the target has no
+is away (it took the app with it, and no rollback could be done) or has just come back (the
+containers it restarts need a moment to serve again: ``RESTART_GRACE``), or the target has no
 container (a deploy between its ``rm -f`` and its ``run``). The controller asks this object
 before blaming a release; the policy (``core.policy``) decides what the answers mean.
 """
@@ -12,14 +13,22 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+#: After an engine outage, how long the containers it restarts have to serve again before their
+#: failures count: the soak saw a good release refuse connections for 2.5 s after the engine
+#: answered again, and roll back (benchmarks/soak.py, seed 16). The windows start afresh at
+#: both ends of it, so nothing the restart cost is held against the release afterwards.
+RESTART_GRACE = 10.0
+
 
 class TargetPresence:
     """What the last look at the target found; each method says whether the windows must
     start afresh (the evidence before the change belongs to another situation)."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, restart_grace: float = RESTART_GRACE) -> None:
         self.target = target
+        self.restart_grace = restart_grace
         self.unreachable_since: float | None = None
+        self.back_since: float | None = None
         self.absent_since: float | None = None
 
     @property
@@ -30,9 +39,15 @@ class TargetPresence:
         """Inside the grace after the container disappeared."""
         return self.absent_since is not None and now - self.absent_since < grace
 
+    def engine_outage(self, now: float) -> bool:
+        """The engine is away, or came back less than ``restart_grace`` ago."""
+        restarting = self.back_since is not None and now - self.back_since < self.restart_grace
+        return self.unreachable or restarting
+
     def blames_nobody(self, now: float, grace: float) -> bool:
-        """Failures now belong to no release: the engine is away or nothing runs."""
-        return self.unreachable or self.absent_within(now, grace)
+        """Failures now belong to no release: the engine is (or just was) away or nothing
+        runs."""
+        return self.engine_outage(now) or self.absent_within(now, grace)
 
     def cannot_see(self, now: float, error: str) -> bool:
         """The driver failed: the engine is away. True when that starts now."""
@@ -43,13 +58,16 @@ class TargetPresence:
         self.unreachable_since = now
         return True
 
-    def sees(self) -> bool:
-        """The driver answered. True when that ends an outage."""
-        if self.unreachable_since is None:
-            return False
-        log.info("target_reachable_again", target=self.target)
-        self.unreachable_since = None
-        return True
+    def sees(self, now: float) -> bool:
+        """The driver answered. True when that ends an outage, or the grace after one."""
+        if self.unreachable_since is not None:
+            log.info("target_reachable_again", target=self.target)
+            self.unreachable_since, self.back_since = None, now
+            return True
+        if self.back_since is not None and not self.engine_outage(now):
+            self.back_since = None
+            return True
+        return False
 
     def nothing_runs(self, now: float) -> bool:
         """No container. True when that starts now."""
