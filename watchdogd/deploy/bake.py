@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import time
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from watchdogd.config.traffic import TrafficConfig
 from watchdogd.core.deploy_plan import FULL_WEIGHT, Stage, Step, StepClock, step_verdict
-from watchdogd.deploy.parts import Hooks
+from watchdogd.deploy.engine_watch import EngineOutage
+from watchdogd.deploy.parts import Hooks, Side
 from watchdogd.deploy.proxy import Proxy, Slot
 from watchdogd.deploy.windows import (
     CounterFeed,
@@ -32,6 +33,9 @@ from watchdogd.deploy.windows import (
     pending,
 )
 from watchdogd.errors import ControlRefused
+
+if TYPE_CHECKING:
+    from watchdogd.engine.docker_api import DockerEngine
 
 BAKE_TICK = 0.05
 
@@ -60,6 +64,12 @@ class Baking(Protocol):
 
     def slots(self) -> tuple[Slot, Slot]: ...
 
+    @property
+    def engine(self) -> DockerEngine: ...
+
+    @property
+    def green(self) -> Side: ...
+
     def watch_windows(self, *, blue_too: bool) -> None: ...
 
     def journal(self) -> None: ...
@@ -85,6 +95,9 @@ class Bake:
         self.verdicts: list[str] = ["" for _ in plan]
         self._wanted: Order | None = None
         self._judge = TrafficJudge(deployment.target_traffic.gates)
+        self._engine = EngineOutage(
+            lambda: deployment.engine.inspect_container(deployment.green.container)
+        )
 
     @property
     def step(self) -> Step:
@@ -170,6 +183,12 @@ class Bake:
                 await counters.poll([green.server, blue.server], now)
             results = self._judge.evaluate(self._green(), now, self._blue())
             bad = breached(results)
+            if (bad is not None or self._engine.watching) and await self._engine.holds(now):
+                # The engine took green (and blue) away: no verdict, and afresh once back.
+                deploy.watch_windows(blue_too=self.step.weight < FULL_WEIGHT)
+                self._judge = TrafficJudge(deploy.target_traffic.gates)
+                await asyncio.sleep(BAKE_TICK)
+                continue
             if bad is not None:
                 deploy.detected(now)
                 numbers = {"gate": bad.gate, "value": bad.value, "threshold": bad.threshold}

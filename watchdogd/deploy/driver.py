@@ -57,6 +57,9 @@ class TrafficDriver:
     async def current(self) -> Release | None:
         deployment = self._green_involved()
         if deployment is not None and deployment.green.release is not None:
+            # Asked of the engine all the same: an engine away (TargetError) took green with
+            # it, and the controller must not blame green for that (found by the soak).
+            await self._engine.inspect_container(deployment.green.container)
             return deployment.green.release
         return await self.inner.current()
 
