@@ -42,9 +42,12 @@ def engine_pidfile() -> Path | None:
 
 
 def test_three_minute_soak_has_no_violation(docker_engine: object, tmp_path: Path) -> None:
-    """Deploys good and bad, SIGKILLs, reloads, alerts, operator actions (and engine restarts
-    where allowed) for 3 minutes: every invariant holds."""
+    """Deploys good and bad (blue-green ones through HAProxy too), SIGKILLs, reloads, HAProxy
+    restarts, alerts, operator actions (and engine restarts where allowed) for 3 minutes:
+    every invariant holds."""
     require(shutil.which("docker-compose"), "docker-compose (Debian package docker-compose)")
+    haproxy = shutil.which("haproxy") or Path("/usr/sbin/haproxy").exists()
+    require(haproxy, "haproxy, for the blue-green target (Debian package haproxy)")
     argv = [sys.executable, "benchmarks/soak.py", "--minutes", str(MINUTES), "--seed", str(SEED)]
     pidfile = engine_pidfile()
     if pidfile is not None:

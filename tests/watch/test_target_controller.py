@@ -308,28 +308,34 @@ class FlakyEngineDriver(FakeDriver):
         return self.running
 
 
+async def poll(target: TargetController, clock: FakeClock, at: float) -> None:
+    """The release poll at ``at`` (the clock too: presence reads it after the driver's call)."""
+    clock.now = at
+    await target.observe_release(at)
+
+
 class TestEngineAway:
     async def test_failures_while_the_engine_is_away_are_not_blamed(self, store: Store) -> None:
         """The engine stopping stops the app: its probes fail, but no release is blamed and no
         rollback (that could not be done) starts; once the engine answers, judging resumes
         on fresh windows (found by the soak)."""
-        driver = FlakyEngineDriver(V1)
-        target = controller(store, driver)
+        driver, clock = FlakyEngineDriver(V1), FakeClock()
+        target = controller(store, driver, clock=clock)
         await target.observe_release(0.0)
         target.recorders["api"].probe(1.0, ok=True, latency=0.01)
         await target.tick(20.0)
         assert target.machine.state is TargetState.HEALTHY
         driver.away = True
-        await target.observe_release(21.0)
+        await poll(target, clock, 21.0)
         for second in range(22, 40):
             target.recorders["api"].probe(float(second), ok=False, latency=None)
             await target.tick(float(second))
         assert target.machine.state is TargetState.HEALTHY
         assert store.incidents("web") == []
         driver.away = False
-        await target.observe_release(40.0)
+        await poll(target, clock, 40.0)
         assert target.recorders["api"].stats(40.0).count == 0
-        await target.observe_release(40.0 + RESTART_GRACE)  # the restart's grace is over
+        await poll(target, clock, 40.0 + RESTART_GRACE)  # the restart's grace is over
         back = 41.0 + RESTART_GRACE
         for second in range(4):
             target.recorders["api"].probe(back + second, ok=False, latency=None)
@@ -342,20 +348,20 @@ class TestEngineAway:
         """The engine answers again before the containers it restarted serve: their failures
         in ``RESTART_GRACE`` belong to the outage, and are gone from the windows after it (the
         soak rolled a good release back 1.8 s after the engine was back)."""
-        driver = FlakyEngineDriver(V1)
-        target = controller(store, driver)
+        driver, clock = FlakyEngineDriver(V1), FakeClock()
+        target = controller(store, driver, clock=clock)
         await known_good(target)
         driver.away = True
-        await target.observe_release(30.0)
+        await poll(target, clock, 30.0)
         driver.away = False
-        await target.observe_release(35.0)
+        await poll(target, clock, 35.0)
         for second in range(36, 39):  # connection refused while the app starts
             target.recorders["api"].probe(float(second), ok=False, latency=None)
             await target.tick(float(second))
         for second in range(39, 45):  # it serves
             target.recorders["api"].probe(float(second), ok=True, latency=0.01)
             await target.tick(float(second))
-        await target.observe_release(35.0 + RESTART_GRACE)
+        await poll(target, clock, 35.0 + RESTART_GRACE)
         target.recorders["api"].probe(36.0 + RESTART_GRACE, ok=True, latency=0.01)
         await target.tick(37.0 + RESTART_GRACE)
         assert store.incidents("web") == []

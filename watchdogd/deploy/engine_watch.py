@@ -10,6 +10,7 @@ answer is an ``inspect`` of green's container.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -24,10 +25,15 @@ ASK_EVERY = 1.0
 
 class EngineOutage:
     def __init__(
-        self, probe: Callable[[], Awaitable[object]], *, grace: float = RESTART_GRACE
+        self,
+        probe: Callable[[], Awaitable[object]],
+        *,
+        grace: float = RESTART_GRACE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._probe = probe  # raises TargetError while the engine does not answer
         self.grace = grace
+        self._clock = clock  # read after the probe, which may wait for the engine
         self.away = False
         self.back_at: float | None = None
         self._asked_at = float("-inf")
@@ -51,7 +57,7 @@ class EngineOutage:
             self.away, self.back_at = True, None
         else:
             if self.away:
-                self.away, self.back_at = False, now
+                self.away, self.back_at = False, self._clock()
             if self.back_at is not None and now - self.back_at >= self.grace:
                 log.info("deploy_engine_back_judging_again")
                 self.back_at = None

@@ -185,7 +185,7 @@ class TargetController:
             if self.presence.cannot_see(now, str(err)):
                 self._reset_windows()
             return
-        if self.presence.sees(now):
+        if self.presence.sees(self._clock()):  # after the call: it may have waited
             self._reset_windows()
         if release is None:
             if self.presence.nothing_runs(now):
