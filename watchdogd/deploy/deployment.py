@@ -174,7 +174,7 @@ class Deployment:
         )
         await containers.start_green(self.engine, self.green.container)
         self.green.release = await containers.release_in(
-            self.engine, self.target.name, self.green.container
+            self.engine, self.target, self.green.container, serving_as=self.blue.container
         )
         endpoint = await containers.endpoint_of(
             self.engine, self.green.container, self._traffic.upstream
@@ -384,7 +384,7 @@ class Deployment:
         )
         # Under blue's name green may fingerprint differently (its own name among its network
         # aliases): the release that now runs is the one that passed.
-        renamed = await containers.release_in(self.engine, self.target.name, self.blue.container)
+        renamed = await containers.release_in(self.engine, self.target, self.blue.container)
         if renamed is not None and self.green.release and renamed.id != self.green.release.id:
             await self.hooks.mark_known_good(renamed)
         self.journal(Stage.PROMOTED)
