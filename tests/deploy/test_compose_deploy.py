@@ -49,14 +49,14 @@ class ComposeStage(Stage):
     def file(self) -> Path:
         return self.tmp / "compose" / "docker-compose.yml"
 
-    def compose_file(self, image: str) -> None:
+    def compose_file(self, image: str, port: int | None = None) -> None:
         self.file.parent.mkdir(exist_ok=True)
         self.file.write_text(f"""\
 version: "2.4"
 services:
   {SERVICE}:
     image: {image}
-    ports: ["127.0.0.1:{self.blue_port}:8080"]
+    ports: ["127.0.0.1:{port or self.blue_port}:8080"]
     labels: {{{TEST_LABEL}: "1", {SESSION_LABEL}: "{SESSION_ID}"}}
 """)
 
@@ -209,13 +209,19 @@ class TestComposeDeploy:
         daemon.wait_state(TARGET, "healthy", timeout=60)
         users = load(stage, load_clients)
 
-        stage.compose_file(stage.images.v2)  # answers 500 everywhere
+        # The promoted replica publishes the port the engine chose for green, where HAProxy
+        # sends; the compose file pins it, so that users meet the bad release (HAProxy does
+        # not follow a container that somebody else re-created elsewhere).
+        promoted = stage.docker.containers.get(stage.blue)
+        port = int(promoted.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
+        stage.compose_file(stage.images.v2, port)  # answers 500 everywhere
         stage.compose("up", "-d")
         finished = wait_event(daemon, "incident_finished", timeout=90)
         time.sleep(1.0)
         users.stop()
 
         assert finished["data"]["state"] == "succeeded", finished
+        assert [r for r in users.served_by("v2") if r.status == 500], "v2 never met users"
         assert users.responses[-1].version == "v8"
         assert users.responses[-1].status == 200
         assert_one_replica(stage, release)
