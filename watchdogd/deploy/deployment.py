@@ -366,7 +366,8 @@ class Deployment:
 
     async def promote(self, why: str) -> None:
         assert self.green.release is not None  # noqa: S101 - set by _create_green
-        self.journal(Stage.PROMOTING, why)
+        self.reason = why
+        await self.reach(Stage.PROMOTING)
         await self.hooks.mark_known_good(self.green.release)
         await self.finish_promotion()
 
