@@ -111,6 +111,7 @@ def _blue_green(client: Any, refs: dict[str, str], tag: str) -> Outcome:
                 failed_after=load.failed(detected),
                 back_ms=None if back is None else max(0.0, back - detected) * 1000,
                 switch_ms=numbers.get("switch_back_ms"),
+                detected_by="traffic gate" if numbers.get("detected_at") else "target gate",
             )
         finally:
             _teardown(client, name, proxy, daemon, load)
@@ -231,6 +232,14 @@ def run(quick: bool) -> list[Row]:
     finally:
         remove_labelled(client, f"{LABEL}=1")
         remove_images(client, refs | {t: t for t in extra})
+    for case, outcomes in (
+        ("blue-green", green),
+        ("re-create", recreate),
+        ("swarm after detection", swarm),
+        ("swarm by itself", swarm_alone),
+    ):
+        print(f"{case}: {outcomes}", file=sys.stderr)  # every run, for the method notes
+    print(f"caught by pre-checks: {caught}", file=sys.stderr)
     return [
         *_compared(runs, green, "re-create (today)", recreate),
         *_compared(runs, green, "Swarm rollback after detection", swarm),
@@ -240,7 +249,8 @@ def run(quick: bool) -> list[Row]:
             "switch back applied and verified (drain included)",
             _median([o.switch_ms for o in green]),
             "ms",
-            note="deploy numbers switch_back_ms",
+            note="deploy numbers switch_back_ms; detected by: "
+            + ", ".join(o.detected_by for o in green),
         ),
         Row(
             "bluegreen",

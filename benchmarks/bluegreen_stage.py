@@ -166,6 +166,7 @@ class Outcome:
     failed_after: int
     back_ms: float | None
     switch_ms: float | None = None  # only when green's traffic gate detected it
+    detected_by: str = ""
 
 
 def wait(ready: Any, timeout: float = 60.0) -> None:

@@ -15,9 +15,10 @@ v2``. Two ways to go back:
   ``incident_started`` audit event, so this case differs from the re-create only in how the
   previous release comes back.
 * **by itself** (``--update-failure-action rollback --update-monitor 5s``, no watchdogd):
-  Swarm's monitor sees the bad task fail its HEALTHCHECK and rolls back. Detection is the first
-  time ``UpdateStatus.State`` reads ``rollback_started`` (polled every 100 ms). It only sees
-  faults that fail the HEALTHCHECK (this one does; the blue-green case's fault need not).
+  Swarm's monitor sees the bad task fail its HEALTHCHECK and rolls back. Detection is the
+  engine's time of the service event ``updatestate.new=rollback_started`` (nanoseconds; a poll
+  of ``UpdateStatus`` every 100 ms is the fallback). It only sees faults that fail the
+  HEALTHCHECK (this one does; the blue-green case's fault need not).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def swarm_case(client: Any, refs: dict[str, str], *, by_itself: bool) -> Outcome
                 detected: float | None = float(started[-1]["at"])
             else:
                 wait(lambda: watch.rollback_at is not None, 120)
-                detected = watch.rollback_at
+                detected = _rollback_event(client, service, broke) or watch.rollback_at
             # Back when v1 answers well for a while (Swarm reports "completed" before the
             # rolled-back task serves, so ask the users).
             wait(lambda: _serving_well(load, "v1", 2.0), 120)
@@ -135,6 +136,26 @@ def swarm_case(client: Any, refs: dict[str, str], *, by_itself: bool) -> Outcome
             with contextlib.suppress(RuntimeError):
                 wait(lambda: not labelled(client, f"{SERVICE_LABEL}={service}"), 30)
             remove_labelled(client, f"{SERVICE_LABEL}={service}")
+
+
+def _rollback_event(client: Any, service: str, since: float) -> float | None:
+    """When the engine recorded that Swarm started the rollback: the service's update event
+    whose new update state is ``rollback_started``, to the nanosecond (polling the service
+    sees it 100 ms late or more, longer than Swarm then takes to serve v1 again)."""
+    events = client.api.events(
+        since=int(since) - 1,
+        until=int(time.time()) + 1,
+        filters={"type": "service"},
+        decode=True,
+    )
+    for event in events:
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        if (
+            attributes.get("name") == service
+            and attributes.get("updatestate.new") == "rollback_started"
+        ):
+            return int(event["timeNano"]) / 1e9
+    return None
 
 
 def _serving_well(load: Load, good: str, span: float) -> bool:
