@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from watchdogd.errors import TargetError
 from watchdogd.model import Release
 from watchdogd.targets.recreate import container_name, release_of
 
@@ -40,7 +41,7 @@ def replica_spec(spec: dict[str, Any]) -> dict[str, Any]:
     if replicas is None:
         return spec
     if not replicas:
-        raise ValueError("the release records no replica")
+        raise TargetError("the release records no replica to start green from")
     return dict(replicas[0])
 
 
