@@ -112,9 +112,9 @@ class Deployment:
             body=self.body(),
         )
 
-    async def reach(self, stage: Stage) -> None:
+    async def reach(self, stage: Stage, reason: str | None = None) -> None:
         """Journal ``stage`` (and honour the TEST-ONLY pause)."""
-        self.journal(stage)
+        self.journal(stage, reason)
         wanted, marker = os.environ.get(PAUSE_STAGE_ENV), os.environ.get(PAUSE_FILE_ENV)
         if wanted == stage.value and marker:
             log.warning("TEST-ONLY deploy pause", stage=stage.value, marker=marker)
@@ -373,8 +373,7 @@ class Deployment:
 
     async def promote(self, why: str) -> None:
         assert self.green.release is not None  # noqa: S101 - set by _create_green
-        self.reason = why
-        await self.reach(Stage.PROMOTING)
+        await self.reach(Stage.PROMOTING, why)
         await self.hooks.mark_known_good(self.green.release)
         await self.finish_promotion()
 
