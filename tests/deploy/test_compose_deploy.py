@@ -184,10 +184,13 @@ class TestComposeDeploy:
         assert serving != {"blue"}
         status = daemon.target(TARGET)
         assert status["current_release"]["image_ref"] == release
-        # Green was never a replica before the switch: the only new release the target saw
-        # is the one users were switched to.
+        # Green was never a replica before the switch, and promoted under blue's name it is
+        # the release users were switched to: the target saw no third release. (Blue may come
+        # back once for a moment: the controller's poll that read blue just before the switch
+        # can land after the deploy's own observation: the controller does not order them.)
         seen = [e["data"]["release"] for e in events(daemon, "new_release")]
-        assert seen == [status["current_release"]["id"]], seen
+        assert seen[0] == status["current_release"]["id"], seen
+        assert set(seen) <= {status["current_release"]["id"], blue_release["id"]}, seen
         # Blue's release is kept in the history; the promoted one is known-good and recorded
         # as a Compose release whose replica has blue's name.
         history = {r["id"]: r for r in stage.releases()}
