@@ -112,9 +112,9 @@ class Deployment:
             body=self.body(),
         )
 
-    async def reach(self, stage: Stage) -> None:
+    async def reach(self, stage: Stage, reason: str | None = None) -> None:
         """Journal ``stage`` (and honour the TEST-ONLY pause)."""
-        self.journal(stage)
+        self.journal(stage, reason)
         wanted, marker = os.environ.get(PAUSE_STAGE_ENV), os.environ.get(PAUSE_FILE_ENV)
         if wanted == stage.value and marker:
             log.warning("TEST-ONLY deploy pause", stage=stage.value, marker=marker)
@@ -184,7 +184,7 @@ class Deployment:
         )
         await containers.start_green(self.engine, self.green.container)
         self.green.release = await containers.release_in(
-            self.engine, self.target.name, self.green.container
+            self.engine, self.target, self.green.container, serving_as=self.blue.container
         )
         endpoint = await containers.endpoint_of(
             self.engine, self.green.container, self.target_traffic.upstream
@@ -373,7 +373,7 @@ class Deployment:
 
     async def promote(self, why: str) -> None:
         assert self.green.release is not None  # noqa: S101 - set by _create_green
-        self.journal(Stage.PROMOTING, why)
+        await self.reach(Stage.PROMOTING, why)
         await self.hooks.mark_known_good(self.green.release)
         await self.finish_promotion()
 
@@ -391,7 +391,7 @@ class Deployment:
         )
         # Under blue's name green may fingerprint differently (its own name among its network
         # aliases): the release that now runs is the one that passed.
-        renamed = await containers.release_in(self.engine, self.target.name, self.blue.container)
+        renamed = await containers.release_in(self.engine, self.target, self.blue.container)
         if renamed is not None and self.green.release and renamed.id != self.green.release.id:
             await self.hooks.mark_known_good(renamed)
         self.journal(Stage.PROMOTED)
