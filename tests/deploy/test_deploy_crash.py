@@ -1,6 +1,6 @@
 """SIGKILL the daemon at each stage of a deploy, start it again, and look at what users got.
 
-The daemon pauses (TEST-ONLY hook, ``watchdogd.deploy.deployment.PAUSE_STAGE_ENV``) right after
+The daemon pauses (TEST-ONLY hook, ``watchdogd.playbook.crash_points.PAUSE_STAGE_ENV``) right after
 it journaled the stage, and is killed there. The restarted daemon must end the deploy: abort it
 (before any user reached green: green removed) or switch users back to blue (the bake was cut
 short); never traffic on an unjudged release with nobody watching, never a container nobody
@@ -16,7 +16,7 @@ import pytest
 from tests.deploy.conftest import TARGET, LoadClient, Stage
 from tests.e2e.conftest import sigkill, wait_file
 from tests.support.images import wait_http
-from watchdogd.deploy.deployment import PAUSE_FILE_ENV, PAUSE_STAGE_ENV
+from watchdogd.playbook.crash_points import PAUSE_FILE_ENV, PAUSE_STAGE_ENV
 
 pytestmark = [pytest.mark.docker, pytest.mark.haproxy, pytest.mark.slow]
 

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -44,6 +42,7 @@ from watchdogd.deploy.prechecks import run_prechecks
 from watchdogd.deploy.proxy import Proxy, Slot
 from watchdogd.deploy.windows import TrafficWindows
 from watchdogd.errors import ControlRefused, StoreError, WatchdogError
+from watchdogd.playbook.crash_points import pause_at_stage
 from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.store import Store
 
@@ -53,11 +52,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# TEST-ONLY (tests/deploy/test_deploy_crash.py): with both set, the deploy writes the marker
-# file once it has journaled the named stage, then waits forever, so that the test can SIGKILL
-# the daemon exactly there. Never set these in production.
-PAUSE_STAGE_ENV = "WATCHDOGD_TEST_PAUSE_DEPLOY_STAGE"
-PAUSE_FILE_ENV = "WATCHDOGD_TEST_PAUSE_FILE"
 MAX_LOG_LINES = 200
 
 
@@ -113,13 +107,9 @@ class Deployment:
         )
 
     async def reach(self, stage: Stage, reason: str | None = None) -> None:
-        """Journal ``stage`` (and honour the TEST-ONLY pause)."""
+        """Journal ``stage`` (and honour the TEST-ONLY crash point)."""
         self.journal(stage, reason)
-        wanted, marker = os.environ.get(PAUSE_STAGE_ENV), os.environ.get(PAUSE_FILE_ENV)
-        if wanted == stage.value and marker:
-            log.warning("TEST-ONLY deploy pause", stage=stage.value, marker=marker)
-            await asyncio.to_thread(Path(marker).write_text, stage.value)
-            await asyncio.sleep(3600)
+        await pause_at_stage(stage.value)
 
     async def say(self, line: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.gmtime())
