@@ -9,6 +9,8 @@ when it was sent, its status and the release that answered (``X-App-Version``).
 passes its pre-checks; once users are on it, it starts answering 500 (``docker exec`` sets
 its mode: a fault that shows only under real traffic). watchdogd detects it from HAProxy's
 request log (the default traffic gate, error rate above 1 %) and switches back.
+**(a'') canary**: the same, with ``strategy: canary`` and a first step of 5 %: the fault is
+set while green takes 5 % of the requests.
 **(a') pre-promotion catch**: ``watchdogd deploy`` of image v2 (500 on every endpoint).
 **(b) re-create**: the same target without ``traffic:``; a deploy script replaces the
 container (``docker rm -f`` + ``docker run`` of v2 on the same port); watchdogd detects it with
@@ -49,8 +51,12 @@ from bluegreen_swarm import swarm_case
 from common import TOKEN, DaemonProc, Row, free_port
 from mttr_app import LABEL, build_images, remove_images, remove_labelled, run_container
 
+CANARY = "      strategy: canary\n      steps: [{weight: 5%, for: 60s}, {weight: 100%, for: 5s}]\n"
 
-def _stage(client: Any, refs: dict[str, str], workdir: Path, traffic: bool) -> tuple[Any, ...]:
+
+def _stage(
+    client: Any, refs: dict[str, str], workdir: Path, traffic: bool, strategy: str = ""
+) -> tuple[Any, ...]:
     name = f"bench-bg-{os.getpid()}-{time.monotonic_ns() % 10**8}"
     app_port = free_port()
     run_container(client, name, refs["v1"], app_port)
@@ -62,7 +68,7 @@ def _stage(client: Any, refs: dict[str, str], workdir: Path, traffic: bool) -> t
     proxy = HAProxy(workdir, app_port)
     port = free_port()
     daemon = DaemonProc(
-        daemon_config(workdir, port, f"container: {name}", proxy, traffic),
+        daemon_config(workdir, port, f"container: {name}", proxy, traffic, strategy=strategy),
         port,
         log=workdir / "daemon.log",
     )
@@ -87,9 +93,9 @@ def _deploy(daemon: DaemonProc, image: str) -> None:
     answer.raise_for_status()
 
 
-def _blue_green(client: Any, refs: dict[str, str], tag: str) -> Outcome:
+def _blue_green(client: Any, refs: dict[str, str], tag: str, strategy: str = "") -> Outcome:
     with tempfile.TemporaryDirectory(prefix="bench-bg-") as tmp:
-        name, proxy, daemon, load = _stage(client, refs, Path(tmp), traffic=True)
+        name, proxy, daemon, load = _stage(client, refs, Path(tmp), True, strategy)
         try:
             _deploy(daemon, tag)
             wait(lambda: _deploy_record(daemon).get("stage") == "baking")
@@ -220,10 +226,14 @@ def run(quick: bool) -> list[Row]:
     extra: list[str] = []
     try:
         green: list[Outcome] = []
+        canary: list[Outcome] = []
         for index in range(runs):
             tag = _derived(client, refs, f"bg{index}")
             extra.append(tag)
             green.append(_blue_green(client, refs, tag))
+            tag = _derived(client, refs, f"canary{index}")
+            extra.append(tag)
+            canary.append(_blue_green(client, refs, tag, CANARY))
         caught = [_caught(client, refs) for _ in range(runs)]
         recreate = [_recreate(client, refs) for _ in range(runs)]
         with Swarm(client):
@@ -234,6 +244,7 @@ def run(quick: bool) -> list[Row]:
         remove_images(client, refs | {t: t for t in extra})
     for case, outcomes in (
         ("blue-green", green),
+        ("canary 5 %", canary),
         ("re-create", recreate),
         ("swarm after detection", swarm),
         ("swarm by itself", swarm_alone),
@@ -244,6 +255,16 @@ def run(quick: bool) -> list[Row]:
         *_compared(runs, green, "re-create (today)", recreate),
         *_compared(runs, green, "Swarm rollback after detection", swarm),
         *_compared(runs, green, "Swarm rollback by itself", swarm_alone),
+        Row(
+            "bluegreen",
+            f"canary, 5 % first step: failed requests per incident (median of {runs})",
+            _median([float(o.failed_total) for o in canary]),
+            "requests",
+            "blue-green",
+            _median([float(o.failed_total) for o in green]),
+            note="failed sent after detection, worst run: "
+            + str(max(o.failed_after for o in canary)),
+        ),
         Row(
             "bluegreen",
             "switch back applied and verified (drain included)",

@@ -122,10 +122,12 @@ backend app
             self.proc.wait(timeout=5)
 
 
-def daemon_config(workdir: Path, port: int, target: str, proxy: HAProxy, traffic: bool) -> Path:
+def daemon_config(
+    workdir: Path, port: int, target: str, proxy: HAProxy, traffic: bool, *, strategy: str = ""
+) -> Path:
     """The daemon's config: target ``shop`` (``target`` is its kind line, e.g. ``container: web``)
     with an HTTP check through HAProxy every 300 ms and an error-rate gate; ``traffic:`` for
-    blue-green."""
+    blue-green, or for a canary with ``strategy`` (YAML lines of the traffic section)."""
     token = workdir / "token"
     token.write_text(TOKEN + "\n")
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
@@ -137,7 +139,7 @@ def daemon_config(workdir: Path, port: int, target: str, proxy: HAProxy, traffic
       pre_checks: {{samples: 3, interval: 200ms, timeout: 30s}}
       bake_time: 60s
       drain_timeout: 2s
-"""
+{strategy}"""
         if traffic
         else ""
     )
