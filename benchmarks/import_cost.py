@@ -46,7 +46,6 @@ STEPS: list[tuple[str, list[str]]] = [
         ["prometheus_client"],
     ),
     ("`sqlite3`", ["sqlite3"]),
-    ("`tenacity`", ["tenacity"]),
     ("`pydantic`", ["pydantic"]),
     (
         "pydantic's model machinery (`pydantic.main`, types, the plugin loader, "
@@ -71,16 +70,18 @@ OPTIONAL: list[tuple[str, list[str]]] = [
     ("`psycopg`", ["psycopg"]),
     ("Apprise", ["apprise"]),
     ("`sqlparse`", ["sqlparse"]),
+    ("`tenacity` (a playbook step's retries: loaded by the first incident)", ["tenacity"]),
 ]
 
 # Runs in the child: imports ``groups`` (JSON argv[1]) in order, prints one JSON line per group.
 CHILD = """
-import importlib, json, sys, time
+import os, sys, time
+PAGE = os.sysconf("SC_PAGE_SIZE")
 def rss():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * PAGE / 1e6
-PAGE = __import__("os").sysconf("SC_PAGE_SIZE")
 out = [{"rss": rss(), "cpu": time.process_time(), "modules": len(sys.modules)}]
+import importlib, json
 for modules in json.loads(sys.argv[1]):
     for name in modules:
         importlib.import_module(name)
@@ -147,22 +148,29 @@ def measure(runs: int) -> None:
         print(f"| {label} | {mb:.1f} MB | {ms:.0f} ms | {count:.0f} |")
 
 
-def importtime() -> None:
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {', '.join(DAEMON_MODULES)}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    per_package: dict[str, int] = defaultdict(int)
-    for line in done.stderr.splitlines():
-        if not line.startswith("import time:") or "self [us]" in line:
-            continue
-        self_us, _, name = line.removeprefix("import time:").split("|")
-        per_package[name.strip().split(".")[0]] += int(self_us)
-    print("\n`-X importtime`, self time per top-level package (ms):\n")
-    for name, micros in sorted(per_package.items(), key=lambda kv: -kv[1])[:20]:
+def importtime(runs: int) -> None:
+    """Self time summed per top-level package, median of ``runs`` interpreters."""
+    per_package: dict[str, list[int]] = defaultdict(list)
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {', '.join(DAEMON_MODULES)}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        totals: dict[str, int] = defaultdict(int)
+        for line in done.stderr.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            self_us, _, name = line.removeprefix("import time:").split("|")
+            totals[name.strip().split(".")[0]] += int(self_us)
+        for name, micros in totals.items():
+            per_package[name].append(micros)
+    medians = {name: statistics.median(values) for name, values in per_package.items()}
+    print(f"\n`-X importtime`, self time per top-level package, median of {runs} (ms):\n")
+    for name, micros in sorted(medians.items(), key=lambda kv: -kv[1])[:15]:
         print(f"- {name}: {micros / 1000:.0f}")
+    print(f"- everything: {sum(medians.values()) / 1000:.0f}")
 
 
 def main() -> None:
@@ -172,7 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     measure(args.runs)
     if args.importtime:
-        importtime()
+        importtime(args.runs)
 
 
 if __name__ == "__main__":
