@@ -75,13 +75,12 @@ OPTIONAL: list[tuple[str, list[str]]] = [
 
 # Runs in the child: imports ``groups`` (JSON argv[1]) in order, prints one JSON line per group.
 CHILD = """
-import os, sys, time
+import importlib, json, os, sys, time
 PAGE = os.sysconf("SC_PAGE_SIZE")
 def rss():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * PAGE / 1e6
 out = [{"rss": rss(), "cpu": time.process_time(), "modules": len(sys.modules)}]
-import importlib, json
 for modules in json.loads(sys.argv[1]):
     for name in modules:
         importlib.import_module(name)
@@ -133,7 +132,7 @@ def measure(runs: int) -> None:
     rows = median_rows(per_run)
     print("| import | memory | CPU | modules |\n|---|---|---|---|")
     interpreter = statistics.median(start)
-    print(f"| the interpreter itself (`python -c pass`, with `site`) | {interpreter:.1f} MB | | |")
+    print(f"| the interpreter itself (with `site` and `json`) | {interpreter:.1f} MB | | |")
     for (label, _), (mb, ms, count) in zip(STEPS, rows, strict=True):
         print(f"| {label} | {mb:.1f} MB | {ms:.0f} ms | {count:.0f} |")
     print(
@@ -167,7 +166,7 @@ def importtime(runs: int) -> None:
         for name, micros in totals.items():
             per_package[name].append(micros)
     medians = {name: statistics.median(values) for name, values in per_package.items()}
-    print(f"\n`-X importtime`, self time per top-level package, median of {runs} (ms):\n")
+    print(f"\n`-X importtime`, self wall time per top-level package, median of {runs} (ms):\n")
     for name, micros in sorted(medians.items(), key=lambda kv: -kv[1])[:15]:
         print(f"- {name}: {micros / 1000:.0f}")
     print(f"- everything: {sum(medians.values()) / 1000:.0f}")
