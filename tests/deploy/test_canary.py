@@ -108,6 +108,8 @@ class TestSteps:
         assert "step 2/2 (green 50 %)" in lines, lines
         full = daemon.get(f"/api/v1/targets/{TARGET}/deploy").json()["deploy"]
         assert full["stage"] == "promoted"
+        verdicts = [step["verdict"] for step in full["bake"]["steps"]]
+        assert all(v.startswith("every gate ok") for v in verdicts), verdicts
         users = load_clients[0]
         assert users.served_by("v5"), "green took no traffic"
         assert users.failed() == []

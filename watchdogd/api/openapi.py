@@ -50,6 +50,7 @@ _DEPLOY = {
                 "reason": {"type": "string"},
                 "lines": {"type": "array", "items": {"type": "string"}},
                 "numbers": _OBJECT,
+                "bake": {"type": ["object", "null"], "description": "Steps, weight, paused."},
             },
         }
     },
@@ -74,6 +75,11 @@ OPENAPI: dict[str, Any] = {
                     "kind": {"type": "string"},
                     "state": {"type": "string"},
                     "warming_up": {"type": "boolean"},
+                    "deploy": {
+                        "type": ["object", "null"],
+                        "description": "The running deploy: id, stage, and its steps under "
+                        "bake (strategy, step, steps with verdicts, weight, paused).",
+                    },
                     "since": {"type": "number"},
                     "current_release": {"type": ["object", "null"]},
                     "known_good_release": {"type": ["object", "null"]},

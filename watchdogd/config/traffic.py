@@ -220,8 +220,20 @@ class TrafficConfig(_Strict):
     # Green must have served this many user requests before it can be promoted: a bake that
     # saw no traffic judged nothing.
     min_requests: Annotated[int, Field(ge=0)] = 20
+    # Green's and blue's windows of user traffic: empty at each step's start, sliding over
+    # this span. Long, so that a step at a low request rate can gather the evidence its gates
+    # need (a p95 baseline needs 200 of blue's requests); the gates' 60 s sub-window test
+    # keeps a fresh regression from being diluted.
+    window: Duration = 1800.0
     drain_timeout: Duration = 10.0
     switch_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+
+    @field_validator("window")
+    @classmethod
+    def _whole_seconds(cls, value: float) -> float:
+        if value < 60 or value > 6 * 3600 or value != int(value):
+            raise ValueError("a traffic window is whole seconds from 1m to 6h")
+        return value
 
     @model_validator(mode="after")
     def _steps_fit_strategy(self) -> TrafficConfig:

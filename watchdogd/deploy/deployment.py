@@ -227,9 +227,11 @@ class Deployment:
     def watch_windows(self, *, blue_too: bool) -> None:
         """Start green's window (and blue's, for a baseline), empty."""
         blue, green = self.slots()
-        thresholds = self.target_traffic.latency_thresholds
+        traffic = self.target_traffic
         for server in (green.server, blue.server) if blue_too else (green.server,):
-            self.windows.watch(self.proxy.backend, server, thresholds)
+            self.windows.watch(
+                self.proxy.backend, server, traffic.latency_thresholds, traffic.window
+            )
 
     def detected(self, now: float) -> None:
         self.detected_at = now

@@ -382,6 +382,7 @@ def _view(record: DeployRecord) -> dict[str, Any]:
         **record.to_dict(),
         "lines": list(body.get("lines") or []),
         "numbers": dict(body.get("numbers") or {}),
+        "bake": body.get("bake"),
         "blue": (body.get("blue") or {}).get("container"),
         "green": (body.get("green") or {}).get("container"),
     }

@@ -52,10 +52,17 @@ class TrafficWindows:
     _servers: dict[tuple[str, str], ServerTraffic] = field(default_factory=dict)
     unwatched: int = 0
 
-    def watch(self, backend: str, server: str, thresholds: Sequence[float] = ()) -> ServerTraffic:
+    def watch(
+        self,
+        backend: str,
+        server: str,
+        thresholds: Sequence[float] = (),
+        span: float | None = None,
+    ) -> ServerTraffic:
         """Start (or restart, empty) the window of one server; ``thresholds``: the latencies
         its gates compare with (a window counts the samples above each, see ``core.gates``)."""
-        traffic = ServerTraffic(Window(self.span, thresholds=thresholds))
+        window = Window(span if span is not None else self.span, thresholds=thresholds)
+        traffic = ServerTraffic(window)
         self._servers[(backend, server)] = traffic
         return traffic
 
