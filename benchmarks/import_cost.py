@@ -3,17 +3,17 @@
 Method. A fresh interpreter (this venv's, as the daemon runs) imports the groups of ``STEPS``
 one after the other and reads its resident memory (``/proc/self/statm``) and its CPU time
 (``time.process_time``) before and after each: a row is what that group adds given the rows
-above it (a module two groups share counts for the first). The run is repeated ``--runs``
-times (default 5), each in a new interpreter, and every figure is the median. Memory is
-exact to a page and does not move with the machine's load; CPU time does, a little (the
-machine is shared), hence the median.
+above it (a module two groups share counts for the first). watchdogd's bytecode is written
+first, as an install does. The run is repeated ``--runs`` times (default 5), each in a new
+interpreter, and every figure is the median. Memory is exact to a page and does not move
+with the machine's load; CPU time does, a little (the machine is shared), hence the median.
 
 ``OPTIONAL`` groups are what a daemon loads only when its config uses them; each is measured
 on top of the whole daemon, in its own interpreter.
 
-``--importtime`` also runs ``python -X importtime -c "import watchdogd.daemon.lifecycle"`` and
-prints the self time summed per top-level package, the same order of magnitude seen from
-the import system's side.
+``--importtime`` also runs ``python -X importtime`` over the daemon's imports ``--runs`` times
+and prints the median self time (wall time) summed per top-level package: the same costs
+seen from the import system's side.
 
     .venv/bin/python benchmarks/import_cost.py [--runs N] [--importtime]
 """
@@ -21,12 +21,14 @@ the import system's side.
 from __future__ import annotations
 
 import argparse
+import compileall
 import itertools
 import json
 import statistics
 import subprocess
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 # (label, modules): the daemon's own order at start-up (``watchdogd run``, idle config).
 STEPS: list[tuple[str, list[str]]] = [
@@ -120,6 +122,8 @@ def median_rows(runs: list[list[tuple[float, float, float]]]) -> list[tuple[floa
 
 
 def measure(runs: int) -> None:
+    # As installed (pip writes bytecode at install), not compiled again at every start.
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "watchdogd", quiet=1)
     daemon = [modules for _, modules in STEPS]
     start: list[float] = []
     total: list[float] = []
