@@ -14,7 +14,10 @@ Three ways a check sees the service (``Feed``):
   connection a failure without latency, at once;
 * ``requests``: every user request as a sample (Poisson arrivals), reported when it completes;
 * ``scrape``: the app's counters and a prometheus_client histogram with the default buckets,
-  scraped every ``interval``.
+  scraped every ``interval``; with ``resets``, the app restarts every ``resets`` seconds: its
+  counters start again from zero and nothing answers the scrapes of the next minute;
+* ``log``: every request as a line of HAProxy's per-request log, through the receiver into the
+  deploy's window and traffic gates (``sim_haproxy``), some lines lost (``drop``).
 
 Nothing sleeps and nothing reads a clock: a seed gives the same numbers every time.
 """
@@ -30,6 +33,7 @@ from typing import Any, Protocol, cast
 
 from watchdogd.config.schema import GateConfig, ScrapeCheck
 from watchdogd.core.gates import Gate, Verdict
+from watchdogd.core.window_stats import WindowStats
 from watchdogd.sources.scrape import ScrapeSource
 from watchdogd.watch.recorder import CheckRecorder
 
@@ -55,6 +59,9 @@ class Feed:
     timeout: float = 10.0  # probe timeout
     rate_at: Callable[[float], float] | None = None  # time-varying request rate
     peak: float = 0.0  # the highest rate_at, for thinning
+    resets: float = 0.0  # scrape: the app restarts every this many seconds (0: never)
+    drop: float = 0.0  # log: share of log lines lost
+    drop_bursts: tuple[float, float] | None = None  # log: (every, length) s of lost lines
 
 
 @dataclass
@@ -92,6 +99,10 @@ def simulate(
     """Run ``seconds`` of ``service`` seen through ``feed``; stop at the first breach at or
     after ``change`` (None: count false triggers over the whole run)."""
     rng = random.Random(seed)
+    if feed.kind == "log":
+        from sim_haproxy import simulate_log  # noqa: PLC0415 - a sibling that imports this
+
+        return simulate_log(service, feed, seconds, rng, change=change, window=window)
     configs = gates if gates is not None else gates_for(feed)
     thresholds = tuple(
         sorted({g.above for g in configs if g.above is not None and "latency" in g.metric})
@@ -134,26 +145,34 @@ def simulate(
                 assert scraper is not None
                 scraper.scrape(at, recorder)
             elif kind == _REQUEST and scraper is not None:
-                scraper.observe(*payload)
+                scraper.observe(at, *payload)
                 continue
             # _WAITING: a probe past a threshold is evidence now.
             if kind == _WAITING or evidence[0]:
                 evidence[0] = False
                 breached = _judge(
                     judges,
-                    recorder,
+                    recorder.stats,
                     at,
                     change=change,
                     warmup=warmup,
                     was=breached,
                     outcome=outcome,
+                    source_up=recorder.source_up,
                 )
                 if outcome.detected is not None:
                     return outcome
         if warm and tick >= warmup:
             warm = _end_warmup(recorder)
         breached = _judge(
-            judges, recorder, tick, change=change, warmup=warmup, was=breached, outcome=outcome
+            judges,
+            recorder.stats,
+            tick,
+            change=change,
+            warmup=warmup,
+            was=breached,
+            outcome=outcome,
+            source_up=recorder.source_up,
         )
         if outcome.detected is not None:
             return outcome
@@ -172,17 +191,18 @@ def _end_warmup(recorder: CheckRecorder) -> bool:
 
 def _judge(
     judges: list[Gate],
-    recorder: CheckRecorder,
+    stats_at: Callable[[float], WindowStats],
     now: float,
     *,
     change: float | None,
     warmup: float,
     was: bool,
     outcome: Outcome,
+    source_up: bool = True,
 ) -> bool:
-    stats = recorder.stats(now)
+    stats = stats_at(now)
     warming = now < warmup
-    results = [g.evaluate(stats, now, recorder.source_up, warming_up=warming) for g in judges]
+    results = [g.evaluate(stats, now, source_up, warming_up=warming) for g in judges]
     hit = [r for r in results if r.verdict is Verdict.BREACHED]
     if change is not None and now >= change:
         if hit:
@@ -301,11 +321,26 @@ class _Scraper:
         )
         # ingest() needs no client: only the parsing and the counter arithmetic are used.
         self.source = ScrapeSource(check, cast(Any, None), cast(Any, None))
+        self.resets = feed.resets
+        self.epoch = 0  # app restarts so far
         self.ok = 0
         self.errors = 0
         self.buckets = [0] * (len(DEFAULT_BUCKETS) + 1)
 
-    def observe(self, ok: bool, latency: float) -> None:
+    def _restarted(self, now: float) -> bool:
+        """With ``resets``: the app restarts every ``resets`` s, its counters from zero, and
+        answers no scrape for a minute. True while it does not answer."""
+        if not self.resets:
+            return False
+        epoch = math.floor(now / self.resets)
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.ok = self.errors = 0
+            self.buckets = [0] * len(self.buckets)
+        return now - epoch * self.resets < 60.0 and epoch > 0
+
+    def observe(self, now: float, ok: bool, latency: float) -> None:
+        self._restarted(now)
         if ok:
             self.ok += 1
         else:
@@ -317,6 +352,9 @@ class _Scraper:
         self.buckets[-1] += 1
 
     def scrape(self, now: float, recorder: CheckRecorder) -> None:
+        if self._restarted(now):
+            recorder.unknown(now, "connection refused")  # as ScrapeSource reports it
+            return
         name = "http_requests_total"
         samples: dict[Any, float] = {
             (name, frozenset({("status", "200")})): float(self.ok),
