@@ -37,10 +37,11 @@ LATENCY_LOOKS = 50
 """Latency share tests run at ``per_look(confidence, LATENCY_LOOKS)`` (0.995 -> 0.9999). A gate
 re-tests its sliding window every second, and a per-look bound is crossed by chance far more
 often than once per window (a scan statistic): a healthy heavy tail with a true p95 of 1.6 s
-(3.64 % above 2 s) at 300 samples a window reaches the 25 slow samples the 99.5 % bound needs
-about 0.6 times a day (4 in 10 simulated days at one probe a second). At 99.99 % it needs 30,
-about once in 50 days. Latency thresholds sit right above a healthy tail; error gates keep
-``confidence`` per look, as their healthy rates sit at half the threshold or below."""
+(lognormal sigma 1.5: 3.64 % above 2 s) at 300 samples a window reaches the 25 slow samples
+the 99.5 % bound needs 0.55 times a day (300 simulated days of one sample a second; 4 false
+triggers in 10 days of decision_sim's probe). At 99.99 % it needs 30: once in 300 days.
+Latency thresholds sit right above a healthy tail; error gates keep ``confidence`` per look,
+their healthy rates sitting at half the threshold or below, where its margin holds."""
 
 
 def per_look(confidence: float, looks: int) -> float:
