@@ -278,11 +278,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tables", default=",".join(_NAMES), help=f"which tables, of {','.join(_NAMES)}"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip baseline_sim's table")
+    parser.add_argument("--rows", help="only the rows whose scenario contains this text")
     args = parser.parse_args(argv)
     started = time.monotonic()
     results = []
+    tables = [_NAMES[name] for name in args.tables.split(",")]
+    if args.rows:
+        tables = [Table(t.title, [r for r in t.rows if args.rows in r.name]) for t in tables]
     # One table at a time, printed as it ends: a long run shows progress.
-    for table in [_NAMES[name] for name in args.tables.split(",")]:
+    for table in [t for t in tables if t.rows]:
         done = run_tables([table], full=not args.quick, workers=args.workers)
         for title, lines in done:
             _print(title, lines)

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from watchdogd.config.schema import GateConfig, ScrapeCheck
-from watchdogd.core.gates import Gate, Verdict
-from watchdogd.core.window_stats import WindowStats
+from watchdogd.core.gates import Gate, GateResult, Verdict
 from watchdogd.sources.scrape import ScrapeSource
 from watchdogd.watch.recorder import CheckRecorder
 
@@ -102,7 +101,7 @@ def simulate(
     if feed.kind == "log":
         from sim_haproxy import simulate_log  # noqa: PLC0415 - a sibling that imports this
 
-        return simulate_log(service, feed, seconds, rng, change=change, window=window)
+        return simulate_log(service, feed, seconds, rng, change=change)
     configs = gates if gates is not None else gates_for(feed)
     thresholds = tuple(
         sorted({g.above for g in configs if g.above is not None and "latency" in g.metric})
@@ -115,6 +114,11 @@ def simulate(
 
     recorder.on_evidence = note
     judges = [Gate(g.spec()) for g in configs]
+
+    def evaluate(now: float) -> list[GateResult]:
+        stats = recorder.stats(now)
+        return [g.evaluate(stats, now, recorder.source_up, warming_up=now < warmup) for g in judges]
+
     outcome = Outcome(seconds=seconds)
     breached = False
     events: list[tuple[float, int, int, Any]] = []  # (time, order, kind, payload)
@@ -150,30 +154,12 @@ def simulate(
             # _WAITING: a probe past a threshold is evidence now.
             if kind == _WAITING or evidence[0]:
                 evidence[0] = False
-                breached = _judge(
-                    judges,
-                    recorder.stats,
-                    at,
-                    change=change,
-                    warmup=warmup,
-                    was=breached,
-                    outcome=outcome,
-                    source_up=recorder.source_up,
-                )
+                breached = _judge(evaluate, at, change=change, was=breached, outcome=outcome)
                 if outcome.detected is not None:
                     return outcome
         if warm and tick >= warmup:
             warm = _end_warmup(recorder)
-        breached = _judge(
-            judges,
-            recorder.stats,
-            tick,
-            change=change,
-            warmup=warmup,
-            was=breached,
-            outcome=outcome,
-            source_up=recorder.source_up,
-        )
+        breached = _judge(evaluate, tick, change=change, was=breached, outcome=outcome)
         if outcome.detected is not None:
             return outcome
         tick += 1.0
@@ -190,19 +176,16 @@ def _end_warmup(recorder: CheckRecorder) -> bool:
 
 
 def _judge(
-    judges: list[Gate],
-    stats_at: Callable[[float], WindowStats],
+    evaluate: Callable[[float], list[GateResult]],
     now: float,
     *,
     change: float | None,
-    warmup: float,
     was: bool,
     outcome: Outcome,
-    source_up: bool = True,
 ) -> bool:
-    stats = stats_at(now)
-    warming = now < warmup
-    results = [g.evaluate(stats, now, source_up, warming_up=warming) for g in judges]
+    """Judge at ``now``; count a transition into BREACHED before ``change`` as a false
+    trigger, the first breach at or after it as the detection. Returns whether breached."""
+    results = evaluate(now)
     hit = [r for r in results if r.verdict is Verdict.BREACHED]
     if change is not None and now >= change:
         if hit:

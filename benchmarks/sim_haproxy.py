@@ -5,8 +5,9 @@ What is real: each simulated request becomes a log line in watchdogd's ``log-for
 socket; ``HAProxyLogReceiver._on_readable`` reads and parses it and calls the deploy's sink,
 ``deploy.windows.TrafficWindows``, whose window green's gates judge with
 ``deploy.windows.TrafficJudge`` (``config.traffic.TrafficGate`` specs: the default
-``error_rate above 1%`` and a user's ``latency_p95 above 2s``). The window is the one
-``TrafficWindows.watch`` builds, as the deploy builds it.
+``error_rate above 1%`` and a user's ``latency_p95 above 2s``). The window is the one the
+deploy's bake builds: ``TrafficWindows.watch`` with the gates' latency thresholds and
+``traffic.window``'s default span (30 minutes), empty at the switch.
 
 What is simulated: the clock, and lost datagrams. HAProxy drops a line when watchdogd's socket
 queue is full (``DroppedLogs``); such a request never reaches the window, so a drop is a
@@ -28,16 +29,22 @@ from functools import partial
 
 from sim_engine import Feed, Outcome, Service, _judge, _requests
 
-from watchdogd.config.traffic import DEFAULT_TRAFFIC_GATES, TrafficGate
+from watchdogd.config.traffic import (
+    DEFAULT_TRAFFIC_GATES,
+    TRAFFIC_LATENCY_METRICS,
+    TrafficConfig,
+    TrafficGate,
+)
 from watchdogd.core.gates import GateResult
-from watchdogd.core.window_stats import WindowStats
-from watchdogd.deploy.deployment import BAKE_TICK
+from watchdogd.deploy.bake import BAKE_TICK
 from watchdogd.deploy.windows import TrafficJudge, TrafficWindows
 from watchdogd.traffic.log_receiver import HAProxyLogReceiver
 
 __all__ = ["LogPath", "simulate_log", "traffic_gates"]
 
 BACKEND, SERVER = "app", "green"
+#: Green's window of user traffic as the deploy builds it (``traffic.window``, 30 min).
+WINDOW: float = TrafficConfig.model_fields["window"].default
 _HEADER = b"<134>Nov 30 13:28:47 haproxy[9675]: " + f"{BACKEND}/{SERVER}".encode() + b" "
 
 
@@ -50,18 +57,22 @@ def traffic_gates(latency_above: float = 2.0) -> list[TrafficGate]:
 class LogPath:
     """One release's requests through the log socket into its window (module docstring)."""
 
-    def __init__(self, gates: list[TrafficGate], span: float) -> None:
+    def __init__(self, gates: list[TrafficGate], span: float = WINDOW) -> None:
         self.now = 0.0
         self.windows = TrafficWindows(span=span)
-        self.traffic = self.windows.watch(BACKEND, SERVER)
-        self.judge = TrafficJudge([g.spec() for g in gates])
+        # As TrafficConfig.latency_thresholds and the deploy's bake build green's window.
+        thresholds = sorted(
+            {g.above for g in gates if g.above is not None and g.metric in TRAFFIC_LATENCY_METRICS}
+        )
+        self.traffic = self.windows.watch(BACKEND, SERVER, thresholds, span)
+        self.judge = TrafficJudge(gates)
         self._send, receive = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         receive.setblocking(False)
         self.receiver = HAProxyLogReceiver("unused.sock", self.windows, clock=self._clock)
         # The receiver binds its own socket in start(); the simulation hands it one end of a
         # socket pair instead, so that its read loop and parser run unchanged.
         self.receiver._sock = receive
-        self._slow = min((g.above for g in gates if "latency" in g.metric), default=None)
+        self._slow = thresholds[0] if thresholds else None
         self.dropped = 0
 
     def _clock(self) -> float:
@@ -79,9 +90,6 @@ class LogPath:
 
     def drop(self) -> None:
         self.dropped += 1
-
-    def stats(self, now: float) -> WindowStats:
-        return self.traffic.window.stats(now)
 
     def evaluate(self, now: float) -> list[GateResult]:
         return self.judge.evaluate(self.traffic, now)
@@ -109,18 +117,17 @@ def simulate_log(
     rng: random.Random,
     *,
     change: float | None,
-    window: float,
 ) -> Outcome:
     """``sim_engine.simulate`` for the ``log`` feed: requests in order of completion through
     :class:`LogPath`, judged on an error or slow request (at most every ``BAKE_TICK``) and on
     the 1 s tick."""
-    path = LogPath(traffic_gates(), window)
+    path = LogPath(traffic_gates())
     outcome = Outcome(seconds=seconds)
     ends = sorted(
         (at + latency, ok, latency) for at, ok, latency in _requests(service, feed, seconds, rng)
     )
     breached, tick, i, judged = False, rng.random(), 0, -1.0
-    judge = partial(_judge, path.judge.gates, path.stats, change=change, warmup=0.0)
+    judge = partial(_judge, path.evaluate, change=change)
     try:
         while tick <= seconds:
             while i < len(ends) and ends[i][0] < tick:
