@@ -18,6 +18,7 @@ data in ``TABLES``: a new question is a new table (or a new row), nothing else c
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -25,6 +26,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -280,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="skip baseline_sim's table")
     parser.add_argument("--rows", help="only the rows whose scenario contains this text")
     args = parser.parse_args(argv)
+    # The recorder logs a scrape source going down and up (app restarts): not the table's news.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     started = time.monotonic()
     results = []
     tables = [_NAMES[name] for name in args.tables.split(",")]
