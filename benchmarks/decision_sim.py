@@ -5,11 +5,16 @@ the daemon's own core (``sim_engine``: ``CheckRecorder``, ``Gate(GateConfig().sp
 ``ScrapeSource.ingest``, the 1 s tick at a random phase plus evaluation on evidence) with the
 traffic shapes of ``sim_shapes`` and prints one table per kind of question:
 
-* **false triggers**: transitions into BREACHED over 24 simulated hours of a healthy shape;
+* **false triggers**: transitions into BREACHED over 24 simulated hours of a healthy shape
+  (per seed; reported per 24 h as well);
 * **detection**: a step to a bad release after ten healthy minutes (the window is full of good
   samples); time from the step to the first BREACHED, median and 90th percentile over the
   seeds, each seed with its own probe phase, tick phase and traffic;
-* **deploys**: a fresh release baking for 5 minutes from empty windows; how many are rolled back.
+* **deploys**: a fresh release baking for 5 minutes from empty windows; how many are rolled back;
+* **HAProxy's log**: green judged on its per-request log, through the log receiver into the
+  deploy's traffic window and gates (``sim_haproxy``), with lines dropped.
+
+``--tables`` and ``--rows`` run a part; the rows are built in ``sim_rows``.
 
 Every row with a target says PASS or FAIL; the exit code is 1 when one fails. Rows are plain
 data in ``TABLES``: a new question is a new table (or a new row), nothing else changes.
