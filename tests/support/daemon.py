@@ -20,6 +20,53 @@ import httpx
 TOKEN = "test-token-0123456789"
 
 
+def daemon_yaml(
+    port: int,
+    state_dir: Path | str,
+    *,
+    listen_host: str = "127.0.0.1",
+    token_file: Path | None = None,
+    level: str = "info",
+    docker: str = "poll_interval: 300ms",
+    defaults: str = "bake_time: 1s, cooldown: 1s, window: 1m",
+) -> str:
+    """The head of a test daemon's config, up to ``targets:`` exclusive: the listen address,
+    the token (``TOKEN`` inline, or ``token_file``, which the caller writes), JSON logs, the
+    engine and the defaults. The engine is ``DOCKER_HOST``'s (inside private-docker, the
+    private one), never a default that would reach the shared engine."""
+    token = f"api_token: {TOKEN}" if token_file is None else f"api_token_file: {token_file}"
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return f"""\
+listen: {listen_host}:{port}
+{token}
+state_dir: {state_dir}
+log: {{format: json, level: {level}}}
+docker: {{host: "{host}", {docker}}}
+defaults: {{{defaults}}}
+"""
+
+
+def release_dir_target(
+    release_dir: Path | str,
+    app_port: int,
+    *,
+    name: str = "app",
+    interval: str = "200ms",
+    restart: str = "[/bin/true]",
+) -> str:
+    """A release-directory target with one http check on ``app_port`` and its error-rate
+    gate, as a ``targets:`` list item (a ``playbook:`` may follow, indented four)."""
+    return f"""\
+  - name: {name}
+    release_dir: {{path: "{release_dir}", restart: {restart}}}
+    checks:
+      - {{name: api, type: http, url: "http://127.0.0.1:{app_port}/", interval: {interval},
+         timeout: 1s}}
+    gates:
+      - {{check: api, metric: error_rate, above: 1%}}
+"""
+
+
 @dataclass
 class NotifySocket:
     """A datagram socket standing in for systemd's; collects what the daemon sends."""
