@@ -10,12 +10,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support.waiting import wait_for
 
 TOKEN = "test-token-0123456789"
 
@@ -98,12 +99,13 @@ class NotifySocket:
             self._sock.close()
 
     def wait_for(self, field_: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(field_ in m.split("\n") for m in self.messages):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"{field_} never sent; got {self.messages}")
+        wait_for(
+            f"{field_} on the notify socket",
+            lambda: any(field_ in m.split("\n") for m in self.messages),
+            timeout=timeout,
+            interval=0.05,
+            context=lambda: f"got {self.messages}",
+        )
 
 
 @dataclass
@@ -131,30 +133,33 @@ class DaemonProcess:
         return self.get(f"/api/v1/targets/{name}").json()  # type: ignore[no-any-return]
 
     def wait_state(self, name: str, state: str, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
-        while time.monotonic() < deadline:
+
+        def reached() -> dict[str, Any] | None:
+            nonlocal last
             last = self.target(name)
-            if last["state"] == state:
-                return last
-            time.sleep(0.1)
-        raise AssertionError(
-            f"{name} never reached {state}: {json.dumps(last, indent=1)}\n"
-            f"{self.log.read_text()[-4000:]}"
+            return last if last["state"] == state else None
+
+        return wait_for(
+            f"{name} to reach {state}",
+            reached,
+            timeout=timeout,
+            context=lambda: f"{json.dumps(last, indent=1)}\n{self.log.read_text()[-4000:]}",
         )
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"daemon exited: {self.log.read_text()[-4000:]}")
-            try:
-                if self.get("/readyz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"daemon not ready: {self.log.read_text()[-4000:]}")
+            return self.get("/readyz").status_code == 200
+
+        wait_for(
+            "the daemon to be ready",
+            ready,
+            timeout=timeout,
+            ignore=(httpx.HTTPError,),
+            context=lambda: self.log.read_text()[-4000:],
+        )
 
     def metric(self, line_prefix: str) -> float | None:
         for line in self.get("/metrics").text.splitlines():
