@@ -90,7 +90,7 @@ def _status(args: argparse.Namespace) -> int:
         rows.append(
             (
                 target["name"],
-                f"{target['state']} (warming up)" if target.get("warming_up") else target["state"],
+                _state_label(target),
                 _release_label(target.get("current_release")),
                 _release_label(target.get("known_good_release")),
                 gates,
@@ -102,6 +102,17 @@ def _status(args: argparse.Namespace) -> int:
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
     return EXIT_OK
+
+
+def _state_label(target: dict[str, Any]) -> str:
+    """The state, with a running deploy's step and weight, or the warm-up."""
+    bake = (target.get("deploy") or {}).get("bake")
+    if bake:
+        paused = ", paused" if bake["paused"] else ""
+        strategy = str(bake["strategy"]).replace("_", "-")
+        steps = f"step {bake['step']}/{len(bake['steps'])}"
+        return f"{target['state']} ({strategy} {bake['weight']} %, {steps}{paused})"
+    return f"{target['state']} (warming up)" if target.get("warming_up") else target["state"]
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -145,6 +156,15 @@ def _freeze(args: argparse.Namespace) -> int:
         _print_json(data)
     else:
         print(f"{args.target}: {data.get('state', verb + 'd')}")
+    return EXIT_OK
+
+
+def _canary(args: argparse.Namespace) -> int:
+    data = _api(args, "POST", f"/api/v1/targets/{args.target}/deploy/{args.order}")
+    if args.json:
+        _print_json(data)
+    else:
+        print(f"{args.target}: {data['result']}")
     return EXIT_OK
 
 
@@ -248,6 +268,35 @@ def _add_client_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
 
+def _add_deploy_commands(commands: Any) -> None:
+    deploy = commands.add_parser(
+        "deploy",
+        help="blue-green deploy of an image to a target with traffic:",
+        description="Starts IMAGE next to the running release, checks it directly, switches "
+        "HAProxy to it, bakes it on real traffic, then promotes it or switches back. Exit 0 "
+        "when promoted, 1 when rolled back or refused (with the reason), 2 on a config or "
+        "usage error, 3 when the daemon cannot be reached.",
+    )
+    deploy.add_argument("target")
+    deploy.add_argument("image", help="an image on the Docker host, e.g. shop/api:1.4.2")
+    deploy.add_argument("--detach", action="store_true", help="return once the deploy started")
+    _add_client_flags(deploy)
+    deploy.set_defaults(handler=_deploy)
+
+    canary = commands.add_parser(
+        "canary",
+        help="pause, resume, promote or abort the deploy running on a target",
+        description="An operator's order to a running deploy (canary or blue-green): pause "
+        "stops the step's clock (the gates still judge), resume starts it again, promote skips "
+        "the remaining steps, abort switches every request back to blue. Exit 1 when the "
+        "order does not apply now (the reason is printed).",
+    )
+    canary.add_argument("order", choices=["pause", "resume", "promote", "abort"])
+    canary.add_argument("target")
+    _add_client_flags(canary)
+    canary.set_defaults(handler=_canary)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="watchdogd",
@@ -302,19 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_flags(unquarantine)
     unquarantine.set_defaults(handler=_unquarantine)
 
-    deploy = commands.add_parser(
-        "deploy",
-        help="blue-green deploy of an image to a target with traffic:",
-        description="Starts IMAGE next to the running release, checks it directly, switches "
-        "HAProxy to it, bakes it on real traffic, then promotes it or switches back. Exit 0 "
-        "when promoted, 1 when rolled back or refused (with the reason), 2 on a config or "
-        "usage error, 3 when the daemon cannot be reached.",
-    )
-    deploy.add_argument("target")
-    deploy.add_argument("image", help="an image on the Docker host, e.g. shop/api:1.4.2")
-    deploy.add_argument("--detach", action="store_true", help="return once the deploy started")
-    _add_client_flags(deploy)
-    deploy.set_defaults(handler=_deploy)
+    _add_deploy_commands(commands)
 
     faults = "; ".join(f"{fault}: {FAULT_DESCRIPTIONS[fault]}" for fault in FAULTS)
     demo = commands.add_parser(

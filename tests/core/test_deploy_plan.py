@@ -1,4 +1,4 @@
-"""The blue-green deploy's pure rules: stages, what a restart does, pre-checks, promotion."""
+"""The deploy's pure rules: stages, what a restart does, pre-checks, promotion, canary steps."""
 
 from __future__ import annotations
 
@@ -12,11 +12,16 @@ from watchdogd.core.deploy_plan import (
     PreCheckTally,
     ResumeAction,
     Stage,
+    Step,
+    StepClock,
     bake_verdict,
     can_move,
+    canary_weights,
     outcome_exit_code,
     resume_action,
+    step_verdict,
 )
+from watchdogd.core.gates import Verdict
 
 
 class TestStages:
@@ -138,3 +143,75 @@ class TestBakeVerdict:
         )
         assert ready
         assert "500 user requests" in why
+
+
+class TestSteps:
+    STEP = Step(weight=25, duration=60.0)
+
+    def verdict(self, verdicts: dict[str, Verdict], *, strict: bool = True) -> tuple[bool, str]:
+        return step_verdict(
+            step=self.STEP,
+            elapsed=61,
+            verdicts=verdicts,
+            reasons={"traffic:error_rate": "12 samples in the window, 20 needed"},
+            strict=strict,
+            requests=500,
+            min_requests=20,
+            breach_pending=False,
+        )
+
+    def test_a_canary_step_needs_every_gate_ok(self) -> None:
+        ready, why = self.verdict({"traffic:error_rate": Verdict.UNKNOWN})
+        assert not ready
+        assert why == (
+            "waiting for evidence: traffic:error_rate: 12 samples in the window, 20 needed"
+        )
+        ready, why = self.verdict({"traffic:error_rate": Verdict.OK})
+        assert ready
+        assert "every gate ok" in why
+
+    def test_it_names_how_many_more_gates_wait(self) -> None:
+        ready, why = self.verdict(
+            {"traffic:error_rate": Verdict.UNKNOWN, "traffic:latency_p95": Verdict.UNKNOWN}
+        )
+        assert not ready
+        assert why.endswith("(and 1 more)")
+
+    def test_a_blue_green_bake_is_not_held_by_unknown(self) -> None:
+        ready, _why = self.verdict({"traffic:error_rate": Verdict.UNKNOWN}, strict=False)
+        assert ready
+
+    def test_every_bake_rule_still_holds(self) -> None:
+        ready, why = step_verdict(
+            step=self.STEP,
+            elapsed=30,
+            verdicts={"traffic:error_rate": Verdict.OK},
+            reasons={},
+            strict=True,
+            requests=500,
+            min_requests=20,
+            breach_pending=False,
+        )
+        assert not ready
+        assert why.startswith("baking")
+
+    def test_weights_split_one_hundred(self) -> None:
+        assert canary_weights(5) == (5, 95)
+        assert canary_weights(100) == (100, 0)
+        assert self.STEP.label(1, 3) == "step 2/3 (green 25 %)"
+
+
+class TestStepClock:
+    def test_a_pause_stops_the_clock(self) -> None:
+        clock = StepClock(started=100.0)
+        assert clock.elapsed(110.0) == 10.0
+        assert clock.pause(110.0)
+        assert not clock.pause(111.0)  # already paused
+        assert clock.paused
+        assert clock.elapsed(150.0) == 10.0
+        assert clock.resume(150.0)
+        assert not clock.resume(151.0)  # not paused
+        assert clock.elapsed(155.0) == 15.0
+        assert clock.pause(160.0)
+        assert clock.resume(170.0)
+        assert clock.elapsed(175.0) == 25.0

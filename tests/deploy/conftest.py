@@ -126,7 +126,10 @@ class Stage:
         bake_time: str = "4s",
         log_socket: bool = False,
         min_requests: int = 20,
+        strategy: str = "strategy: blue_green",
     ) -> Path:
+        """The daemon's config; ``strategy`` is YAML for the traffic section (indented six
+        spaces after its first line): a canary's strategy, steps and gates."""
         path = self.tmp / "watchdogd.yaml"
         log_line = f", log_socket: {self.haproxy.log_socket}" if log_socket else ""
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
@@ -156,7 +159,7 @@ targets:
       - {{check: api, metric: error_rate, above: 1%}}
     traffic:
       haproxy: {{socket: {self.haproxy.admin_socket}, backend: app{log_line}}}
-      strategy: blue_green
+      {strategy}
       upstream: {{port: 8080}}
       pre_checks: {{samples: 3, interval: 200ms, max_latency: 1s, timeout: 30s}}
       min_requests: {min_requests}
@@ -170,10 +173,12 @@ targets:
         self.daemon.wait_state(TARGET, "healthy", timeout=60)
         return self.daemon
 
-    def derived_image(self, version: str, *, mode: str = "ok") -> str:
-        """An image of v1 that reports ``version`` and runs in ``mode`` by default."""
+    def derived_image(self, version: str, *, mode: str = "ok", slow: float | None = None) -> str:
+        """An image of v1 that reports ``version`` and runs in ``mode`` by default (``slow``:
+        the delay of mode ``slow``, in seconds)."""
         ref = f"{self.images.repo}:{version}"
-        dockerfile = f"FROM {self.images.v1}\nENV APP_VERSION={version} APP_MODE={mode}\n"
+        delay = f" APP_SLOW_SECONDS={slow}" if slow is not None else ""
+        dockerfile = f"FROM {self.images.v1}\nENV APP_VERSION={version} APP_MODE={mode}{delay}\n"
         self.docker.images.build(
             fileobj=io.BytesIO(dockerfile.encode()), tag=ref, labels={TEST_LABEL: "1"}, rm=True
         )

@@ -54,6 +54,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "`traffic.haproxy`": traffic.HAProxyRef,
     "`traffic.upstream`": traffic.Upstream,
     "`traffic.pre_checks`": traffic.PreChecks,
+    "`traffic.steps`": traffic.CanaryStep,
     "Traffic gates": traffic.TrafficGate,
 }
 UNSET = "\N{EN DASH}"  # the default column's mark for "optional, unset"

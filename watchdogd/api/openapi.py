@@ -50,6 +50,7 @@ _DEPLOY = {
                 "reason": {"type": "string"},
                 "lines": {"type": "array", "items": {"type": "string"}},
                 "numbers": _OBJECT,
+                "bake": {"type": ["object", "null"], "description": "Steps, weight, paused."},
             },
         }
     },
@@ -74,6 +75,11 @@ OPENAPI: dict[str, Any] = {
                     "kind": {"type": "string"},
                     "state": {"type": "string"},
                     "warming_up": {"type": "boolean"},
+                    "deploy": {
+                        "type": ["object", "null"],
+                        "description": "The running deploy: id, stage, and its steps under "
+                        "bake (strategy, step, steps with verdicts, weight, paused).",
+                    },
                     "since": {"type": "number"},
                     "current_release": {"type": ["object", "null"]},
                     "known_good_release": {"type": ["object", "null"]},
@@ -261,6 +267,30 @@ OPENAPI: dict[str, Any] = {
                 ],
                 "responses": {"200": _json(_DEPLOY, "The deploy (null when none).")} | _errors(404),
             },
+        },
+        "/api/v1/targets/{name}/deploy/{order}": {
+            "post": {
+                "summary": "An operator's order to the running deploy: pause, resume, promote "
+                "or abort (docs/canary.md).",
+                "description": "pause stops the step's clock (the gates still judge), resume "
+                "starts it again, promote skips the remaining steps, abort switches every "
+                "request back to blue. 409 when the order does not apply now.",
+                "security": _AUTH,
+                "parameters": [
+                    _NAME,
+                    {
+                        "name": "order",
+                        "in": "path",
+                        "required": True,
+                        "schema": {
+                            "type": "string",
+                            "enum": ["pause", "resume", "promote", "abort"],
+                        },
+                    },
+                ],
+                "responses": {"200": _json(_OBJECT, "The deploy, and what the order did.")}
+                | _errors(401, 404, 409),
+            }
         },
         "/api/v1/events": {
             "get": {

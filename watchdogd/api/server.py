@@ -59,6 +59,8 @@ class Control(Protocol):
 
     def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]: ...
 
+    def deploy_order(self, name: str, order: str) -> dict[str, Any]: ...
+
     def events(
         self, limit: int, before: int | None, target: str | None
     ) -> list[dict[str, Any]]: ...
@@ -99,6 +101,7 @@ def build_app(
             web.post("/api/v1/targets/{name}/unquarantine", handlers.unquarantine),
             web.post("/api/v1/targets/{name}/deploy", handlers.deploy),
             web.get("/api/v1/targets/{name}/deploy", handlers.deploy_status),
+            web.post("/api/v1/targets/{name}/deploy/{order}", handlers.deploy_order),
             web.get("/api/v1/events", handlers.events),
         ]
     )
@@ -343,6 +346,16 @@ class _Handlers:
         except ControlRefused as err:
             return _error(err.status, err.message)
         return web.json_response(result)
+
+    async def deploy_order(self, request: web.Request) -> web.Response:
+        refused = self._refuse_unauthorized(request)
+        if refused is not None:
+            return refused
+        name, order = request.match_info["name"], request.match_info["order"]
+        try:
+            return web.json_response(self._control.deploy_order(name, order))
+        except ControlRefused as err:
+            return _error(err.status, err.message)
 
     async def _act(self, action: Any, status: int) -> web.Response:
         try:

@@ -146,8 +146,8 @@ def _kind_rules(target: TargetConfig, path: tuple[str | int, ...]) -> Iterator[F
 
 
 def _baseline_rules(gate: GateConfig, here: tuple[str | int, ...]) -> Iterator[Finding]:
-    """``compare: baseline`` (issue #15): its shape is checked, but it needs a green release
-    beside a blue one, which no target kind provides yet; say so rather than ignore it."""
+    """``compare: baseline`` judges green against blue on the same user traffic, which only
+    HAProxy's per-release view gives: it belongs under ``traffic: gates:`` of a canary."""
     if gate.compare != "baseline":
         yield (*here, "tolerance"), "tolerance is for compare: baseline gates"
         return
@@ -162,8 +162,8 @@ def _baseline_rules(gate: GateConfig, here: tuple[str | int, ...]) -> Iterator[F
             )
     yield (
         (*here, "compare"),
-        "compare: baseline needs a blue-green target (green beside blue), which this version "
-        "does not have yet",
+        "compare: baseline judges green against blue on HAProxy's traffic: put it under "
+        "traffic: gates: of a strategy: canary target (docs/canary.md)",
     )
 
 

@@ -2,7 +2,9 @@
 
 With it, ``watchdogd deploy TARGET IMAGE`` runs a blue-green deploy (docs/blue-green.md): the
 new release ("green") starts next to the running one ("blue"), is checked directly, then takes
-the users' traffic through HAProxy's Runtime API and is judged on it with ``gates``.
+the users' traffic through HAProxy's Runtime API and is judged on it with ``gates``. With
+``strategy: canary`` (docs/canary.md) green takes the traffic in weight ``steps``, and gates
+with ``compare: baseline`` judge it against blue on the same traffic.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from watchdogd.config.units import Duration, parse_duration, parse_ratio
+from watchdogd.config.units import Duration, Ratio, parse_duration, parse_ratio
+from watchdogd.core.baseline import BASELINE_METRICS, BaselineSpec
+from watchdogd.core.baseline import DEFAULT_CONFIDENCE as BASELINE_CONFIDENCE
+from watchdogd.core.deploy_plan import Step
 from watchdogd.core.gates import GateMetric, GateSpec
 
 _CORE = GateSpec(name="defaults", metric=GateMetric.ERROR_RATE, above=0.01)
@@ -81,10 +86,14 @@ class PreChecks(_Strict):
 
 class TrafficGate(_Strict):
     """A gate on green's own user traffic, from HAProxy's per-request log: ``error_rate``
-    (status >= 500 or no response) or a latency metric. Same statistics as target gates."""
+    (status >= 500 or no response) or a latency metric. Same statistics as target gates.
+    With ``compare: baseline`` it takes no ``above``: it judges green against blue over the
+    same window, ``tolerance`` being how much worse green may be (``core.baseline``)."""
 
     metric: GateMetric
-    above: float
+    above: float | None = None
+    compare: Literal["absolute", "baseline"] = "absolute"
+    tolerance: Ratio | None = None
     for_: Duration = Field(default=0.0, alias="for")
     min_samples: Annotated[int, Field(ge=1)] = _CORE.min_samples
     min_errors: Annotated[int, Field(ge=1)] = _CORE.min_errors
@@ -119,11 +128,45 @@ class TrafficGate(_Strict):
             raise ValueError(f"user traffic gives {names}, not {value.value}")
         return value
 
+    @model_validator(mode="after")
+    def _threshold_or_baseline(self) -> TrafficGate:
+        if self.compare == "absolute":
+            if self.tolerance is not None:
+                raise ValueError("tolerance is for compare: baseline gates")
+            if self.above is None:
+                raise ValueError('give "above" (a threshold), or compare: baseline')
+            return self
+        if self.above is not None:
+            raise ValueError("a baseline gate compares with blue, not a threshold: no above")
+        if self.metric not in BASELINE_METRICS:
+            names = ", ".join(sorted(m.value for m in BASELINE_METRICS))
+            raise ValueError(f"compare: baseline takes {names}, not {self.metric.value}")
+        return self
+
+    @property
+    def baseline(self) -> bool:
+        return self.compare == "baseline"
+
     @property
     def name(self) -> str:
-        return f"{TRAFFIC_CHECK}:{self.metric.value}"
+        suffix = ":baseline" if self.baseline else ""
+        return f"{TRAFFIC_CHECK}:{self.metric.value}{suffix}"
+
+    def baseline_spec(self) -> BaselineSpec:
+        """The core's comparison; a baseline gate's default confidence is the stricter one
+        of ``core.baseline`` (it is looked at every second, all day)."""
+        written = "confidence" in self.model_fields_set
+        return BaselineSpec(
+            name=self.name,
+            metric=self.metric,
+            tolerance=self.tolerance,
+            confidence=self.confidence if written else BASELINE_CONFIDENCE,
+            min_samples=self.min_samples,
+            min_errors=self.min_errors,
+        )
 
     def spec(self) -> GateSpec:
+        assert self.above is not None  # noqa: S101 - a baseline gate has baseline_spec
         return GateSpec(
             name=self.name,
             metric=self.metric,
@@ -144,9 +187,31 @@ class _Invalid:
 DEFAULT_TRAFFIC_GATES = (TrafficGate(metric=GateMetric.ERROR_RATE, above=0.01),)
 
 
+class CanaryStep(_Strict):
+    """Green's share of the requests (``weight``, 1-100 %) for at least ``for``; the step
+    ends when every gate of green is ``ok`` with enough evidence (docs/canary.md)."""
+
+    weight: Ratio
+    for_: Duration = Field(alias="for")
+
+    @field_validator("weight")
+    @classmethod
+    def _whole_percent(cls, value: float) -> float:
+        if not 0.01 <= value <= 1.0 or abs(value * 100 - round(value * 100)) > 1e-9:
+            raise ValueError("a weight is a whole percentage from 1% to 100%")
+        return value
+
+    @property
+    def percent(self) -> int:
+        return round(self.weight * 100)
+
+
 class TrafficConfig(_Strict):
     haproxy: HAProxyRef
-    strategy: Literal["blue_green"] = "blue_green"
+    strategy: Literal["blue_green", "canary"] = "blue_green"
+    # Canary only: green's weight steps, each held at least its ``for``; after the last one
+    # green is promoted (all traffic, blue retired).
+    steps: list[CanaryStep] | None = None
     upstream: Upstream
     pre_checks: PreChecks = PreChecks()
     gates: list[TrafficGate] = list(DEFAULT_TRAFFIC_GATES)
@@ -155,5 +220,55 @@ class TrafficConfig(_Strict):
     # Green must have served this many user requests before it can be promoted: a bake that
     # saw no traffic judged nothing.
     min_requests: Annotated[int, Field(ge=0)] = 20
+    # Green's and blue's windows of user traffic: empty at each step's start, sliding over
+    # this span. Long, so that a step at a low request rate can gather the evidence its gates
+    # need (a p95 baseline needs 200 of blue's requests); the gates' 60 s sub-window test
+    # keeps a fresh regression from being diluted.
+    window: Duration = 1800.0
     drain_timeout: Duration = 10.0
     switch_attempts: Annotated[int, Field(ge=1, le=20)] = 5
+
+    @field_validator("window")
+    @classmethod
+    def _whole_seconds(cls, value: float) -> float:
+        if value < 60 or value > 6 * 3600 or value != int(value):
+            raise ValueError("a traffic window is whole seconds from 1m to 6h")
+        return value
+
+    @model_validator(mode="after")
+    def _steps_fit_strategy(self) -> TrafficConfig:
+        if self.strategy == "blue_green":
+            if self.steps is not None:
+                raise ValueError("steps are for strategy: canary")
+            if any(gate.baseline for gate in self.gates):
+                raise ValueError(
+                    "compare: baseline gates need strategy: canary (blue serving beside green)"
+                )
+            return self
+        if not self.steps:
+            raise ValueError(
+                "strategy: canary needs steps, e.g. [{weight: 5%, for: 2m}, {weight: 50%, for: 5m}]"
+            )
+        weights = [step.percent for step in self.steps]
+        if weights != sorted(set(weights)):
+            raise ValueError(f"canary weights must rise step by step, got {weights}")
+        return self
+
+    @property
+    def latency_thresholds(self) -> tuple[float, ...]:
+        """The absolute latency gates' thresholds, which green's window must count."""
+        return tuple(
+            sorted(
+                {
+                    gate.above
+                    for gate in self.gates
+                    if gate.above is not None and gate.metric in TRAFFIC_LATENCY_METRICS
+                }
+            )
+        )
+
+    def plan(self, bake_time: float) -> list[Step]:
+        """Green's steps: a blue-green deploy is one step at 100 % for ``bake_time``."""
+        if self.steps is None:
+            return [Step(100, bake_time)]
+        return [Step(step.percent, step.for_) for step in self.steps]

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from watchdogd.core.gates import Verdict
+
 
 class Stage(StrEnum):
     STARTED = "started"
@@ -168,3 +170,86 @@ def bake_verdict(
     if breach_pending:
         return False, "a gate's breach is pending"
     return True, f"baked {elapsed:.0f} s on {requests} user requests"
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of green's exposure: ``weight`` % of the requests for at least ``duration``
+    seconds. A blue-green deploy is a single step at 100 % for the bake time."""
+
+    weight: int
+    duration: float
+
+    def label(self, index: int, total: int) -> str:
+        return f"step {index + 1}/{total} (green {self.weight} %)"
+
+
+def canary_weights(weight: int) -> tuple[int, int]:
+    """HAProxy weights (green, blue) that send ``weight`` % of new requests to green."""
+    return weight, FULL_WEIGHT - weight
+
+
+def step_verdict(
+    *,
+    step: Step,
+    elapsed: float,
+    verdicts: Mapping[str, Verdict],
+    reasons: Mapping[str, str],
+    strict: bool,
+    requests: int,
+    min_requests: int,
+    breach_pending: bool,
+) -> tuple[bool, str]:
+    """Whether green may leave ``step`` (the next step, or promotion after the last), and if
+    not why. Every rule of ``bake_verdict`` holds. A canary (``strict``) also needs every
+    gate of green ``ok``: ``unknown`` is too little evidence to expose more users, so the
+    step waits, and says which gate needs what."""
+    ready, why = bake_verdict(
+        elapsed=elapsed,
+        bake_time=step.duration,
+        requests=requests,
+        min_requests=min_requests,
+        breach_pending=breach_pending,
+    )
+    if not ready or not strict:
+        return ready, why
+    unsure = [name for name, verdict in verdicts.items() if verdict is not Verdict.OK]
+    if unsure:
+        first = unsure[0]
+        return False, f"waiting for evidence: {first}: {reasons.get(first, 'unknown')}" + (
+            f" (and {len(unsure) - 1} more)" if len(unsure) > 1 else ""
+        )
+    return True, f"every gate ok after {elapsed:.0f} s on {requests} requests of green"
+
+
+@dataclass
+class StepClock:
+    """Time spent in the current step, stopped while an operator pauses the deploy."""
+
+    started: float
+    paused_at: float | None = None
+    paused_for: float = 0.0
+
+    def elapsed(self, now: float) -> float:
+        stopped = self.paused_for + (now - self.paused_at if self.paused_at is not None else 0.0)
+        return max(0.0, now - self.started - stopped)
+
+    def pause(self, now: float) -> bool:
+        if self.paused_at is not None:
+            return False
+        self.paused_at = now
+        return True
+
+    def resume(self, now: float) -> bool:
+        if self.paused_at is None:
+            return False
+        self.paused_for += now - self.paused_at
+        self.paused_at = None
+        return True
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_at is not None

@@ -301,6 +301,13 @@ class Window:
 
     # -- read -----------------------------------------------------------------------------
 
+    def latencies_above(self, latency: float) -> int:
+        """Latencies surely above ``latency`` in the window as of the last ``stats``: the
+        bins past the one ``latency`` falls in. That bin is left out, so the count never
+        exceeds the truth (a baseline gate must not breach on a rounding)."""
+        key = self._latency_bins.key(min(max(latency, 0.0), MAX_LATENCY))
+        return sum(count for bin_key, count in self._merged.items() if bin_key > key)
+
     def stats(self, now: float, in_flight: Sequence[float] = ()) -> WindowStats:
         """Summarise the live buckets at ``now``; buckets older than the span are expired.
 

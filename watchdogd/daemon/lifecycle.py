@@ -337,6 +337,9 @@ class Daemon:
     def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]:
         return self.wiring.deploys.status(name, deploy_id)
 
+    def deploy_order(self, name: str, order: str) -> dict[str, Any]:
+        return self.wiring.deploys.control(name, order)
+
     def events(self, limit: int, before: int | None, target: str | None) -> list[dict[str, Any]]:
         try:
             events = self.store.events(limit=limit, before_id=before, target=target)

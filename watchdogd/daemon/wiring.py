@@ -304,6 +304,7 @@ class Wiring:
             "state": view.state,
             # A new release in its `warmup`: samples shown, only the fast paths judge them.
             "warming_up": controller.warming_up(now),
+            "deploy": self.deploys.progress(controller.name),
             "since": round(time.time() - (now - controller.machine.since), 3),
             "current_release": public_release(controller.current),
             "known_good_release": public_release(known_good.release) if known_good else None,

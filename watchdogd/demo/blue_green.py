@@ -212,7 +212,7 @@ async def _story(runtime: HAProxyRuntime, windows: TrafficWindows, ports: dict[s
         await proxy.switch(green, [blue], standby=True)
         switched = time.monotonic()
         print("traffic switched to green (v2); blue stays running, drained, as standby")
-        judge = TrafficJudge([g.spec() for g in DEFAULT_TRAFFIC_GATES])
+        judge = TrafficJudge(DEFAULT_TRAFFIC_GATES)
         while time.monotonic() - switched < BAKE_LIMIT:
             now = time.monotonic()
             bad = breached(judge.evaluate(traffic, now))

@@ -27,13 +27,23 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from watchdogd.config.schema import TargetConfig
-from watchdogd.core.deploy_plan import GREEN_SERVING, ResumeAction, Stage, bake_verdict, can_move
+from watchdogd.config.traffic import TrafficConfig
+from watchdogd.core.deploy_plan import (
+    FULL_WEIGHT,
+    GREEN_SERVING,
+    ResumeAction,
+    Stage,
+    Step,
+    StepClock,
+    can_move,
+)
 from watchdogd.deploy import green as containers
+from watchdogd.deploy.bake import Bake, Order
 from watchdogd.deploy.parts import Hooks, Side
 from watchdogd.deploy.prechecks import run_prechecks
 from watchdogd.deploy.proxy import Proxy, Slot
-from watchdogd.deploy.windows import CounterFeed, TrafficJudge, TrafficWindows, breached, pending
-from watchdogd.errors import StoreError, WatchdogError
+from watchdogd.deploy.windows import TrafficWindows
+from watchdogd.errors import ControlRefused, StoreError, WatchdogError
 from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.store import Store
 
@@ -48,7 +58,6 @@ log = structlog.get_logger(__name__)
 # the daemon exactly there. Never set these in production.
 PAUSE_STAGE_ENV = "WATCHDOGD_TEST_PAUSE_DEPLOY_STAGE"
 PAUSE_FILE_ENV = "WATCHDOGD_TEST_PAUSE_FILE"
-BAKE_TICK = 0.05
 MAX_LOG_LINES = 200
 
 
@@ -73,8 +82,8 @@ class Deployment:
     lines: list[str] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)
     detected_at: float | None = None
+    baking: Bake | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _bake_started: float = 0.0
 
     # --- the journal ------------------------------------------------------------------------
 
@@ -84,6 +93,7 @@ class Deployment:
             "green": self.green.to_dict(),
             "lines": self.lines[-MAX_LOG_LINES:],
             "numbers": self.numbers,
+            "bake": self.baking.progress() if self.baking is not None else None,
         }
 
     def journal(self, stage: Stage | None = None, reason: str | None = None) -> None:
@@ -132,7 +142,7 @@ class Deployment:
                 return self.stage
             await self.say(summary)
             await self._prepare_slot()
-            await self.switch()
+            await self.switch(self.target_traffic.plan(self.bake_time))
             await self.bake()
         except asyncio.CancelledError:
             raise  # shutdown: the journal says where it stood, the next start resumes
@@ -177,7 +187,7 @@ class Deployment:
             self.engine, self.target.name, self.green.container
         )
         endpoint = await containers.endpoint_of(
-            self.engine, self.green.container, self._traffic.upstream
+            self.engine, self.green.container, self.target_traffic.upstream
         )
         self.green.slot = Slot(f"wd-{token}", endpoint)
         await self.reach(Stage.GREEN_CREATED)
@@ -186,7 +196,7 @@ class Deployment:
         )
 
     @property
-    def _traffic(self) -> Any:
+    def target_traffic(self) -> TrafficConfig:
         assert self.target.traffic is not None  # noqa: S101 - only traffic targets deploy
         return self.target.traffic
 
@@ -195,7 +205,7 @@ class Deployment:
         name = self.green.container
         return await run_prechecks(
             self.target,
-            self._traffic.pre_checks,
+            self.target_traffic.pre_checks,
             self.green.slot.endpoint,
             self.client(),
             secrets=self.secrets,
@@ -208,65 +218,62 @@ class Deployment:
         # maintenance, then enabled): nothing reaches it before that.
         await self.reach(Stage.GREEN_READY)
 
-    def _slots(self) -> tuple[Slot, Slot]:
+    def slots(self) -> tuple[Slot, Slot]:
+        """Blue's and green's servers."""
         assert self.blue.slot is not None  # noqa: S101 - set when the deploy started
         assert self.green.slot is not None  # noqa: S101 - set when green was created
         return self.blue.slot, self.green.slot
 
-    async def switch(self) -> None:
-        """Users to green. Journaled first: from here a crash resumes with green judged."""
+    def watch_windows(self, *, blue_too: bool) -> None:
+        """Start green's window (and blue's, for a baseline), empty."""
+        blue, green = self.slots()
+        traffic = self.target_traffic
+        for server in (green.server, blue.server) if blue_too else (green.server,):
+            self.windows.watch(
+                self.proxy.backend, server, traffic.latency_thresholds, traffic.window
+            )
+
+    def detected(self, now: float) -> None:
+        self.detected_at = now
+        self.numbers["detected_at"] = time.time()
+
+    async def switch(self, plan: list[Step] | None = None) -> None:
+        """Users to green (its first step's weight). Journaled first: from here a crash
+        resumes with green judged. ``plan`` None: one step at 100 % for the bake time."""
+        canary = plan is not None and self.target_traffic.strategy == "canary"
+        self.baking = Bake(self, plan or [Step(FULL_WEIGHT, self.bake_time)], canary=canary)
         await self.reach(Stage.SWITCHING)
-        blue, green = self._slots()
-        self.windows.watch(self.proxy.backend, green.server)
-        await self.proxy.switch(green, [blue], standby=True)
-        self._bake_started = time.monotonic()
+        blue, green = self.slots()
+        first = self.baking.step
+        self.watch_windows(blue_too=first.weight < FULL_WEIGHT)
+        await self.proxy.share(green, blue, first.weight)
+        self.baking.clock = StepClock(time.monotonic())
         await self.reach(Stage.BAKING)
         await self.hooks.observe()
-        await self.say(f"traffic switched to green; baking for {self.bake_time:g} s")
+        label = first.label(0, len(self.baking.plan)) if canary else "traffic switched to green"
+        await self.say(f"{label}; baking for {first.duration:g} s")
         await self.hooks.notify(
             "deploy_switched",
-            f"traffic switched to {self.image}; blue kept running through the bake",
-            {"bake_time": self.bake_time},
+            f"{label}: {self.image} takes {first.weight} % of the requests; blue keeps running",
+            {"bake_time": self.bake_time, **self.baking.progress()},
         )
 
     async def bake(self) -> None:
-        assert self.green.slot is not None  # noqa: S101 - set by _create_green
-        judge = TrafficJudge([g.spec() for g in self._traffic.gates])
-        traffic = self.windows.get(self.proxy.backend, self.green.slot.server)
-        if traffic is None:
-            traffic = self.windows.watch(self.proxy.backend, self.green.slot.server)
-        said = ""
-        counters = (
-            None if self._traffic.haproxy.log_socket else CounterFeed(self.proxy, self.windows)
-        )
-        while self.stage is Stage.BAKING:
-            now = time.monotonic()
-            if counters is not None:
-                await counters.poll(self.green.slot.server, now)
-            results = judge.evaluate(traffic, now)
-            bad = breached(results)
-            if bad is not None:
-                self.detected_at = now
-                self.numbers["detected_at"] = time.time()
-                numbers = {"gate": bad.gate, "value": bad.value, "threshold": bad.threshold}
-                await self.switch_back(f"green breached {bad.gate}: {bad.reason}", numbers)
-                break
-            ready, why = bake_verdict(
-                elapsed=now - self._bake_started,
-                bake_time=self.bake_time,
-                requests=traffic.requests,
-                min_requests=self._traffic.min_requests,
-                breach_pending=pending(results),
-            )
-            if ready and not self.hooks.playbook_running():
-                self.numbers.update(requests=traffic.requests, errors=traffic.errors)
-                await self.promote(why)
-                return
-            if why != said and not why.startswith("baking,"):
-                await self.say(why)
-                said = why
-            await asyncio.sleep(BAKE_TICK)
+        """Green's steps (``deploy.bake``), then, if it was switched back, the rollback."""
+        assert self.baking is not None  # noqa: S101 - set by switch
+        await self.baking.run()
         await self._wait_rolled_back()
+
+    def order(self, order: Order) -> str:
+        """An operator's pause, resume, promote or abort; ``ControlRefused`` when it does
+        not apply now (only while green is judged on user traffic)."""
+        if self.stage is not Stage.BAKING or self.baking is None:
+            raise ControlRefused(
+                409, f"the deploy is at stage {self.stage.value}: orders apply while it bakes"
+            )
+        said = self.baking.order(order)
+        self.journal()
+        return said
 
     # --- going back ------------------------------------------------------------------------
 
@@ -277,7 +284,7 @@ class Deployment:
         async with self._lock:
             if self.stage not in GREEN_SERVING:
                 return
-            blue, green = self._slots()
+            blue, green = self.slots()
             await self.proxy.switch(blue, [green])
             switched = time.monotonic()
             self.journal(Stage.ROLLING_BACK, reason)
@@ -300,7 +307,7 @@ class Deployment:
                 self.journal(Stage.ROLLING_BACK, reason)
             if self.stage is not Stage.ROLLING_BACK:
                 return
-            blue, green = self._slots()
+            blue, green = self.slots()
             # Idempotent: after an immediate switch back it only checks that it holds.
             await self.proxy.switch(blue, [green])
             self.numbers.update(self._green_numbers())
@@ -372,7 +379,7 @@ class Deployment:
 
     async def finish_promotion(self) -> None:
         """Retire blue (server and container), give green blue's name. Idempotent."""
-        blue, green = self._slots()
+        blue, green = self.slots()
         await self.proxy.switch(green, [blue])
         if blue.dynamic:
             self.proxy.keep(green, [])

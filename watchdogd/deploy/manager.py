@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from watchdogd.config.schema import Config, Defaults, TargetConfig
 from watchdogd.config.settings import resolve
 from watchdogd.core.deploy_plan import Stage, resume_action
 from watchdogd.core.incident import TargetState
 from watchdogd.deploy import green as containers
+from watchdogd.deploy.bake import Order
 from watchdogd.deploy.deployment import Deployment
 from watchdogd.deploy.driver import TrafficDriver
 from watchdogd.deploy.hooks import Announcer, daemon_hooks
@@ -89,6 +92,8 @@ class DeployManager:
             ["target", "outcome"],
             registry=registry,
         )
+        traffic_targets = lambda: [t.name for t in config().targets if t.traffic]  # noqa: E731
+        registry.register(_StepGauges(self.active, traffic_targets))
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -235,6 +240,32 @@ class DeployManager:
 
         self._tasks[deployment.id] = asyncio.create_task(run(), name=f"deploy:{name}")
 
+    # --- an operator's orders ----------------------------------------------------------------
+
+    def control(self, name: str, order: str) -> dict[str, Any]:
+        """Pause, resume, promote or abort the target's running deploy (``deploy.bake``);
+        ``ControlRefused`` (404 unknown target or order, 409 nothing to order) changes nothing."""
+        self._target(name)
+        try:
+            wanted = Order(order)
+        except ValueError:
+            known = ", ".join(o.value for o in Order)
+            raise ControlRefused(404, f"no order {order!r}; orders are {known}") from None
+        deployment = self.active.get(name)
+        if deployment is None:
+            raise ControlRefused(409, f"no deploy of {name} is running")
+        said = deployment.order(wanted)
+        log.warning("deploy.order", target=name, deploy=deployment.id, order=wanted.value)
+        return {"deploy": self._record(deployment.id), "result": said}
+
+    def progress(self, name: str) -> dict[str, Any] | None:
+        """The running deploy of ``name`` as status shows it, or None."""
+        deployment = self.active.get(name)
+        if deployment is None:
+            return None
+        bake = deployment.baking.progress() if deployment.baking is not None else None
+        return {"id": deployment.id, "stage": deployment.stage.value, "bake": bake}
+
     # --- reading ---------------------------------------------------------------------------
 
     def _record(self, deploy_id: str) -> dict[str, Any]:
@@ -315,12 +346,43 @@ class DeployManager:
         self._run(deployment, deployment.resume(action))
 
 
+class _StepGauges(Collector):
+    """Green's weight and step of every running deploy, read when /metrics is scraped."""
+
+    def __init__(self, active: Mapping[str, Deployment], targets: Callable[[], list[str]]) -> None:
+        self._active = active
+        self._targets = targets
+
+    def collect(self) -> Any:
+        weight = GaugeMetricFamily(
+            "watchdogd_deploy_green_weight",
+            "Green's share of the requests in percent during a deploy (0: none running).",
+            labels=["target"],
+        )
+        step = GaugeMetricFamily(
+            "watchdogd_deploy_step",
+            "The running deploy's step, 1-based (0: none running or not yet switched).",
+            labels=["target"],
+        )
+        for name in sorted(set(self._targets()) | set(self._active)):
+            deployment = self._active.get(name)
+            bake = deployment.baking if deployment is not None else None
+            serving = (
+                bake is not None and deployment is not None and deployment.stage is Stage.BAKING
+            )
+            weight.add_metric([name], bake.step.weight if serving and bake else 0)
+            step.add_metric([name], bake.index + 1 if serving and bake else 0)
+        yield weight
+        yield step
+
+
 def _view(record: DeployRecord) -> dict[str, Any]:
     body = record.body
     return {
         **record.to_dict(),
         "lines": list(body.get("lines") or []),
         "numbers": dict(body.get("numbers") or {}),
+        "bake": body.get("bake"),
         "blue": (body.get("blue") or {}).get("container"),
         "green": (body.get("green") or {}).get("container"),
     }

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from watchdogd.core.deploy_plan import FULL_WEIGHT, canary_weights
 from watchdogd.deploy.green import Endpoint
 from watchdogd.errors import TrafficError
 from watchdogd.traffic.split import SplitReconciler, TrafficSplit
@@ -61,6 +62,18 @@ def split_for(
     return TrafficSplit(backend, weights, addresses, spare)
 
 
+def weighted_split(backend: str, green: Slot, blue: Slot, green_weight: int) -> TrafficSplit:
+    """A canary step: ``green_weight`` % of new requests to green, the rest to blue."""
+    green_share, blue_share = canary_weights(green_weight)
+    weights = {green.server: green_share, blue.server: blue_share}
+    addresses = {
+        slot.server: (slot.endpoint.address, slot.endpoint.port)
+        for slot in (green, blue)
+        if slot.dynamic
+    }
+    return TrafficSplit(backend, weights, addresses)
+
+
 class Proxy:
     """One HAProxy backend, through the reconciler of its Runtime API socket."""
 
@@ -79,6 +92,13 @@ class Proxy:
     async def switch(self, serving: Slot, others: list[Slot], *, standby: bool = False) -> None:
         """Every request to ``serving``; raises ``TrafficError`` when not applied and verified."""
         await self.reconciler.apply(split_for(self.backend, serving, others, standby=standby))
+
+    async def share(self, green: Slot, blue: Slot, green_weight: int) -> None:
+        """Green at ``green_weight`` %, blue the rest (100 %: blue kept on standby)."""
+        if green_weight >= FULL_WEIGHT:
+            await self.switch(green, [blue], standby=True)
+            return
+        await self.reconciler.apply(weighted_split(self.backend, green, blue, green_weight))
 
     def keep(self, serving: Slot, others: list[Slot]) -> None:
         """Want this split from now on (put back after an HAProxy restart), without applying."""

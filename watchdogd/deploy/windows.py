@@ -10,12 +10,24 @@ with many servers costs nothing here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
-from watchdogd.core.gates import Gate, GateResult, GateSpec, Verdict
-from watchdogd.core.window import Window
+from watchdogd.config.traffic import TrafficGate
+from watchdogd.core.baseline import (
+    QUANTILES,
+    BaselineSpec,
+    Counts,
+    LatencyEvidence,
+    compare_error_rates,
+    compare_latency,
+    latency_threshold,
+)
+from watchdogd.core.gates import Gate, GateResult, Verdict
+from watchdogd.core.stats import z_for
+from watchdogd.core.window import Window, WindowStats
 from watchdogd.deploy.proxy import Proxy
 from watchdogd.errors import WatchdogError
 
@@ -40,9 +52,17 @@ class TrafficWindows:
     _servers: dict[tuple[str, str], ServerTraffic] = field(default_factory=dict)
     unwatched: int = 0
 
-    def watch(self, backend: str, server: str) -> ServerTraffic:
-        """Start (or restart, empty) the window of one server."""
-        traffic = ServerTraffic(Window(self.span))
+    def watch(
+        self,
+        backend: str,
+        server: str,
+        thresholds: Sequence[float] = (),
+        span: float | None = None,
+    ) -> ServerTraffic:
+        """Start (or restart, empty) the window of one server; ``thresholds``: the latencies
+        its gates compare with (a window counts the samples above each, see ``core.gates``)."""
+        window = Window(span if span is not None else self.span, thresholds=thresholds)
+        traffic = ServerTraffic(window)
         self._servers[(backend, server)] = traffic
         return traffic
 
@@ -77,19 +97,56 @@ class TrafficWindows:
         traffic.last_status = status
 
 
-@dataclass
 class TrafficJudge:
-    """The traffic gates of one deploy, over green's window."""
+    """The traffic gates of one deploy: absolute gates over green's window, baseline gates
+    comparing green's window with blue's over the same time (``core.baseline``)."""
 
-    specs: list[GateSpec]
-    gates: list[Gate] = field(init=False)
+    def __init__(self, gates: Sequence[TrafficGate]) -> None:
+        self._absolute = [Gate(gate.spec()) for gate in gates if not gate.baseline]
+        self._baseline = [gate.baseline_spec() for gate in gates if gate.baseline]
 
-    def __post_init__(self) -> None:
-        self.gates = [Gate(spec) for spec in self.specs]
+    @property
+    def compares(self) -> bool:
+        return bool(self._baseline)
 
-    def evaluate(self, traffic: ServerTraffic, now: float) -> list[GateResult]:
-        stats = traffic.window.stats(now)
-        return [gate.evaluate(stats, now) for gate in self.gates]
+    def evaluate(
+        self, green: ServerTraffic, now: float, blue: ServerTraffic | None = None
+    ) -> list[GateResult]:
+        """Every gate's result; without ``blue`` (green serves alone) no baseline result."""
+        stats = green.window.stats(now)
+        results = [gate.evaluate(stats, now) for gate in self._absolute]
+        if blue is not None and self._baseline:
+            blue_stats = blue.window.stats(now)
+            results += [_compared(spec, green.window, stats, blue_stats) for spec in self._baseline]
+        return results
+
+
+def _compared(
+    spec: BaselineSpec, green_window: Window, green: WindowStats, blue: WindowStats
+) -> GateResult:
+    if spec.metric in QUANTILES:
+        blue_quantile = getattr(blue, spec.metric.value.removeprefix("latency_"))
+        threshold = None if blue_quantile is None else latency_threshold(spec, blue_quantile)
+        slow = 0 if threshold is None else green_window.latencies_above(threshold)
+        evidence = LatencyEvidence(
+            Counts(green.latency_count, slow), blue.latency_count, blue_quantile, threshold
+        )
+        result = compare_latency(spec, evidence)
+        samples = green.latency_count
+    else:
+        result = compare_error_rates(
+            spec, Counts(green.count, green.errors), Counts(blue.count, blue.errors)
+        )
+        samples = green.count
+    return GateResult(
+        gate=result.gate,
+        verdict=result.verdict,
+        condition=result.verdict,
+        value=result.z,
+        threshold=z_for(spec.confidence),
+        reason=result.reason,
+        samples=samples,
+    )
 
 
 def breached(results: list[GateResult]) -> GateResult | None:
@@ -107,23 +164,26 @@ class CounterFeed:
     def __init__(self, proxy: Proxy, windows: TrafficWindows) -> None:
         self._proxy = proxy
         self._windows = windows
-        self._last: tuple[int, int] | None = None
+        self._last: dict[str, tuple[int, int]] = {}
         self._due = 0.0
 
-    async def poll(self, server: str, now: float) -> None:
+    async def poll(self, servers: Sequence[str], now: float) -> None:
         if now < self._due:
             return
         self._due = now + COUNTER_POLL
         try:
-            status = (await self._proxy.reconciler.runtime.servers(self._proxy.backend)).get(server)
+            found = await self._proxy.reconciler.runtime.servers(self._proxy.backend)
         except WatchdogError as err:
             log.debug("deploy.counters_unavailable", error=str(err))
             return  # unknown, not bad
-        if status is None:
-            return
-        totals = (status.requests_total, status.responses_5xx)
-        if self._last is not None:
-            requests, errors = totals[0] - self._last[0], totals[1] - self._last[1]
-            if requests >= 0:
-                self._windows.counts(self._proxy.backend, server, now, requests, errors)
-        self._last = totals
+        for server in servers:
+            status = found.get(server)
+            if status is None:
+                continue
+            totals = (status.requests_total, status.responses_5xx)
+            last = self._last.get(server)
+            if last is not None:
+                requests, errors = totals[0] - last[0], totals[1] - last[1]
+                if requests >= 0:
+                    self._windows.counts(self._proxy.backend, server, now, requests, errors)
+            self._last[server] = totals
