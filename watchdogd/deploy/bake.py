@@ -15,6 +15,7 @@ switches back), resume, promote now, or abort (a switch back, as for a breach).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from enum import StrEnum
 from typing import Any, Protocol
@@ -34,6 +35,8 @@ from watchdogd.deploy.windows import (
 from watchdogd.errors import ControlRefused
 
 BAKE_TICK = 0.05
+SAY_AGAIN = 15.0
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 
 
 class Order(StrEnum):
@@ -162,7 +165,7 @@ class Bake:
             if deploy.target_traffic.haproxy.log_socket
             else CounterFeed(deploy.proxy, deploy.windows)
         )
-        said = ""
+        said, said_at = "", 0.0
         while deploy.stage is Stage.BAKING:
             now = time.monotonic()
             blue, green = deploy.slots()
@@ -190,9 +193,11 @@ class Bake:
                 self.verdicts[self.index] = why
                 deploy.journal()
                 return True
-            if why != said and not why.startswith("baking,"):
+            # Once per kind of wait (numbers aside), and every SAY_AGAIN s while it lasts.
+            kind = _NUMBERS.sub("#", why)
+            if not why.startswith("baking,") and (kind != said or now - said_at > SAY_AGAIN):
                 await deploy.say(why)
-                said = why
+                said, said_at = kind, now
             await asyncio.sleep(BAKE_TICK)
         return False
 
