@@ -9,6 +9,8 @@ when it was sent, its status and the release that answered (``X-App-Version``).
 passes its pre-checks; once users are on it, it starts answering 500 (``docker exec`` sets
 its mode: a fault that shows only under real traffic). watchdogd detects it from HAProxy's
 request log (the default traffic gate, error rate above 1 %) and switches back.
+**(a'') canary**: the same, with ``strategy: canary`` and a first step of 5 %: the fault is
+set while green takes 5 % of the requests.
 **(a') pre-promotion catch**: ``watchdogd deploy`` of image v2 (500 on every endpoint).
 **(b) re-create**: the same target without ``traffic:``; a deploy script replaces the
 container (``docker rm -f`` + ``docker run`` of v2 on the same port); watchdogd detects it with
@@ -20,8 +22,11 @@ detection (a); the deploy's ``detected_at``; (b): the ``incident_started`` audit
 *detection to previous release serving all traffic* is from detection to the sending of the
 last request that v1 did not answer well (after it, v1 served everything); the load is 4
 independent users, so one slow request holds up only its own user (resolution ~10 ms).
-(c) Swarm's own rollback is not run here: a Swarm service has no second release to switch to;
-``bench_mttr.py`` measures its update rollback (1.4 s from detection on this machine).
+**(c) Swarm's own rollback** (``bluegreen_swarm.py``): a one-replica service behind the same
+HAProxy, v2 deployed by ``docker service update``; back to v1 by ``docker service rollback``
+once watchdogd detects it with the re-create case's check and gate (the row that differs from
+(b) only in the restore), and, as a second row, by Swarm itself
+(``--update-failure-action rollback``, detected when Swarm starts its rollback).
 
 Targets (issue #14): switch back <= 50 ms after detection; 0 failed requests after detection;
 a release caught by the pre-promotion checks costs users 0 failed requests.
@@ -33,174 +38,29 @@ import contextlib
 import io
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
-import httpx
+from bench_mttr import Swarm
+from bluegreen_stage import HAProxy, Load, Outcome, daemon_config, wait
+from bluegreen_swarm import swarm_case
 from common import TOKEN, DaemonProc, Row, free_port
 from mttr_app import LABEL, build_images, remove_images, remove_labelled, run_container
 
-from watchdogd.traffic.log_line import LOG_FORMAT
-
-RATE = 100.0
-USERS = 4
+CANARY = "      strategy: canary\n      steps: [{weight: 5%, for: 60s}, {weight: 100%, for: 5s}]\n"
 
 
-@dataclass
-class Sample:
-    sent: float
-    status: int
-    version: str
-
-
-class Load:
-    """``RATE`` requests a second from ``USERS`` independent users (threads), so that one slow
-    request holds up only its own user, and the moment traffic moves shows to ~10 ms."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.samples: list[Sample] = []
-        self.halt = threading.Event()
-        self._threads = [threading.Thread(target=self._user, daemon=True) for _ in range(USERS)]
-
-    def start(self) -> None:
-        for index, thread in enumerate(self._threads):
-            thread.start()
-            time.sleep(1 / RATE * (index + 1) / USERS)  # spread the users out
-
-    def join(self, timeout: float) -> None:
-        for thread in self._threads:
-            thread.join(timeout)
-
-    def _user(self) -> None:
-        gap = USERS / RATE
-        with httpx.Client(trust_env=False, timeout=5.0) as client:
-            while not self.halt.is_set():
-                sent = time.time()
-                try:
-                    answer = client.get(self.url)
-                    version = answer.headers.get("X-App-Version", "")
-                    sample = Sample(sent, answer.status_code, version)
-                except httpx.HTTPError:
-                    sample = Sample(sent, 0, "")
-                self.samples.append(sample)
-                self.halt.wait(max(0.0, gap - (time.time() - sent)))
-
-    def failed(self, since: float) -> int:
-        return sum(1 for s in self.samples if s.sent >= since and not 0 < s.status < 500)
-
-    def last_elsewhere(self, good: str, since: float) -> float | None:
-        """When the last request was sent that ``good`` did not answer well (from ``since``):
-        after it, the previous release served all traffic."""
-        return max(
-            (
-                s.sent
-                for s in self.samples
-                if s.sent >= since and (s.version != good or s.status >= 500)
-            ),
-            default=None,
-        )
-
-
-class HAProxy:
-    def __init__(self, workdir: Path, app_port: int) -> None:
-        self.port = free_port()
-        self.admin = workdir / "admin.sock"
-        self.log_socket = workdir / "log.sock"
-        config = workdir / "haproxy.cfg"
-        config.write_text(f"""\
-global
-    stats socket {self.admin} mode 600 level admin
-    log {self.log_socket} local0 info
-defaults
-    mode http
-    log global
-    log-format "{LOG_FORMAT}"
-    option dontlognull
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-frontend web
-    bind 127.0.0.1:{self.port}
-    default_backend app
-backend app
-    balance roundrobin
-    server blue 127.0.0.1:{app_port} weight 100
-""")
-        self.proc = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(config)],
-            stdout=(workdir / "haproxy.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 10
-        while not self.admin.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/cgi-bin/api"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
-
-
-def _config(workdir: Path, port: int, container: str, proxy: HAProxy, traffic: bool) -> Path:
-    token = workdir / "token"
-    token.write_text(TOKEN + "\n")
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    section = (
-        f"""
-    traffic:
-      haproxy: {{socket: {proxy.admin}, backend: app, log_socket: {proxy.log_socket}}}
-      upstream: {{port: 8080}}
-      pre_checks: {{samples: 3, interval: 200ms, timeout: 30s}}
-      bake_time: 60s
-      drain_timeout: 2s
-"""
-        if traffic
-        else ""
-    )
-    path = workdir / "watchdogd.yaml"
-    path.write_text(f"""\
-listen: 127.0.0.1:{port}
-api_token_file: {token}
-state_dir: {workdir / "state"}
-docker: {{host: "{host}", poll_interval: 500ms}}
-log: {{format: json, level: info}}
-defaults: {{window: 1m, bake_time: 1s, cooldown: 5m, stop_timeout: 1s}}
-targets:
-  - name: shop
-    container: {container}
-    checks:
-      - {{name: api, type: http, url: "{proxy.url}", interval: 300ms, timeout: 1s}}
-    gates:
-      - {{check: api, metric: error_rate, above: 1%}}
-{section}""")
-    return path
-
-
-@dataclass
-class Outcome:
-    failed_total: int
-    failed_after: int
-    back_ms: float | None
-    switch_ms: float | None = None  # only when green's traffic gate detected it
-
-
-def _stage(client: Any, refs: dict[str, str], workdir: Path, traffic: bool) -> tuple[Any, ...]:
+def _stage(
+    client: Any, refs: dict[str, str], workdir: Path, traffic: bool, strategy: str = ""
+) -> tuple[Any, ...]:
     name = f"bench-bg-{os.getpid()}-{time.monotonic_ns() % 10**8}"
     app_port = free_port()
     run_container(client, name, refs["v1"], app_port)
-    _wait(
+    wait(
         lambda: (
             client.containers.get(name).attrs["State"].get("Health", {}).get("Status") == "healthy"
         )
@@ -208,7 +68,9 @@ def _stage(client: Any, refs: dict[str, str], workdir: Path, traffic: bool) -> t
     proxy = HAProxy(workdir, app_port)
     port = free_port()
     daemon = DaemonProc(
-        _config(workdir, port, name, proxy, traffic), port, log=workdir / "daemon.log"
+        daemon_config(workdir, port, f"container: {name}", proxy, traffic, strategy=strategy),
+        port,
+        log=workdir / "daemon.log",
     )
     daemon.wait_ready()
     daemon.wait_state("shop", "healthy")
@@ -216,14 +78,6 @@ def _stage(client: Any, refs: dict[str, str], workdir: Path, traffic: bool) -> t
     load.start()
     time.sleep(1.0)
     return name, proxy, daemon, load
-
-
-def _wait(ready: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out")
-        time.sleep(0.1)
 
 
 def _deploy_record(daemon: DaemonProc) -> dict[str, Any]:
@@ -239,18 +93,18 @@ def _deploy(daemon: DaemonProc, image: str) -> None:
     answer.raise_for_status()
 
 
-def _blue_green(client: Any, refs: dict[str, str], tag: str) -> Outcome:
+def _blue_green(client: Any, refs: dict[str, str], tag: str, strategy: str = "") -> Outcome:
     with tempfile.TemporaryDirectory(prefix="bench-bg-") as tmp:
-        name, proxy, daemon, load = _stage(client, refs, Path(tmp), traffic=True)
+        name, proxy, daemon, load = _stage(client, refs, Path(tmp), True, strategy)
         try:
             _deploy(daemon, tag)
-            _wait(lambda: _deploy_record(daemon).get("stage") == "baking")
+            wait(lambda: _deploy_record(daemon).get("stage") == "baking")
             time.sleep(1.0)
             green = _deploy_record(daemon)["green"]
             broke = time.time()
             client.containers.get(green).exec_run(["sh", "-c", "echo 500 > /tmp/mode"])
-            _wait(lambda: _deploy_record(daemon).get("stage") == "rolled_back")
-            _wait(lambda: any(e["kind"] == "incident_started" for e in daemon.events()))
+            wait(lambda: _deploy_record(daemon).get("stage") == "rolled_back")
+            wait(lambda: any(e["kind"] == "incident_started" for e in daemon.events()))
             time.sleep(1.0)
             numbers = _deploy_record(daemon)["numbers"]
             # Green's traffic gate, or the target's own gate on its check through HAProxy
@@ -263,6 +117,7 @@ def _blue_green(client: Any, refs: dict[str, str], tag: str) -> Outcome:
                 failed_after=load.failed(detected),
                 back_ms=None if back is None else max(0.0, back - detected) * 1000,
                 switch_ms=numbers.get("switch_back_ms"),
+                detected_by="traffic gate" if numbers.get("detected_at") else "target gate",
             )
         finally:
             _teardown(client, name, proxy, daemon, load)
@@ -274,7 +129,7 @@ def _caught(client: Any, refs: dict[str, str]) -> int:
         try:
             started = time.time()
             _deploy(daemon, refs["v2"])
-            _wait(lambda: _deploy_record(daemon).get("stage") == "aborted")
+            wait(lambda: _deploy_record(daemon).get("stage") == "aborted")
             return load.failed(started)
         finally:
             _teardown(client, name, proxy, daemon, load)
@@ -290,7 +145,7 @@ def _recreate(client: Any, refs: dict[str, str]) -> Outcome:
             broke = time.time()
             client.api.remove_container(name, force=True)
             run_container(client, name, refs["v2"], int(port))
-            _wait(lambda: any(e["kind"] == "incident_finished" for e in daemon.events()), 90)
+            wait(lambda: any(e["kind"] == "incident_finished" for e in daemon.events()), 90)
             time.sleep(1.0)
             started = [e for e in daemon.events() if e["kind"] == "incident_started"]
             detected = float(started[-1]["at"])
@@ -328,25 +183,10 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(known) if known else None
 
 
-def run(quick: bool) -> list[Row]:
-    client = docker.from_env()
-    refs = build_images(client)
-    runs = 1 if quick else 3
-    extra: list[str] = []
-    try:
-        green: list[Outcome] = []
-        for index in range(runs):
-            tag = _derived(client, refs, f"bg{index}")
-            extra.append(tag)
-            green.append(_blue_green(client, refs, tag))
-        caught = [_caught(client, refs) for _ in range(runs)]
-        recreate = [_recreate(client, refs) for _ in range(runs)]
-    finally:
-        remove_labelled(client, f"{LABEL}=1")
-        remove_images(client, refs | {t: t for t in extra})
+def _compared(runs: int, green: list[Outcome], name: str, other: list[Outcome]) -> list[Row]:
+    """The three figures of an incident, blue-green against ``other``."""
     back = _median([o.back_ms for o in green])
     after = max(o.failed_after for o in green)
-    name = "re-create (today)"
     return [
         Row(
             "bluegreen",
@@ -354,7 +194,7 @@ def run(quick: bool) -> list[Row]:
             _median([float(o.failed_total) for o in green]),
             "requests",
             name,
-            _median([float(o.failed_total) for o in recreate]),
+            _median([float(o.failed_total) for o in other]),
         ),
         Row(
             "bluegreen",
@@ -362,38 +202,87 @@ def run(quick: bool) -> list[Row]:
             float(after),
             "requests",
             name,
-            float(max(o.failed_after for o in recreate)),
+            float(max(o.failed_after for o in other)),
             target="0",
             passed=after == 0,
         ),
         Row(
             "bluegreen",
-            "detection -> previous release serving all traffic",
+            "detection -> previous release serving all traffic (median)",
             back,
             "ms",
             name,
-            _median([o.back_ms for o in recreate]),
+            _median([o.back_ms for o in other]),
             target="<= 50 ms",
             passed=back is not None and back <= 50,
+        ),
+    ]
+
+
+def run(quick: bool) -> list[Row]:
+    client = docker.from_env()
+    refs = build_images(client)
+    runs = 1 if quick else 3
+    extra: list[str] = []
+    try:
+        green: list[Outcome] = []
+        canary: list[Outcome] = []
+        for index in range(runs):
+            tag = _derived(client, refs, f"bg{index}")
+            extra.append(tag)
+            green.append(_blue_green(client, refs, tag))
+            tag = _derived(client, refs, f"canary{index}")
+            extra.append(tag)
+            canary.append(_blue_green(client, refs, tag, CANARY))
+        caught = [_caught(client, refs) for _ in range(runs)]
+        recreate = [_recreate(client, refs) for _ in range(runs)]
+        with Swarm(client):
+            swarm = [swarm_case(client, refs, by_itself=False) for _ in range(runs)]
+            swarm_alone = [swarm_case(client, refs, by_itself=True) for _ in range(runs)]
+    finally:
+        remove_labelled(client, f"{LABEL}=1")
+        remove_images(client, refs | {t: t for t in extra})
+    for case, outcomes in (
+        ("blue-green", green),
+        ("canary 5 %", canary),
+        ("re-create", recreate),
+        ("swarm after detection", swarm),
+        ("swarm by itself", swarm_alone),
+    ):
+        print(f"{case}: {outcomes}", file=sys.stderr)  # every run, for the method notes
+    print(f"caught by pre-checks: {caught}", file=sys.stderr)
+    return [
+        *_compared(runs, green, "re-create (today)", recreate),
+        *_compared(runs, green, "Swarm rollback after detection", swarm),
+        *_compared(runs, green, "Swarm rollback by itself", swarm_alone),
+        Row(
+            "bluegreen",
+            f"canary, 5 % first step: failed requests per incident (median of {runs})",
+            _median([float(o.failed_total) for o in canary]),
+            "requests",
+            "blue-green",
+            _median([float(o.failed_total) for o in green]),
+            note="failed sent after detection, worst run: "
+            + str(max(o.failed_after for o in canary)),
         ),
         Row(
             "bluegreen",
             "switch back applied and verified (drain included)",
             _median([o.switch_ms for o in green]),
             "ms",
-            note="deploy numbers switch_back_ms",
+            note="deploy numbers switch_back_ms; detected by: "
+            + ", ".join(o.detected_by for o in green),
         ),
         Row(
             "bluegreen",
             "release caught by pre-checks: failed requests (worst run)",
             float(max(caught)),
             "requests",
-            name,
+            "re-create (today)",
             _median([float(o.failed_total) for o in recreate]),
             target="0",
             passed=max(caught) == 0,
         ),
-        Row("bluegreen", "Swarm's own rollback", None, "", note="not run: see module docstring"),
     ]
 
 

@@ -80,7 +80,7 @@ class TestSteps:
         config = stage.config(
             log_socket=True,
             min_requests=5,
-            strategy=canary("[{weight: 10%, for: 2s}, {weight: 50%, for: 2s}]"),
+            strategy=canary("[{weight: 10%, for: 6s}, {weight: 50%, for: 4s}]"),
         )
         daemon = stage.start_daemon(config)
         load(stage, load_clients)

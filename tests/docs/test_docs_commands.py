@@ -144,8 +144,9 @@ def docs_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsDaemon
         return httpx.get(f"{url}/api/v1/targets/{name}", timeout=5).json()  # type: ignore[no-any-return]
 
     def settled_on(name: str, version: str) -> bool:
-        now = status(name)
-        return bool(now["state"] == "healthy" and now["current_release"]["image"] == version)
+        now = status(name)  # {"error": ...} with 503 while the daemon starts
+        current = now.get("current_release") or {}
+        return bool(now.get("state") == "healthy" and current.get("image") == version)
 
     try:
         try:

@@ -38,7 +38,7 @@ from tests.support.images import AppImages, wait_http
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.sink import HttpSink
 from watchdogd.config.steps import IDEMPOTENT_ACTIONS
-from watchdogd.daemon.wiring import PAUSE_FILE_ENV, PAUSE_STEP_ENV
+from watchdogd.playbook.crash_points import PAUSE_FILE_ENV, PAUSE_STEP_ENV
 from watchdogd.store import JournalEntry, StepStatus, Store
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]

@@ -11,10 +11,8 @@ drops a target frees it at once, without a garbage collection.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -27,6 +25,7 @@ from watchdogd.deploy.manager import DeployManager
 from watchdogd.errors import StepFailed, StoreError
 from watchdogd.metrics.registry import Metrics
 from watchdogd.model import public_release
+from watchdogd.playbook.crash_points import pause_hook_for_tests
 from watchdogd.playbook.notify import send
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
@@ -327,39 +326,6 @@ class Wiring:
             "incident": controller.incident_id,
             "container_healthy": view.container_healthy,
         }
-
-
-# TEST-ONLY: the crash tests (tests/e2e/test_crash_resume.py) must SIGKILL the daemon while a
-# given playbook step is in flight, deterministically. With both variables set, the runner's
-# ``before_step`` (called after the step's ``started`` row is committed, before it acts) writes
-# the marker file and then sleeps, so the test can kill the process there. Never set these in
-# production: the playbook would hang at that step.
-PAUSE_STEP_ENV = "WATCHDOGD_TEST_PAUSE_STEP"
-PAUSE_FILE_ENV = "WATCHDOGD_TEST_PAUSE_FILE"
-
-
-def pause_hook_for_tests() -> BeforeStep | None:
-    """TEST-ONLY (see above): the pause-at-step hook, or None when the variables are unset."""
-    index, marker = os.environ.get(PAUSE_STEP_ENV), os.environ.get(PAUSE_FILE_ENV)
-    if index is None or not marker:
-        return None
-    pause_at = int(index)
-    log.warning("test_only_pause_hook_enabled", step=pause_at, marker=marker)
-
-    async def pause(step_index: int, step: Step) -> None:
-        if step_index != pause_at:
-            return
-        await asyncio.to_thread(_write_marker, Path(marker), f"{step_index} {step.action}\n")
-        await asyncio.sleep(3600)
-
-    return pause
-
-
-def _write_marker(path: Path, text: str) -> None:
-    """Whole or not at all: the test reads the marker as soon as it exists."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
 
 
 async def _observe_now(controller: TargetController) -> None:

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -44,6 +42,7 @@ from watchdogd.deploy.prechecks import run_prechecks
 from watchdogd.deploy.proxy import Proxy, Slot
 from watchdogd.deploy.windows import TrafficWindows
 from watchdogd.errors import ControlRefused, StoreError, WatchdogError
+from watchdogd.playbook.crash_points import pause_at_stage
 from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.store import Store
 
@@ -53,11 +52,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# TEST-ONLY (tests/deploy/test_deploy_crash.py): with both set, the deploy writes the marker
-# file once it has journaled the named stage, then waits forever, so that the test can SIGKILL
-# the daemon exactly there. Never set these in production.
-PAUSE_STAGE_ENV = "WATCHDOGD_TEST_PAUSE_DEPLOY_STAGE"
-PAUSE_FILE_ENV = "WATCHDOGD_TEST_PAUSE_FILE"
 MAX_LOG_LINES = 200
 
 
@@ -112,14 +106,10 @@ class Deployment:
             body=self.body(),
         )
 
-    async def reach(self, stage: Stage) -> None:
-        """Journal ``stage`` (and honour the TEST-ONLY pause)."""
-        self.journal(stage)
-        wanted, marker = os.environ.get(PAUSE_STAGE_ENV), os.environ.get(PAUSE_FILE_ENV)
-        if wanted == stage.value and marker:
-            log.warning("TEST-ONLY deploy pause", stage=stage.value, marker=marker)
-            await asyncio.to_thread(Path(marker).write_text, stage.value)
-            await asyncio.sleep(3600)
+    async def reach(self, stage: Stage, reason: str | None = None) -> None:
+        """Journal ``stage`` (and honour the TEST-ONLY crash point)."""
+        self.journal(stage, reason)
+        await pause_at_stage(stage.value)
 
     async def say(self, line: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.gmtime())
@@ -184,7 +174,7 @@ class Deployment:
         )
         await containers.start_green(self.engine, self.green.container)
         self.green.release = await containers.release_in(
-            self.engine, self.target.name, self.green.container
+            self.engine, self.target, self.green.container, serving_as=self.blue.container
         )
         endpoint = await containers.endpoint_of(
             self.engine, self.green.container, self.target_traffic.upstream
@@ -373,7 +363,7 @@ class Deployment:
 
     async def promote(self, why: str) -> None:
         assert self.green.release is not None  # noqa: S101 - set by _create_green
-        self.journal(Stage.PROMOTING, why)
+        await self.reach(Stage.PROMOTING, why)
         await self.hooks.mark_known_good(self.green.release)
         await self.finish_promotion()
 
@@ -391,7 +381,7 @@ class Deployment:
         )
         # Under blue's name green may fingerprint differently (its own name among its network
         # aliases): the release that now runs is the one that passed.
-        renamed = await containers.release_in(self.engine, self.target.name, self.blue.container)
+        renamed = await containers.release_in(self.engine, self.target, self.blue.container)
         if renamed is not None and self.green.release and renamed.id != self.green.release.id:
             await self.hooks.mark_known_good(renamed)
         self.journal(Stage.PROMOTED)

@@ -23,6 +23,7 @@ from watchdogd.config.schema import TargetConfig, TargetKind
 from watchdogd.config.traffic import Upstream
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
+from watchdogd.targets.compose_release import GREEN_MARK, renamed, replica_spec, service_release
 from watchdogd.targets.recreate import create_plan, release_of
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-GREEN_MARK = "-green-"
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 
@@ -83,12 +83,14 @@ def image_keys(image: dict[str, Any]) -> set[str]:
 async def create_green(
     engine: DockerEngine, blue_spec: dict[str, Any], image_ref: str, name: str
 ) -> str:
-    """Create (not start) green; returns its ID. Removes it again if a later call fails."""
-    spec = green_spec(blue_spec)
+    """Create (not start) green; returns its ID. Removes it again if a later call fails.
+    ``blue_spec`` is blue's release spec: a container's snapshot, or a Compose service's
+    (whose one replica is blue; green keeps its Compose labels, container number included,
+    so that Compose sees the service's one replica again once green is promoted)."""
+    spec = green_spec(replica_spec(blue_spec))
     # Create by the reference the user gave, so `docker ps` shows it.
     spec["Config"] = {**spec["Config"], "Image": image_ref}
     plan = create_plan(spec, image_ref, await engine.api_version())
-    # Compose counts containers by their number label; green is not a second replica.
     container_id = await engine.create(plan.body, name)
     try:
         for network, endpoint in plan.connect:
@@ -111,11 +113,25 @@ async def start_green(engine: DockerEngine, name: str) -> None:
         )
 
 
-async def release_in(engine: DockerEngine, target: str, name: str) -> Release | None:
+async def release_in(
+    engine: DockerEngine, target: TargetConfig, name: str, *, serving_as: str | None = None
+) -> Release | None:
+    """The release container ``name`` runs, in the form the target's driver records: a
+    container's snapshot, or a Compose service's one replica. A Compose release re-creates
+    its replicas by their recorded names, so green's is recorded under ``serving_as``, the
+    name it takes when promoted (a container target re-creates under its configured name)."""
     from watchdogd.targets.container import inspect_with_spec  # noqa: PLC0415 - see _running
 
     found = await inspect_with_spec(engine, name)
-    return None if found is None else release_of(target, found[1])
+    if found is None:
+        return None
+    spec = found[1]
+    if target.kind is TargetKind.COMPOSE and target.compose is not None:
+        if serving_as is not None:
+            spec = renamed(spec, serving_as)
+        compose = target.compose
+        return service_release(target.name, compose.project, compose.service, spec)
+    return release_of(target.name, spec)
 
 
 async def endpoint_of(engine: DockerEngine, name: str, upstream: Upstream) -> Endpoint:

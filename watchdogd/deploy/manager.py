@@ -176,7 +176,7 @@ class DeployManager:
         assert traffic is not None  # noqa: S101 - checked by the caller
         try:
             blue_name = await containers.blue_container(self._docker(), target)
-            blue_release = await containers.release_in(self._docker(), target.name, blue_name)
+            blue_release = await containers.release_in(self._docker(), target, blue_name)
             endpoint = await containers.endpoint_of(self._docker(), blue_name, traffic.upstream)
         except TargetError as err:
             raise ControlRefused(503, f"cannot read blue: {err}") from err

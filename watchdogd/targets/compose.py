@@ -21,6 +21,7 @@ from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.model import Release
 from watchdogd.targets.base import ExecResult
+from watchdogd.targets.compose_release import GREEN_MARK
 from watchdogd.targets.container import (
     NEW_MARK,
     OLD_MARK,
@@ -59,10 +60,12 @@ class ComposeDriver:
         for summary in listed:
             names = [str(n).lstrip("/") for n in summary.get("Names") or []]
             labels = summary.get("Labels") or {}
-            # ``docker compose run`` containers are not replicas; our swap temporaries and
-            # Compose's own carry the labels too but are not the service yet (or any more).
+            # ``docker compose run`` containers are not replicas; our swap temporaries, a
+            # deploy's green and Compose's own temporaries carry the labels too but are not
+            # the service yet (or any more).
             if labels.get(ONEOFF, "False") == "True" or any(
-                NEW_MARK in n or OLD_MARK in n or COMPOSE_TEMPORARY.match(n) for n in names
+                NEW_MARK in n or OLD_MARK in n or GREEN_MARK in n or COMPOSE_TEMPORARY.match(n)
+                for n in names
             ):
                 continue
             pair = await inspect_with_spec(self.engine, summary["Id"])
