@@ -26,6 +26,8 @@ FROM ${BASE}
 COPY --from=build /opt/watchdogd /opt/watchdogd
 COPY --from=build --chown=10001:10001 /var/lib/watchdogd /var/lib/watchdogd
 ENV PATH=/opt/watchdogd/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# Two malloc arenas for the daemon's few threads, as in the systemd unit (BENCHMARKS.md, idle).
+ENV MALLOC_ARENA_MAX=2
 # Not root. Reaching the Docker socket takes its group: `--group-add $(stat -c %g
 # /var/run/docker.sock)` (compose: group_add). Socket access is root-equivalent anyway.
 USER 10001:10001

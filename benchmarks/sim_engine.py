@@ -14,7 +14,10 @@ Three ways a check sees the service (``Feed``):
   connection a failure without latency, at once;
 * ``requests``: every user request as a sample (Poisson arrivals), reported when it completes;
 * ``scrape``: the app's counters and a prometheus_client histogram with the default buckets,
-  scraped every ``interval``.
+  scraped every ``interval``; with ``resets``, the app restarts every ``resets`` seconds: its
+  counters start again from zero and nothing answers the scrapes of the next minute;
+* ``log``: every request as a line of HAProxy's per-request log, through the receiver into the
+  deploy's window and traffic gates (``sim_haproxy``), some lines lost (``drop``).
 
 Nothing sleeps and nothing reads a clock: a seed gives the same numbers every time.
 """
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from watchdogd.config.schema import GateConfig, ScrapeCheck
-from watchdogd.core.gates import Gate, Verdict
+from watchdogd.core.gates import Gate, GateResult, Verdict
 from watchdogd.sources.scrape import ScrapeSource
 from watchdogd.watch.recorder import CheckRecorder
 
@@ -55,6 +58,9 @@ class Feed:
     timeout: float = 10.0  # probe timeout
     rate_at: Callable[[float], float] | None = None  # time-varying request rate
     peak: float = 0.0  # the highest rate_at, for thinning
+    resets: float = 0.0  # scrape: the app restarts every this many seconds (0: never)
+    drop: float = 0.0  # log: share of log lines lost
+    drop_bursts: tuple[float, float] | None = None  # log: (every, length) s of lost lines
 
 
 @dataclass
@@ -92,6 +98,10 @@ def simulate(
     """Run ``seconds`` of ``service`` seen through ``feed``; stop at the first breach at or
     after ``change`` (None: count false triggers over the whole run)."""
     rng = random.Random(seed)
+    if feed.kind == "log":
+        from sim_haproxy import simulate_log  # noqa: PLC0415 - a sibling that imports this
+
+        return simulate_log(service, feed, seconds, rng, change=change)
     configs = gates if gates is not None else gates_for(feed)
     thresholds = tuple(
         sorted({g.above for g in configs if g.above is not None and "latency" in g.metric})
@@ -104,6 +114,11 @@ def simulate(
 
     recorder.on_evidence = note
     judges = [Gate(g.spec()) for g in configs]
+
+    def evaluate(now: float) -> list[GateResult]:
+        stats = recorder.stats(now)
+        return [g.evaluate(stats, now, recorder.source_up, warming_up=now < warmup) for g in judges]
+
     outcome = Outcome(seconds=seconds)
     breached = False
     events: list[tuple[float, int, int, Any]] = []  # (time, order, kind, payload)
@@ -134,27 +149,17 @@ def simulate(
                 assert scraper is not None
                 scraper.scrape(at, recorder)
             elif kind == _REQUEST and scraper is not None:
-                scraper.observe(*payload)
+                scraper.observe(at, *payload)
                 continue
             # _WAITING: a probe past a threshold is evidence now.
             if kind == _WAITING or evidence[0]:
                 evidence[0] = False
-                breached = _judge(
-                    judges,
-                    recorder,
-                    at,
-                    change=change,
-                    warmup=warmup,
-                    was=breached,
-                    outcome=outcome,
-                )
+                breached = _judge(evaluate, at, change=change, was=breached, outcome=outcome)
                 if outcome.detected is not None:
                     return outcome
         if warm and tick >= warmup:
             warm = _end_warmup(recorder)
-        breached = _judge(
-            judges, recorder, tick, change=change, warmup=warmup, was=breached, outcome=outcome
-        )
+        breached = _judge(evaluate, tick, change=change, was=breached, outcome=outcome)
         if outcome.detected is not None:
             return outcome
         tick += 1.0
@@ -171,18 +176,16 @@ def _end_warmup(recorder: CheckRecorder) -> bool:
 
 
 def _judge(
-    judges: list[Gate],
-    recorder: CheckRecorder,
+    evaluate: Callable[[float], list[GateResult]],
     now: float,
     *,
     change: float | None,
-    warmup: float,
     was: bool,
     outcome: Outcome,
 ) -> bool:
-    stats = recorder.stats(now)
-    warming = now < warmup
-    results = [g.evaluate(stats, now, recorder.source_up, warming_up=warming) for g in judges]
+    """Judge at ``now``; count a transition into BREACHED before ``change`` as a false
+    trigger, the first breach at or after it as the detection. Returns whether breached."""
+    results = evaluate(now)
     hit = [r for r in results if r.verdict is Verdict.BREACHED]
     if change is not None and now >= change:
         if hit:
@@ -301,11 +304,26 @@ class _Scraper:
         )
         # ingest() needs no client: only the parsing and the counter arithmetic are used.
         self.source = ScrapeSource(check, cast(Any, None), cast(Any, None))
+        self.resets = feed.resets
+        self.epoch = 0  # app restarts so far
         self.ok = 0
         self.errors = 0
         self.buckets = [0] * (len(DEFAULT_BUCKETS) + 1)
 
-    def observe(self, ok: bool, latency: float) -> None:
+    def _restarted(self, now: float) -> bool:
+        """With ``resets``: the app restarts every ``resets`` s, its counters from zero, and
+        answers no scrape for a minute. True while it does not answer."""
+        if not self.resets:
+            return False
+        epoch = math.floor(now / self.resets)
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.ok = self.errors = 0
+            self.buckets = [0] * len(self.buckets)
+        return now - epoch * self.resets < 60.0 and epoch > 0
+
+    def observe(self, now: float, ok: bool, latency: float) -> None:
+        self._restarted(now)
         if ok:
             self.ok += 1
         else:
@@ -317,6 +335,9 @@ class _Scraper:
         self.buckets[-1] += 1
 
     def scrape(self, now: float, recorder: CheckRecorder) -> None:
+        if self._restarted(now):
+            recorder.unknown(now, "connection refused")  # as ScrapeSource reports it
+            return
         name = "http_requests_total"
         samples: dict[Any, float] = {
             (name, frozenset({("status", "200")})): float(self.ok),

@@ -137,3 +137,22 @@ class Diurnal:
         if self.night_zero and wave < 0.25:
             return 0.0
         return self.low + (self.high - self.low) * wave
+
+
+@dataclass(frozen=True)
+class Mix:
+    """A share ``share`` of the requests answered by ``other``, the rest by ``base``, at all
+    times (slow clients, cache misses)."""
+
+    base: Service
+    other: Service
+    share: float
+
+    def __call__(self, t: float, rng: random.Random) -> tuple[bool, float]:
+        return (self.other if rng.random() < self.share else self.base)(t, rng)
+
+
+def share_above(service: Lognormal, threshold: float) -> float:
+    """The true share of ``service``'s latencies above ``threshold``."""
+    z = math.log(threshold / service.median) / service.sigma
+    return 0.5 * math.erfc(z / math.sqrt(2.0))

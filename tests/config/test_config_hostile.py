@@ -10,7 +10,7 @@ from test_check_config import BASE, broken
 
 from watchdogd.cli import main
 from watchdogd.config import load_config, load_config_text
-from watchdogd.config.yaml_text import MAX_VALUES
+from watchdogd.config.yaml_text import MAX_EXPANDED
 from watchdogd.errors import ConfigError
 
 SECRET = "pa55w0rd-from-the-environment"
@@ -49,7 +49,7 @@ class TestHostileFiles:
             ),
             pytest.param(
                 alias_bomb(),
-                f":1: expands to more than {MAX_VALUES} values",
+                f":1: aliases expand to more than {MAX_EXPANDED} values",
                 id="alias-bomb",
             ),
             pytest.param("? [a, b]\n: c\n", ":1: a key must be a plain value", id="list-key"),
@@ -178,3 +178,18 @@ class TestCheckConfigWithoutSecrets:
         assert "environment variable HOOK_URL is not set" in capsys.readouterr().err
         assert main(["run", "--config", str(path)]) == 2
         assert "environment variable API_TOKEN is not set" in capsys.readouterr().err
+
+
+def test_a_large_config_written_out_is_not_an_alias_bomb() -> None:
+    """1000 targets are some 25 000 values, none through an alias: they load."""
+    target = (
+        "  - name: t{n}\n"
+        "    release_dir: {{path: /srv/t{n}, restart: [/bin/true]}}\n"
+        "    checks:\n"
+        '      - {{name: web, type: http, url: "http://127.0.0.1:8000/{n}", interval: 1s}}\n'
+        "    gates:\n"
+        "      - {{check: web, metric: error_rate, above: 1%}}\n"
+        "      - {{check: web, metric: latency_p95, above: 2s}}\n"
+    )
+    text = "targets:\n" + "".join(target.format(n=n) for n in range(1000))
+    assert len(load_config_text(text, file="big.yaml").targets) == 1000

@@ -72,6 +72,27 @@ class TestDecisionSim:
         """A step to the same healthy service reports a miss rather than a detection."""
         assert detect(sim, sim.HEALTHY, sim.PROBE_3S, 1) is None
 
+    def test_haproxy_log_drops_are_not_errors(self, sim: ModuleType) -> None:
+        """Green judged on HAProxy's log through the receiver: losing half the lines, or every
+        line for 5 s a minute, never breaches a healthy release; 5 % errors still do."""
+        for feed in (sim.log(50, drop=0.5), sim.log(50, drop_bursts=(60.0, 5.0))):
+            assert sim.simulate(sim.SIGMA1, feed, 240.0, 2).false_triggers == 0
+            bad = sim.simulate(sim.Lognormal(errors=0.05), feed, 240.0, 2, change=0.0)
+            assert bad.detected is not None
+            assert "error ratio" in bad.reasons[0]
+
+    def test_haproxy_log_sees_a_slow_release(self, sim: ModuleType) -> None:
+        """Green's window counts latencies above its gates' threshold: 3 s answers breach
+        latency_p95 > 2s by the fast path."""
+        outcome = sim.simulate(sim.SLOW_3S, sim.log(50), 60.0, 1, change=0.0)
+        assert outcome.detected is not None
+        assert "nearly every request is slow" in outcome.reasons[0]
+
+    def test_counter_reset_is_not_a_breach(self, sim: ModuleType) -> None:
+        """An app restart zeroes its counters and misses a minute of scrapes: no breach."""
+        feed = sim.Feed("scrape", rate=20.0, interval=15.0, resets=600.0)
+        assert sim.simulate(sim.SIGMA1, feed, 1300.0, 4).false_triggers == 0
+
     def test_tables_are_data(self, sim: ModuleType) -> None:
         """Every row of every table summarises its own quick run (rows can be added)."""
         table = sim.Table("one row", [sim.DETECTION.rows[0]])

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from watchdogd.core.gates import (
+    LATENCY_LOOKS,
     Gate,
     GateMetric,
     GateResult,
@@ -226,6 +227,31 @@ class TestLatency:
         result = latency_gate().evaluate(slow, 240.0)
         assert result.verdict is Verdict.BREACHED
         assert "allowed by p95" in result.reason
+
+    def test_judged_per_look(self) -> None:
+        """A window re-tested every second needs more than a single look's bound: 25 slow of
+        300 (8.3 %, Wilson lower bound 5.07 % at 99.5 %) is what a healthy tail with 3.64 %
+        above 2 s reaches about 0.6 times a day, so it stays OK; latency shares are judged at
+        99.99 % per look (LATENCY_LOOKS), where 30 of 300 (lower bound 5.2 %) breaches."""
+        assert LATENCY_LOOKS == 50
+        assert wilson_lower_bound(25, 300, 0.995) > 0.05
+        chance = latency_window(275, 25, slow_every=11).stats(300.0)
+        result = latency_gate().evaluate(chance, 300.0)
+        assert result.verdict is Verdict.OK
+        assert "25 of 300 latencies > 2 s" in result.reason
+        assert wilson_lower_bound(29, 300, 0.9999) < 0.05 < wilson_lower_bound(30, 300, 0.9999)
+        slow = latency_window(270, 30, slow_every=9).stats(300.0)
+        result = latency_gate().evaluate(slow, 300.0)
+        assert result.verdict is Verdict.BREACHED
+        assert "at 99.99%" in result.reason
+
+    def test_rates_keep_their_confidence(self) -> None:
+        """Error shares are judged at the gate's confidence as written: 25 errors of 300
+        against 5 % breach at 99.5 %, and the reason says so."""
+        gate = error_gate(above=0.05)
+        result = gate.evaluate(make_stats(300, 25), 0.0)
+        assert result.verdict is Verdict.BREACHED
+        assert "at 99.5%" in result.reason
 
     def test_min_slow(self) -> None:
         """A convincing share still needs min_slow slow latencies."""

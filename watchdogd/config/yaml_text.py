@@ -7,7 +7,9 @@ the environment are remembered as secrets, so the logger and the API can redact 
 
 Hostile or broken files get a config error, never a traceback: text that is not UTF-8, nesting
 deeper than :data:`MAX_DEPTH`, keys that are not plain values, and aliases that would expand to
-more than :data:`MAX_VALUES` values (a "billion laughs" file is a few hundred bytes).
+more than :data:`MAX_EXPANDED` values (a "billion laughs" file is a few hundred bytes). Values
+written out in the file are not limited: their number is bounded by the file's size, and a
+config of 1000 targets has some 20 000 of them.
 
 With ``placeholders``, a ``${VAR}`` that is not set stands in as the text ``${VAR}`` and its path
 is remembered, so ``check-config`` can check a config without its secrets (the loader then
@@ -34,8 +36,8 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 #: Deeper nesting is refused: real configs stay under 10 levels, and PyYAML composes
 #: recursively, so a 20 000-deep file would otherwise end in a RecursionError.
 MAX_DEPTH = 64
-#: More values than this after alias expansion are refused (real configs have hundreds).
-MAX_VALUES = 20_000
+#: More values than this reached through aliases (a node visited again) are refused.
+MAX_EXPANDED = 100_000
 
 
 @dataclass
@@ -48,7 +50,7 @@ class ConfigSource:
     secrets: set[str] = field(default_factory=set)
     #: Where an unset ``${VAR}`` stands in as a placeholder, and the variables' names.
     placeholders: dict[Path_, list[str]] = field(default_factory=dict)
-    values: int = 0
+    expanded: int = 0
 
     def line_of(self, path: Path_) -> int:
         """The line of ``path``, or of its nearest ancestor present in the file."""
@@ -100,7 +102,7 @@ def parse_config_text(
         source.data = walk.convert(node, ())
     except _TooManyValues as err:
         problem = (
-            f"expands to more than {MAX_VALUES} values (YAML aliases nested in aliases?); "
+            f"aliases expand to more than {MAX_EXPANDED} values (aliases nested in aliases?); "
             "refusing to expand it"
         )
         raise ConfigError(file, [ConfigProblem(err.line, (), problem)]) from None
@@ -148,12 +150,16 @@ class _Walk:
     constructor: yaml.constructor.SafeConstructor = field(
         default_factory=yaml.constructor.SafeConstructor
     )
+    seen: set[int] = field(default_factory=set)  # the nodes converted once (ids: alive)
 
     def convert(self, node: yaml.Node, path: Path_) -> Any:
         source = self.source
-        source.values += 1
-        if source.values > MAX_VALUES:
-            raise _TooManyValues(node.start_mark.line + 1)
+        if id(node) in self.seen:  # reached again through an alias
+            source.expanded += 1
+            if source.expanded > MAX_EXPANDED:
+                raise _TooManyValues(node.start_mark.line + 1)
+        else:
+            self.seen.add(id(node))
         source.lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}

@@ -7,9 +7,9 @@ Rules this module keeps (docs/signals-and-gates.md has the numbers and why):
 2. A share of bad samples is breached only when it is *significantly* above the allowed
    share: the one-sided Wilson lower bound (``proportion``) must exceed it, and at least
    ``min_errors`` errors (``min_slow`` slow samples for latency) must have been seen. It is
-   tested over the whole window and over its last minute (``window.RECENT``, at a
-   Bonferroni-corrected confidence), so a clear regression does not wait for five minutes of
-   good samples to be outweighed; a burst inside one second is clipped (``proportion``).
+   tested over the whole window and its last minute (``window.RECENT``, Bonferroni), so a
+   clear regression does not wait for five minutes of good samples to be outweighed; a burst
+   inside one second is clipped. Latency is judged per look (``proportion.LATENCY_LOOKS``).
 3. Rates: the share of errors against ``above``. Latency quantiles: "p95 above 2 s" means more
    than 5 % of latencies above 2 s (p50: 50 %, p99: 1 %), counted exactly (``exceedance``).
    ``latency_mean``: the mean's lower confidence bound (``mean - z * sd / sqrt(n)``) above
@@ -34,10 +34,8 @@ Defaults and why
 ----------------
 Chosen with ``benchmarks/decision_sim.py`` (its table lists every shape and target).
 
-* ``confidence = 0.995`` (z = 2.58) sets the speed at high volume; ``min_errors = 20`` the
-  noise floor at low volume (a window of a few hundred samples otherwise breaches on chance
-  clusters). ``min_slow = 20`` does the same for latency, whose healthy tails sit close to the
-  threshold (a lognormal with a true p95 of 1.6 s has 3 to 4 % of requests above 2 s).
+* ``confidence = 0.995`` (99.99 % per look for latency) sets the speed at high volume;
+  ``min_errors = 20`` and ``min_slow = 20`` the noise floor at low volume.
 * ``consecutive_failures = 3`` with ``HARD_DOWN_ALPHA = 1e-3`` and ``HARD_DOWN_SPAN = 1.5``:
   failed probes over 1.5 s are hard down; ten errors inside one second at 20 requests/s are
   not. For slow runs against a 5 % share the scan asks for 5 in a row. A hang (3 s timeout,
@@ -53,8 +51,10 @@ from watchdogd.core.gate_spec import GateMetric, GateResult, GateSpec, Verdict
 from watchdogd.core.hold import Hold
 from watchdogd.core.proportion import (
     HARD_DOWN_ALPHA,
+    LATENCY_LOOKS,
     clipped,
     lower_bound,
+    per_look,
     scan_run,
     wilson_lower_bound,
 )
@@ -63,6 +63,7 @@ from watchdogd.core.window import RECENT, WindowStats
 __all__ = [
     "HARD_DOWN_ALPHA",
     "HARD_DOWN_SPAN",
+    "LATENCY_LOOKS",
     "Gate",
     "GateMetric",
     "GateResult",
@@ -104,10 +105,11 @@ class Gate:
 
     def __init__(self, spec: GateSpec) -> None:
         self.spec = spec
+        # (confidence, z) of the whole window and of its last minute, one of its five minutes:
+        # Bonferroni (0.995 -> 0.999). Latency: per look (``LATENCY_LOOKS``, 0.995 -> 0.9999).
         self._z = NormalDist().inv_cdf(spec.confidence)
-        # The last-minute test is one of the window's five minutes: Bonferroni, so that testing
-        # it as well adds no more chance breaches than the whole-window test (0.995 -> 0.999).
-        self._z_recent = NormalDist().inv_cdf(1.0 - (1.0 - spec.confidence) / 5.0)
+        self._rate_levels = _levels(spec.confidence)
+        self._latency_levels = _levels(per_look(spec.confidence, LATENCY_LOOKS))
         self._hold = Hold(spec.for_)
 
     def reset(self) -> None:
@@ -215,7 +217,12 @@ class Gate:
                 f"{n} samples in the window, {spec.min_samples} needed",
             )
         found = self._share_test(
-            what, above, (stats.counts_by_second, stats.errors_by_second), 0, spec.min_errors
+            what,
+            above,
+            (stats.counts_by_second, stats.errors_by_second),
+            0,
+            spec.min_errors,
+            levels=self._rate_levels,
         )
         if found is not None:
             return Verdict.BREACHED, ratio, above, found
@@ -241,24 +248,18 @@ class Gate:
         seconds: tuple[tuple[int, ...], tuple[int, ...]],
         waiting: int,
         min_bad: int,
+        *,
+        levels: tuple[tuple[float, float], tuple[float, float]],
     ) -> str | None:
         """The reason a share of bad samples is convincingly above ``allowed`` in the whole
         window or in its last minute, or None. ``seconds`` holds (samples, bad) per second,
         oldest first; ``waiting`` probes past a threshold count as bad samples of their own.
-        Both tests need ``min_bad`` bad samples and ``min_samples`` samples."""
+        Both tests need ``min_bad`` bad samples and ``min_samples`` samples; ``levels`` holds
+        (confidence, z) of each."""
         spec = self.spec
-        last = -RECENT
-        recent = (seconds[0][last:], seconds[1][last:])
-        tests = (
-            (seconds, self._z, spec.confidence, ""),
-            (
-                recent,
-                self._z_recent,
-                1.0 - (1.0 - spec.confidence) / 5.0,
-                f" in the last {RECENT} s",
-            ),
-        )
-        for part, z, confidence, where in tests:
+        recent = (seconds[0][-RECENT:], seconds[1][-RECENT:])
+        tests = ((seconds, *levels[0], ""), (recent, *levels[1], f" in the last {RECENT} s"))
+        for part, confidence, z, where in tests:
             bad, n = clipped(allowed, part, waiting)
             if n < spec.min_samples or bad < min_bad or n == 0:
                 continue
@@ -266,7 +267,7 @@ class Gate:
             if bound > allowed:
                 return (
                     f"{what} {_percent(bad / n)} (Wilson lower bound {_percent(bound)} at "
-                    f"{_percent(confidence)}) > {_percent(allowed)} over {n} samples{where}"
+                    f"{confidence * 100:.6g}%) > {_percent(allowed)} over {n} samples{where}"
                 )
         return None
 
@@ -321,6 +322,7 @@ class Gate:
             (stats.latencies_by_second, stats.slow_by_second[i]),
             seen - stats.latency_count,  # probes still waiting past the threshold
             spec.min_slow,
+            levels=self._latency_levels,
         )
         shown = f"latency {which} {_seconds(value)}" if value is not None else f"latency {which}"
         if found is not None:
@@ -347,13 +349,12 @@ class Gate:
         return Verdict.OK, mean, above, f"{numbers}, not convincingly > {_seconds(above)}"
 
     def _unhealthy(self, stats: WindowStats) -> _Condition:
-        # A health check is a state, not a rate: the newest sample decides, so min_samples and
-        # the statistics do not apply. `for_` is how an operator asks for patience.
+        # A state, not a rate: the newest sample decides; `for_` is how to ask for patience.
         if stats.last_ok is None:
             return Verdict.UNKNOWN, None, None, "no health sample in the window"
-        run = stats.consecutive_failures
         if stats.last_ok:
             return Verdict.OK, 0.0, None, "healthy"
+        run = stats.consecutive_failures
         return Verdict.BREACHED, 1.0, None, f"unhealthy ({run} failed checks in a row)"
 
     def _value(self, stats: WindowStats) -> _Condition:
@@ -372,6 +373,11 @@ class Gate:
         )
         threshold = spec.above if spec.above is not None else spec.below
         return Verdict.OK, value, threshold, f"value {value:g} {limits}"
+
+
+def _levels(confidence: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    recent = 1.0 - (1.0 - confidence) / 5.0
+    return (confidence, NormalDist().inv_cdf(confidence)), (recent, NormalDist().inv_cdf(recent))
 
 
 def _above(spec: GateSpec) -> float:

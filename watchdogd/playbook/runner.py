@@ -40,12 +40,10 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_base, wait_exponential
 
 from watchdogd.config.schema import Notifier
 from watchdogd.config.steps import OnFailure, Step
@@ -58,6 +56,10 @@ from watchdogd.playbook.steps import execute
 from watchdogd.redact import redact
 from watchdogd.store import IncidentRecord, IncidentState, JournalEntry, StepStatus, Store
 from watchdogd.targets.base import TargetDriver
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+    from tenacity.wait import wait_base
 
 __all__ = ["BeforeStep", "PlaybookRunner"]
 
@@ -93,7 +95,7 @@ class PlaybookRunner:
         self._notifiers = {notifier.name: notifier for notifier in notifiers}
         self._health_check = health_check or runtime_health(driver)
         self._before_step = before_step
-        self._backoff = backoff or wait_exponential(multiplier=1, min=1, max=30)
+        self._backoff = backoff  # None: exponential, 1 s to 30 s
         self._sleep = sleep
         self._health_poll_interval = health_poll_interval
         self._clock = clock
@@ -268,10 +270,12 @@ class PlaybookRunner:
         attempts = step.attempts
         if step.action == "wait_healthy" and step.retries is None:
             attempts = 1  # its deadline is the budget; polling is its retry
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(attempts),
-            wait=self._backoff,
-            retry=retry_if_exception_type(StepFailed),
+        import tenacity  # noqa: PLC0415 - at the first playbook: an idle daemon never needs it
+
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=self._backoff or tenacity.wait_exponential(multiplier=1, min=1, max=30),
+            retry=tenacity.retry_if_exception_type(StepFailed),
             sleep=self._sleep,
             before_sleep=lambda state: self._retrying(index, step, ctx, state),
             reraise=True,
