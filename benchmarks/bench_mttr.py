@@ -48,6 +48,7 @@ from mttr_app import (
     HEALTH_INTERVAL,
     LABEL,
     Fault,
+    app_checks,
     build_images,
     labelled,
     remove_images,
@@ -86,23 +87,7 @@ defaults: {{bake_time: 10s, cooldown: 10s}}
 targets:
   - name: app
     container: {name}
-    checks:
-      - {{name: health, type: container_health}}
-      - {{name: api, type: http, url: "{url}/cgi-bin/api", interval: 1s, timeout: 1s}}
-      - name: login
-        type: auth_flow
-        interval: 1s
-        timeout: 2s
-        steps:
-          - {{name: login, method: POST, url: "{url}/cgi-bin/login",
-             json: {{user: probe, password: secret}}, extract: {{token: access_token}}}}
-          - {{name: me, url: "{url}/cgi-bin/me", headers: {{Authorization: "Bearer {{token}}"}}}}
-    gates:
-      - {{check: api, metric: error_rate, above: 1%}}
-      - {{check: api, metric: latency_p95, above: 1s, min_samples: 3}}
-      - {{check: login, metric: failure_rate, above: 1%}}
-      - {{check: health, metric: unhealthy}}
-    playbook:
+{checks}    playbook:
       - rollback: {{}}
       - wait_healthy: {{timeout: 30s}}
 """
@@ -126,7 +111,7 @@ def watchdogd_run(
                 token=TOKEN,
                 state=workdir / "state",
                 name=name,
-                url=f"http://127.0.0.1:{port}",
+                checks=app_checks(f"http://127.0.0.1:{port}", latency_evidence="min_samples: 3"),
             )
         )
         daemon = DaemonProc(config, api_port, log=workdir / "daemon.log")

@@ -229,6 +229,51 @@ class LocalServers:
         self.proc.wait(timeout=10)
 
 
+# --------------------------------------------------------------------------- bare probes
+
+
+class CountingSink:
+    """A ``SampleSink`` for probes run outside the daemon: counts the good ones, keeps the
+    failures' details, drops everything else."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed: list[str] = []
+
+    def probe_started(self, now: float) -> int:
+        return 0
+
+    def probe(
+        self,
+        now: float,
+        ok: bool,
+        latency: float | None,
+        detail: str = "",
+        token: int | None = None,
+    ) -> None:
+        if ok:
+            self.ok += 1
+        else:
+            self.failed.append(detail)
+
+    def counts(self, now: float, requests: int, errors: int) -> None: ...
+    def latency(
+        self, now: float, seconds: float, count: int = 1, *, above: bool = False
+    ) -> None: ...
+    def value(self, now: float, value: float) -> None: ...
+    def unknown(self, now: float, reason: str, token: int | None = None) -> None: ...
+
+
+def http_check(url: str, index: int, interval: float, timeout: float | None = None) -> Any:
+    """The ``HttpCheck`` named ``c{index}`` of ``url``, as the benchmarks' bare probes use."""
+    from watchdogd.config.schema import HttpCheck  # noqa: PLC0415 - only the probe benches
+
+    spec: dict[str, Any] = {"name": f"c{index}", "type": "http", "url": url, "interval": interval}
+    if timeout is not None:
+        spec["timeout"] = timeout
+    return HttpCheck.model_validate(spec)
+
+
 # --------------------------------------------------------------------------- the daemon
 
 

@@ -60,6 +60,33 @@ FAULTS = (
 )
 
 
+def app_checks(url: str, *, latency_evidence: str = "", unhealthy: str = "") -> str:
+    """The checks and gates an operator would give this app on ``url`` (a target's YAML from
+    ``checks:`` on): http, auth_flow and container health, each gated. ``latency_evidence``
+    and ``unhealthy`` add settings to the latency and the unhealthy gate (``min_samples: 3``,
+    ``for: 8s``)."""
+    latency = f", {latency_evidence}" if latency_evidence else ""
+    health = f", {unhealthy}" if unhealthy else ""
+    return f"""\
+    checks:
+      - {{name: health, type: container_health}}
+      - {{name: api, type: http, url: "{url}/cgi-bin/api", interval: 1s, timeout: 1s}}
+      - name: login
+        type: auth_flow
+        interval: 1s
+        timeout: 2s
+        steps:
+          - {{name: login, method: POST, url: "{url}/cgi-bin/login",
+             json: {{user: probe, password: secret}}, extract: {{token: access_token}}}}
+          - {{name: me, url: "{url}/cgi-bin/me", headers: {{Authorization: "Bearer {{token}}"}}}}
+    gates:
+      - {{check: api, metric: error_rate, above: 1%}}
+      - {{check: api, metric: latency_p95, above: 1s{latency}}}
+      - {{check: login, metric: failure_rate, above: 1%}}
+      - {{check: health, metric: unhealthy{health}}}
+"""
+
+
 def build_images(client: docker.DockerClient) -> dict[str, str]:
     """``{"v1": ref, ...}``; needs Debian's busybox-static."""
     busybox = Path("/bin/busybox").resolve()

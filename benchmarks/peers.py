@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import aiohttp
-from common import free_port, process_cpu, process_rss, wait_port
+from common import CountingSink, free_port, http_check, process_cpu, process_rss, wait_port
 
-from watchdogd.config.schema import HttpCheck
 from watchdogd.sources.http import HttpProbe
 from watchdogd.sources.probe_client import open_probe_client
 from watchdogd.sources.schedule import run_every
@@ -102,34 +101,12 @@ def blackbox_load(targets: list[str], warmup: float, seconds: float) -> dict[str
 async def _bare(urls: list[str], seconds: float) -> dict[str, object]:
     from lagged_daemon import sample_lag  # noqa: PLC0415 - the same sampler as the daemon's
 
-    class Sink:
-        ok = 0
-
-        def probe_started(self, now: float) -> int:
-            return 0
-
-        def probe(
-            self,
-            now: float,
-            ok: bool,
-            latency: float | None,
-            detail: str = "",
-            token: int | None = None,
-        ) -> None:
-            self.ok += ok
-
-    sink = Sink()
+    sink = CountingSink()
     lag: list[tuple[float, float]] = []
     sampler = asyncio.create_task(sample_lag(lag))
     async with open_probe_client() as client:
         probes = [
-            HttpProbe(
-                HttpCheck.model_validate(
-                    {"name": f"c{i}", "type": "http", "url": url, "interval": 1.0, "timeout": 2.0}
-                ),
-                sink,  # type: ignore[arg-type]
-                client,
-            )
+            HttpProbe(http_check(url, i, 1.0, timeout=2.0), sink, client)
             for i, url in enumerate(urls)
         ]
         tasks = [asyncio.create_task(p.run()) for p in probes]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from watchdogd.config.schema import HttpCheck
+from common import CountingSink, LocalServers, free_port, http_check, process_cpu, wait_port
+
 from watchdogd.sources.http import HttpProbe
 from watchdogd.sources.probe_client import DEFAULT_MAX_IN_FLIGHT, open_probe_client
 from watchdogd.sources.schedule import run_every
@@ -48,82 +48,18 @@ BLACKBOX_PROBES = {1: 1500, 100: 5000, 1000: 5000}
 JITTER_CHECKS = 1000
 JITTER_SECONDS = 10.0
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
 
 
 # --------------------------------------------------------------------------- the target
 
 
-class _Responder(asyncio.Protocol):
-    """Answers every request (no bodies: GET/HEAD only) with a fixed 200, keep-alive."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.pending = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.pending += data
-        requests = self.pending.count(b"\r\n\r\n")
-        if requests:
-            self.pending = self.pending[self.pending.rfind(b"\r\n\r\n") + 4 :]
-            self.transport.write(RESPONSE * requests)
-
-
-async def _serve() -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(_Responder, "127.0.0.1", 0, backlog=4096)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await server.serve_forever()
-
-
 def start_target() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    port = int(proc.stdout.readline())
-    return proc, f"http://127.0.0.1:{port}/health"
+    """The keep-alive server (``common.LocalServers``): its process and the URL to probe."""
+    servers = LocalServers(1)
+    return servers.proc, f"http://127.0.0.1:{servers.ports[0]}/health"
 
 
 # --------------------------------------------------------------------------- watchdogd
-
-
-class CountingSink:
-    def __init__(self) -> None:
-        self.ok = 0
-        self.failed: list[str] = []
-
-    def probe_started(self, now: float) -> int:
-        return 0
-
-    def probe(
-        self,
-        now: float,
-        ok: bool,
-        latency: float | None,
-        detail: str = "",
-        token: int | None = None,
-    ) -> None:
-        if ok:
-            self.ok += 1
-        else:
-            self.failed.append(detail)
-
-    def counts(self, now: float, requests: int, errors: int) -> None: ...
-    def latency(
-        self, now: float, seconds: float, count: int = 1, *, above: bool = False
-    ) -> None: ...
-    def value(self, now: float, value: float) -> None: ...
-    def unknown(self, now: float, reason: str, token: int | None = None) -> None: ...
-
-
-def check(url: str, index: int, interval: float = 5.0) -> HttpCheck:
-    return HttpCheck.model_validate(
-        {"name": f"c{index}", "type": "http", "url": url, "interval": interval}
-    )
 
 
 async def watchdogd_cpu(
@@ -132,7 +68,7 @@ async def watchdogd_cpu(
     """CPU ms and wall ms per probe with ``concurrency`` checks probing back to back."""
     sink = CountingSink()
     async with open_probe_client(max_connections=1000, max_in_flight=max_in_flight) as client:
-        probes = [HttpProbe(check(url, i), sink, client) for i in range(concurrency)]
+        probes = [HttpProbe(http_check(url, i, 5.0), sink, client) for i in range(concurrency)]
         await asyncio.gather(*(p.probe_once() for p in probes))  # open the connections
         rounds = max(1, total // concurrency)
 
@@ -153,19 +89,6 @@ async def watchdogd_cpu(
 # --------------------------------------------------------------------------- blackbox
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def process_cpu(pid: int) -> float:
-    """Seconds of CPU (user + system) the process has used, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 def start_blackbox(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     config = workdir / "blackbox.yml"
     config.write_text(
@@ -178,14 +101,13 @@ def start_blackbox(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         stdout=subprocess.DEVNULL,
         stderr=(workdir / "blackbox.log").open("wb"),
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"http://127.0.0.1:{port}"
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"blackbox_exporter did not start: {(workdir / 'blackbox.log').read_text()}")
+    try:
+        wait_port(port)
+    except RuntimeError:
+        proc.kill()
+        log = (workdir / "blackbox.log").read_text()
+        raise SystemExit(f"blackbox_exporter did not start: {log}") from None
+    return proc, f"http://127.0.0.1:{port}"
 
 
 async def blackbox_cpu(
@@ -227,7 +149,7 @@ async def jitter(url: str) -> tuple[list[float], float, int]:
     sink = CountingSink()
     lateness: list[float] = []
     async with open_probe_client() as client:
-        probes = [HttpProbe(check(url, i, 1.0), sink, client) for i in range(JITTER_CHECKS)]
+        probes = [HttpProbe(http_check(url, i, 1.0), sink, client) for i in range(JITTER_CHECKS)]
 
         def runner(probe: HttpProbe) -> asyncio.Task[None]:
             async def work(due: float) -> None:
@@ -317,7 +239,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve"]:
-        asyncio.run(_serve())
-    else:
-        raise SystemExit(main())
+    raise SystemExit(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -73,12 +74,36 @@ def fingerprint(config: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+class TriggerKind(StrEnum):
+    """What started a playbook; the guards treat each differently (``core.guards``)."""
+
+    GATE = "gate"
+    ALERT = "alert"
+    MANUAL = "manual"
+    QUARANTINE = "quarantine"
+
+
 @dataclass(frozen=True)
 class Trigger:
     """Why a playbook started: a gate with its numbers, an alert, an operator, or a quarantined
-    release coming back."""
+    release coming back. ``kind`` is the enum everywhere inside; ``to_dict``/``from_dict`` are
+    its string form at the edges (store, Swarm document, JSON, logs)."""
 
-    kind: str  # "gate" | "alert" | "manual" | "quarantine"
+    kind: TriggerKind
     name: str  # the gate, the alert name, the operator's reason
     reason: str  # a sentence with the numbers
     numbers: dict[str, float | int | str | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "name": self.name,
+            "reason": self.reason,
+            "numbers": dict(self.numbers),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trigger:
+        """The inverse of ``to_dict``; ``ValueError`` for a kind no watchdogd writes."""
+        kind = TriggerKind(data["kind"])
+        return cls(kind, data["name"], data["reason"], data.get("numbers") or {})

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from watchdogd.core.guards import GuardPolicy, TriggerKind, refusal
+from watchdogd.core.guards import GuardPolicy, refusal
+from watchdogd.model import TriggerKind
 
 POLICY = GuardPolicy(cooldown=600.0, max_per_hour=3)
 

@@ -9,8 +9,9 @@ import pytest
 
 from watchdogd.core import policy
 from watchdogd.core.gates import GateResult, Verdict
-from watchdogd.core.guards import GuardPolicy, TriggerKind
+from watchdogd.core.guards import GuardPolicy
 from watchdogd.core.incident import Event, TargetState, TargetStateMachine
+from watchdogd.model import TriggerKind
 
 TIMING = policy.Timing(bake_time=60.0, cooldown=300.0)
 GUARDS = GuardPolicy(cooldown=300.0, max_per_hour=3)

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import TOKEN, DaemonProcess, NotifySocket, start_daemon
+from tests.support.waiting import wait_for
 
 
 class AppHandler(BaseHTTPRequestHandler):
@@ -260,10 +260,12 @@ class TestProcessLifeCycle:
         daemon.wait_state("app", "healthy")
         daemon.config.write_text(daemon.config.read_text().replace("above: 1%", "above: lots"))
         daemon.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while daemon.metric("watchdogd_config_last_reload_successful") != 0.0:
-            assert time.monotonic() < deadline, daemon.log.read_text()[-2000:]
-            time.sleep(0.1)
+        wait_for(
+            "the failed reload to show in /metrics",
+            lambda: daemon.metric("watchdogd_config_last_reload_successful") == 0.0,
+            timeout=10,
+            context=lambda: daemon.log.read_text()[-2000:],
+        )
         assert daemon.process.poll() is None
         assert daemon.target("app")["state"] == "healthy"
         assert "config_reload_failed" in daemon.log.read_text()

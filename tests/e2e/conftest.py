@@ -12,7 +12,6 @@ import json
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,8 +22,10 @@ import pytest
 from docker.errors import APIError, NotFound
 
 from tests.support import docker_labels, unique_name
-from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
+from tests.support.daemon import TOKEN, DaemonProcess, daemon_yaml, start_daemon
+from tests.support.images import run_app
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 Event = dict[str, Any]
 
@@ -45,34 +46,34 @@ def wait_event(
     timeout: float = 60.0,
 ) -> Event:
     """The first audit event of ``kind`` matching ``where``; fails with the log's tail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if daemon.process.poll() is not None:
-            raise AssertionError(f"daemon exited: {daemon.log.read_text()[-4000:]}")
-        for event in events(daemon, kind):
-            if where(event):
-                return event
-        time.sleep(0.2)
-    seen = [f"{e['kind']}: {e['message']}" for e in events(daemon)]
-    raise AssertionError(
-        f"no {kind} event in {timeout} s; audit log:\n"
-        + "\n".join(seen)
-        + f"\n--- daemon log ---\n{daemon.log.read_text()[-4000:]}"
+
+    def found() -> Event | None:
+        alive(daemon)
+        return next((e for e in events(daemon, kind) if where(e)), None)
+
+    return wait_for(
+        f"a {kind} event", found, timeout=timeout, interval=0.2, context=lambda: trail(daemon)
     )
 
 
 def wait_file(path: Path, daemon: DaemonProcess, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if daemon.process.poll() is not None:
-            raise AssertionError(f"daemon exited: {daemon.log.read_text()[-4000:]}")
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"{path} never appeared in {timeout} s; audit log:\n"
-                + "\n".join(f"{e['kind']}: {e['message']}" for e in events(daemon))
-                + f"\n--- daemon log ---\n{daemon.log.read_text()[-4000:]}"
-            )
-        time.sleep(0.05)
+    def appeared() -> bool:
+        alive(daemon)
+        return path.exists()
+
+    wait_for(f"{path}", appeared, timeout=timeout, interval=0.05, context=lambda: trail(daemon))
+
+
+def alive(daemon: DaemonProcess) -> None:
+    """Fail at once, with its log, when the daemon a test waits on has exited."""
+    if daemon.process.poll() is not None:
+        raise AssertionError(f"daemon exited: {daemon.log.read_text()[-4000:]}")
+
+
+def trail(daemon: DaemonProcess) -> str:
+    """The audit log and the daemon log's tail, for a failed wait."""
+    seen = "\n".join(f"{e['kind']}: {e['message']}" for e in events(daemon))
+    return f"audit log:\n{seen}\n--- daemon log ---\n{daemon.log.read_text()[-4000:]}"
 
 
 def sigkill(daemon: DaemonProcess) -> None:
@@ -118,6 +119,21 @@ def write_token(directory: Path) -> Path:
     path = directory / "token"
     path.write_text(TOKEN + "\n")
     return path
+
+
+def e2e_config_head(
+    directory: Path, port: int, sink_port: int, *, defaults: str, server: str = ""
+) -> str:
+    """The config of an end-to-end daemon up to ``targets:`` exclusive: ``daemon_yaml`` (the
+    engine under test, a token file in ``directory``), ``server:`` settings and the ``team``
+    notifier posting to the test's sink on ``sink_port``."""
+    token, engine, state = write_token(directory), "poll_interval: 500ms", directory / "state"
+    head = daemon_yaml(port, state, token_file=token, docker=engine, defaults=defaults)
+    settings = f"server: {{{server}}}\n" if server else ""
+    return f"""\
+{head}{settings}notify:
+  - {{name: team, url: "json://127.0.0.1:{sink_port}/hook"}}
+"""
 
 
 def notifications(requests: list[Any]) -> list[dict[str, Any]]:
@@ -202,6 +218,17 @@ class AppDeployment:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def start(self, image: str) -> None:
+        """The first deploy, with this deployment's settings; returns once the app answers."""
+        run_app(
+            self.client,
+            image,
+            self.name,
+            environment=self.settings["environment"],
+            labels=self.settings["labels"],
+            **self.settings["extra"],
+        )
 
     def redeploy(self, image: str) -> None:
         with contextlib.suppress(NotFound):

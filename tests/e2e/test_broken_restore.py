@@ -13,15 +13,14 @@ default socket.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import AppDeployment, Daemons, events, wait_event, write_token
+from tests.e2e.conftest import AppDeployment, Daemons, e2e_config_head, events, wait_event
 from tests.support import unique_name
-from tests.support.images import AppImages, run_app, wait_http
+from tests.support.images import AppImages, wait_http
 from tests.support.ports import free_port
 from tests.support.sink import HttpSink
 
@@ -58,17 +57,10 @@ def write_config(
     directory: Path, *, port: int, app: AppDeployment, sink: HttpSink, mode: Path
 ) -> Path:
     config = directory / "watchdogd.yaml"
+    defaults = "window: 1m, bake_time: 2s, cooldown: 5m, stop_timeout: 2s"
+    head = e2e_config_head(directory, port, sink.port, defaults=defaults)
     config.write_text(f"""\
-listen: 127.0.0.1:{port}
-api_token_file: {write_token(directory)}
-state_dir: {directory / "state"}
-log: {{format: json, level: info}}
-docker: {{host: "{os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")}",
-         poll_interval: 500ms}}
-defaults: {{window: 1m, bake_time: 2s, cooldown: 5m, stop_timeout: 2s}}
-notify:
-  - {{name: team, url: "json://127.0.0.1:{sink.port}/hook"}}
-targets:
+{head}targets:
   - name: shop
     container: {app.name}
     checks:
@@ -94,7 +86,7 @@ class TestBrokenRestore:
         shared_mode: Path,
         tmp_path: Path,
     ) -> None:
-        run_app(app.client, app_images.v1, app.name, **app.settings["extra"])
+        app.start(app_images.v1)
         config = write_config(
             tmp_path, port=daemons.port, app=app, sink=http_sink, mode=shared_mode
         )

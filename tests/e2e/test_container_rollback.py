@@ -21,13 +21,13 @@ from tests.e2e.conftest import (
     AppDeployment,
     Daemons,
     comparable,
+    e2e_config_head,
     events,
     notifications,
     wait_event,
-    write_token,
 )
 from tests.support.daemon import DaemonProcess
-from tests.support.images import AppImages, run_app, wait_http
+from tests.support.images import AppImages, wait_http
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.sink import HttpSink
 
@@ -96,17 +96,12 @@ def write_config(
     config = directory / "watchdogd.yaml"
     # The bake outlasts the hard-down rule's 1.5 s span (docs/signals-and-gates.md): with a
     # shorter one, v2's bake could pass while its first failures are still being counted.
+    defaults = "window: 1m, bake_time: 5s, cooldown: 5m, stop_timeout: 2s"
+    head = e2e_config_head(
+        directory, daemon_port, sink.port, defaults=defaults, server="shutdown_timeout: 5s"
+    )
     config.write_text(f"""\
-listen: 127.0.0.1:{daemon_port}
-api_token_file: {write_token(directory)}
-state_dir: {directory / "state"}
-log: {{format: json, level: info}}
-docker: {{poll_interval: 500ms}}
-server: {{shutdown_timeout: 5s}}
-defaults: {{window: 1m, bake_time: 5s, cooldown: 5m, stop_timeout: 2s}}
-notify:
-  - {{name: team, url: "json://127.0.0.1:{sink.port}/hook"}}
-targets:
+{head}targets:
   - name: shop
     container: {app.name}
     checks:
@@ -155,14 +150,7 @@ class TestContainerRollbackEndToEnd:
     ) -> None:
         """v2 breaches; the playbook runs in full; v1 is back as it was; v2 is quarantined."""
         app = app_deployment
-        run_app(
-            app.client,
-            app_images.v1,
-            app.name,
-            environment=app.settings["environment"],
-            labels=app.settings["labels"],
-            **app.settings["extra"],
-        )
+        app.start(app_images.v1)
         original = app.inspect()
         wanted = comparable(original)  # the settings took effect, so the comparison means something
         assert ("volume", app.volume, "/data", True) in wanted["mounts"]

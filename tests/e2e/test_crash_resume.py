@@ -26,15 +26,15 @@ from tests.e2e.conftest import (
     Daemons,
     ReleaseDir,
     comparable,
+    e2e_config_head,
     events,
     notifications,
     sigkill,
     wait_event,
     wait_file,
-    write_token,
 )
 from tests.support.daemon import DaemonProcess
-from tests.support.images import AppImages, run_app, wait_http
+from tests.support.images import AppImages, wait_http
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.sink import HttpSink
 from watchdogd.config.steps import IDEMPOTENT_ACTIONS
@@ -69,17 +69,10 @@ def cache(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 def base_config(directory: Path, port: int, sink: HttpSink) -> str:
-    return f"""\
-listen: 127.0.0.1:{port}
-api_token_file: {write_token(directory)}
-state_dir: {directory / "state"}
-log: {{format: json, level: info}}
-docker: {{poll_interval: 500ms}}
-server: {{shutdown_timeout: 5s}}
-defaults: {{window: 1m, bake_time: 1s, cooldown: 5m, stop_timeout: 2s}}
-notify:
-  - {{name: team, url: "json://127.0.0.1:{sink.port}/hook"}}
-"""
+    defaults = "window: 1m, bake_time: 1s, cooldown: 5m, stop_timeout: 2s"
+    return e2e_config_head(
+        directory, port, sink.port, defaults=defaults, server="shutdown_timeout: 5s"
+    )
 
 
 def journal(state_dir: Path, incident: str) -> dict[int, JournalEntry]:
@@ -238,14 +231,7 @@ class TestCrashInAContainerRollback:
     ) -> None:
         """Killed in the container's rollback step: the restart finishes the same swap, once."""
         app = app_deployment
-        run_app(
-            app.client,
-            app_images.v1,
-            app.name,
-            environment=app.settings["environment"],
-            labels=app.settings["labels"],
-            **app.settings["extra"],
-        )
+        app.start(app_images.v1)
         original = app.inspect()
         config = tmp_path / "watchdogd.yaml"
         config.write_text(

@@ -9,7 +9,7 @@ from typing import Any
 
 from tests.support.fakes import FakeDriver
 from watchdogd.config.steps import Step
-from watchdogd.model import Release, Trigger
+from watchdogd.model import Release, Trigger, TriggerKind
 from watchdogd.playbook import IncidentPlan, PlaybookRunner
 from watchdogd.store import StepStatus, Store
 
@@ -18,7 +18,7 @@ GOOD = Release(
     target="api", image="sha256:good", config_hash="c1", image_ref="api:v1", spec={"Id": "x"}
 )
 TRIGGER = Trigger(
-    kind="gate",
+    kind=TriggerKind.GATE,
     name="probe:error_rate",
     reason="error rate 12.0% > 1.0% over 240 requests",
     numbers={"errors": 29, "requests": 240, "ratio": 0.12},

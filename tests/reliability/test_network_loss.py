@@ -34,7 +34,7 @@ from docker.errors import APIError
 
 from tests.reliability.conftest import audit_kinds, check, gate, wait_for
 from tests.support import docker_labels, unique_name
-from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
+from tests.support.daemon import DaemonProcess, daemon_yaml, start_daemon
 from tests.support.images import AppImages, wait_http
 from tests.support.ports import free_port
 
@@ -124,14 +124,15 @@ def daemon(tmp_path: Path, apps: list[NetworkedApp]) -> Iterator[DaemonProcess]:
     probed, scraped = apps
     port = free_port()
     config = tmp_path / "watchdogd.yaml"
+    head = daemon_yaml(
+        port,
+        tmp_path / "state",
+        docker="poll_interval: 1s",
+        defaults="bake_time: 2s, window: 1m, auto_rollback: false",
+    )
     config.write_text(
-        f"""\
-listen: 127.0.0.1:{port}
-api_token: {TOKEN}
-state_dir: {tmp_path / "state"}
-log: {{format: json, level: info}}
-docker: {{poll_interval: 1s}}
-defaults: {{bake_time: 2s, window: 1m, auto_rollback: false}}
+        head
+        + f"""\
 targets:
   - name: probed
     container: {probed.container.name}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import deploy, wait_for
-from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
+from tests.support.daemon import TOKEN, DaemonProcess, daemon_yaml, release_dir_target, start_daemon
 from tests.support.ports import free_port
 from watchdogd.cli import main
 
@@ -45,27 +45,20 @@ def release_tree(root: Path) -> Path:
 
 
 def target_yaml(name: str, root: Path, app_port: int, restart: list[str], extra: str = "") -> str:
-    return f"""\
-  - name: {name}
-    release_dir: {{path: "{root}", restart: {restart!r}}}
-    checks:
-      - {{name: api, type: http, url: "http://127.0.0.1:{app_port}/", interval: 200ms,
-         timeout: 1s}}
-    gates:
-      - {{check: api, metric: error_rate, above: 1%}}
-{extra}"""
+    return release_dir_target(root, app_port, name=name, restart=repr(restart)) + extra
 
 
 def config_yaml(port: int, tmp_path: Path, targets: str) -> str:
     (tmp_path / "token").write_text(TOKEN + "\n")
+    head = daemon_yaml(
+        port,
+        tmp_path / "state",
+        token_file=tmp_path / "token",
+        level="debug",
+        defaults="window: 1m, bake_time: 2s, cooldown: 1m",
+    )
     return f"""\
-listen: 127.0.0.1:{port}
-api_token_file: {tmp_path / "token"}
-state_dir: {tmp_path / "state"}
-log: {{format: json, level: debug}}
-docker: {{poll_interval: 300ms}}
-defaults: {{window: 1m, bake_time: 2s, cooldown: 1m}}
-notify:
+{head}notify:
   - {{name: team, url: "json://127.0.0.1:9/hook?key=${{HOOK_SECRET}}"}}
 targets:
 {targets}"""

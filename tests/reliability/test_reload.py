@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import deploy, wait_for
-from tests.support.daemon import DaemonProcess, start_daemon
+from tests.support.daemon import DaemonProcess, daemon_yaml, release_dir_target, start_daemon
 from tests.support.ports import free_port
 from tests.support.sink import HttpSink
 
@@ -36,25 +36,14 @@ def config_text(
     interval: str = "200ms",
     wait: str = "20s",
 ) -> str:
+    head = daemon_yaml(port, tmp_path / "state", token_file=tmp_path / "token", level=level)
+    target = release_dir_target(release_dir, app_port, interval=interval)
     return f"""\
-listen: 127.0.0.1:{port}
-api_token_file: {tmp_path / "token"}
-state_dir: {tmp_path / "state"}
-log: {{format: json, level: {level}}}
-server: {{max_body: {max_body}}}
-docker: {{poll_interval: 300ms}}
-defaults: {{bake_time: 1s, cooldown: 1s, window: 1m}}
+{head}server: {{max_body: {max_body}}}
 notify:
   - {{name: team, url: "{hook}"}}
 targets:
-  - name: app
-    release_dir: {{path: {release_dir}, restart: [/bin/true]}}
-    checks:
-      - {{name: api, type: http, url: "http://127.0.0.1:{app_port}/", interval: {interval},
-         timeout: 1s}}
-    gates:
-      - {{check: api, metric: error_rate, above: 1%}}
-    playbook:
+{target}    playbook:
       - rollback: {{}}
       - wait_healthy: {{timeout: {wait}}}
       - notify: team

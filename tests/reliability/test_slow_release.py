@@ -12,7 +12,6 @@ breaches on the slow answers, not on failures (the 5 s timeout is never reached)
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.reliability.conftest import audit_kinds, check, gate, wait_for
-from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
+from tests.support.daemon import DaemonProcess, daemon_yaml, start_daemon
 from tests.support.images import AppImages, RunningApp, run_app, set_mode
 from tests.support.ports import free_port
 
@@ -39,17 +38,16 @@ def app(docker_engine: Any, app_images: AppImages) -> Iterator[RunningApp]:
 @pytest.fixture
 def daemon(tmp_path: Path, app: RunningApp) -> Iterator[DaemonProcess]:
     port = free_port()
-    # The engine the app runs in (the private one under /work/tools/private-docker).
-    docker_host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     config = tmp_path / "watchdogd.yaml"
+    head = daemon_yaml(
+        port,
+        tmp_path / "state",
+        docker="poll_interval: 1s",
+        defaults="bake_time: 2s, window: 1m, auto_rollback: false",
+    )
     config.write_text(
-        f"""\
-listen: 127.0.0.1:{port}
-api_token: {TOKEN}
-state_dir: {tmp_path / "state"}
-log: {{format: json, level: info}}
-docker: {{host: "{docker_host}", poll_interval: 1s}}
-defaults: {{bake_time: 2s, window: 1m, auto_rollback: false}}
+        head
+        + f"""\
 targets:
   - name: api
     container: {app.container.name}

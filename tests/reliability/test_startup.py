@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from tests.reliability.conftest import deploy, wait_for
-from tests.support.daemon import TOKEN, start_daemon
+from tests.support.daemon import daemon_yaml, release_dir_target, start_daemon
 from tests.support.ports import free_port
-from watchdogd.model import Release, Trigger
+from watchdogd.model import Release, Trigger, TriggerKind
 from watchdogd.store import IncidentState, Store
 
 EXIT_STARTUP = 3
@@ -35,21 +35,10 @@ def write_config(
     config = tmp_path / name
     marker = tmp_path / "downgrade-started"
     config.write_text(
-        f"""\
-listen: {listen_host}:{port}
-api_token: {TOKEN}
-state_dir: {state}
-log: {{format: json, level: info}}
-docker: {{poll_interval: 300ms}}
-defaults: {{bake_time: 1s, cooldown: 1s, window: 1m}}
-targets:
-  - name: app
-    release_dir: {{path: {release_dir}, restart: [/bin/true]}}
-    checks:
-      - {{name: api, type: http, url: "http://127.0.0.1:{app_port}/", interval: 200ms,
-         timeout: 1s}}
-    gates:
-      - {{check: api, metric: error_rate, above: 1%}}
+        daemon_yaml(port, state, listen_host=listen_host)
+        + "targets:\n"
+        + release_dir_target(release_dir, app_port)
+        + f"""\
     playbook:
       - {{command: {{command: [/bin/sh, -c, "touch {marker}; sleep 4"]}}, timeout: 30s}}
       - rollback: {{}}
@@ -137,7 +126,7 @@ class TestEnvironmentErrors:
         with Store.in_state_dir(state) as store:
             incident = store.create_incident(
                 target="app",
-                trigger=Trigger("manual", "operator", "test"),
+                trigger=Trigger(TriggerKind.MANUAL, "operator", "test"),
                 bad_release=v2,
                 restore_release=v1,
                 actions=["command", "rollback", "wait_healthy"],

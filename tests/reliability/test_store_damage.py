@@ -4,7 +4,6 @@ its sound pages, so only a check of the whole file finds it before a rollback ne
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +11,15 @@ import httpx
 
 from tests.support.daemon import TOKEN, start_daemon
 from tests.support.ports import free_port
+from tests.support.store import damaged_store
 from tests.surfaces.conftest import release_dir_config, serve_release_app, wait_for
-from watchdogd.store import DB_FILENAME, Store
-
-
-def damage(path: Path) -> None:
-    with Store(path) as store:
-        for index in range(400):
-            store.audit("filler", "row", data={"blob": "y" * 1000, "index": index})
-    size = path.stat().st_size
-    with path.open("r+b") as file:
-        file.seek(size - 20 * 4096 + 100)
-        file.write(os.urandom(3000))
+from watchdogd.store import DB_FILENAME
 
 
 def test_a_damaged_store_is_not_ready(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    damage(state / DB_FILENAME)
+    damaged_store(state / DB_FILENAME)
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     port = free_port()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import ReadOnlyMount, audit_kinds, deploy, gate, wait_for
-from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
+from tests.support.daemon import DaemonProcess, daemon_yaml, release_dir_target, start_daemon
 from tests.support.ports import free_port
 from watchdogd.errors import StoreError
 from watchdogd.store import Store
@@ -26,22 +26,9 @@ from watchdogd.store import Store
 def write_config(tmp_path: Path, port: int, app_port: int, release_dir: Path) -> Path:
     config = tmp_path / "watchdogd.yaml"
     config.write_text(
-        f"""\
-listen: 127.0.0.1:{port}
-api_token: {TOKEN}
-state_dir: {tmp_path / "state"}
-log: {{format: json, level: info}}
-docker: {{poll_interval: 300ms}}
-defaults: {{bake_time: 1s, cooldown: 1s, window: 1m}}
-targets:
-  - name: app
-    release_dir: {{path: {release_dir}, restart: [/bin/true]}}
-    checks:
-      - {{name: api, type: http, url: "http://127.0.0.1:{app_port}/", interval: 200ms,
-         timeout: 1s}}
-    gates:
-      - {{check: api, metric: error_rate, above: 1%}}
-"""
+        daemon_yaml(port, tmp_path / "state")
+        + "targets:\n"
+        + release_dir_target(release_dir, app_port)
     )
     (tmp_path / "state").mkdir()
     return config

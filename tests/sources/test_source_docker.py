@@ -31,6 +31,8 @@ from tests.sources.test_source_http import RecordingSink, Sample
 from tests.support import docker_labels, require, unique_name
 from tests.support.images import AppImages, run_app, set_mode
 from watchdogd.config.schema import DockerSettings
+from watchdogd.engine.docker_api import DockerEngine
+from watchdogd.errors import TargetError
 from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
 
 
@@ -73,6 +75,17 @@ class TestWatcherWithoutEngine:
         for sink in sinks:
             assert [s.kind for s in sink.samples] == ["unknown"]
             assert "docker engine unreachable" in sink.last.detail
+
+    async def test_the_watcher_says_what_the_drivers_say(self, tmp_path: Path) -> None:
+        """One adapter, one error text: the watcher's unknown carries the drivers' message."""
+        host = f"unix://{tmp_path}/no-such.sock"
+        with pytest.raises(TargetError) as caught:
+            await DockerEngine(host, 5).call(f"docker engine at {host}", lambda api: api.ping())
+        watcher = DockerHealthWatcher(settings(host))
+        sink = RecordingSink()
+        watcher.subscribe(ContainerSelector("container", "web"), sink)
+        await watcher.poll_once()
+        assert sink.last.detail == f"docker engine unreachable: {caught.value}"
 
 
 @pytest.mark.docker

@@ -5,11 +5,11 @@ and counted rather than reported healthy."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from store_fakes import FakeClock
 
+from tests.support.store import damaged_store
 from watchdogd.errors import StoreError
 from watchdogd.store import Store
 from watchdogd.store.audit import MAX_AUDIT_DATA, MAX_AUDIT_TEXT, AlertNews
@@ -62,17 +62,6 @@ class TestAuditBounds:
         data = {"trigger": {"labels": {"alertname": "Down"}}, "ratio": 0.5, "n": [1, 2]}
         store.audit("x", "small", data=data)
         assert store.events()[0].data == data
-
-
-def damaged_store(path: Path) -> None:
-    """A store whose audit table has a page of garbage; the schema pages are intact."""
-    with Store(path) as store:
-        for index in range(400):
-            store.audit("filler", "row", data={"blob": "y" * 1000, "index": index})
-    size = path.stat().st_size
-    with path.open("r+b") as file:
-        file.seek(size - 20 * 4096 + 100)
-        file.write(os.urandom(3000))
 
 
 def test_a_damaged_file_is_found_and_counted(tmp_path: Path) -> None:

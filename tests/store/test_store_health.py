@@ -17,7 +17,7 @@ import pytest
 from store_fakes import release
 
 from watchdogd.errors import StoreError
-from watchdogd.model import Trigger
+from watchdogd.model import Trigger, TriggerKind
 from watchdogd.store import Store
 
 
@@ -134,4 +134,4 @@ class TestRealFilesystems:
 
 
 def _trigger() -> Trigger:
-    return Trigger(kind="manual", name="operator", reason="test")
+    return Trigger(kind=TriggerKind.MANUAL, name="operator", reason="test")

@@ -6,11 +6,11 @@ import pytest
 from store_fakes import FakeClock, release
 
 from watchdogd.errors import StoreError
-from watchdogd.model import Trigger
+from watchdogd.model import Trigger, TriggerKind
 from watchdogd.store import IncidentState, StepStatus, Store
 
 TRIGGER = Trigger(
-    kind="gate",
+    kind=TriggerKind.GATE,
     name="probe:error_rate",
     reason="error rate 12.0% > 1.0% over 240 requests",
     numbers={"errors": 29, "requests": 240, "ratio": 0.12},

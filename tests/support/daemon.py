@@ -10,14 +10,62 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.support.waiting import wait_for
+
 TOKEN = "test-token-0123456789"
+
+
+def daemon_yaml(
+    port: int,
+    state_dir: Path | str,
+    *,
+    listen_host: str = "127.0.0.1",
+    token_file: Path | None = None,
+    level: str = "info",
+    docker: str = "poll_interval: 300ms",
+    defaults: str = "bake_time: 1s, cooldown: 1s, window: 1m",
+) -> str:
+    """The head of a test daemon's config, up to ``targets:`` exclusive: the listen address,
+    the token (``TOKEN`` inline, or ``token_file``, which the caller writes), JSON logs, the
+    engine and the defaults. The engine is ``DOCKER_HOST``'s (inside private-docker, the
+    private one), never a default that would reach the shared engine."""
+    token = f"api_token: {TOKEN}" if token_file is None else f"api_token_file: {token_file}"
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return f"""\
+listen: {listen_host}:{port}
+{token}
+state_dir: {state_dir}
+log: {{format: json, level: {level}}}
+docker: {{host: "{host}", {docker}}}
+defaults: {{{defaults}}}
+"""
+
+
+def release_dir_target(
+    release_dir: Path | str,
+    app_port: int,
+    *,
+    name: str = "app",
+    interval: str = "200ms",
+    restart: str = "[/bin/true]",
+) -> str:
+    """A release-directory target with one http check on ``app_port`` and its error-rate
+    gate, as a ``targets:`` list item (a ``playbook:`` may follow, indented four)."""
+    return f"""\
+  - name: {name}
+    release_dir: {{path: "{release_dir}", restart: {restart}}}
+    checks:
+      - {{name: api, type: http, url: "http://127.0.0.1:{app_port}/", interval: {interval},
+         timeout: 1s}}
+    gates:
+      - {{check: api, metric: error_rate, above: 1%}}
+"""
 
 
 @dataclass
@@ -51,12 +99,13 @@ class NotifySocket:
             self._sock.close()
 
     def wait_for(self, field_: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(field_ in m.split("\n") for m in self.messages):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"{field_} never sent; got {self.messages}")
+        wait_for(
+            f"{field_} on the notify socket",
+            lambda: any(field_ in m.split("\n") for m in self.messages),
+            timeout=timeout,
+            interval=0.05,
+            context=lambda: f"got {self.messages}",
+        )
 
 
 @dataclass
@@ -84,30 +133,33 @@ class DaemonProcess:
         return self.get(f"/api/v1/targets/{name}").json()  # type: ignore[no-any-return]
 
     def wait_state(self, name: str, state: str, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
-        while time.monotonic() < deadline:
+
+        def reached() -> dict[str, Any] | None:
+            nonlocal last
             last = self.target(name)
-            if last["state"] == state:
-                return last
-            time.sleep(0.1)
-        raise AssertionError(
-            f"{name} never reached {state}: {json.dumps(last, indent=1)}\n"
-            f"{self.log.read_text()[-4000:]}"
+            return last if last["state"] == state else None
+
+        return wait_for(
+            f"{name} to reach {state}",
+            reached,
+            timeout=timeout,
+            context=lambda: f"{json.dumps(last, indent=1)}\n{self.log.read_text()[-4000:]}",
         )
 
     def wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"daemon exited: {self.log.read_text()[-4000:]}")
-            try:
-                if self.get("/readyz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"daemon not ready: {self.log.read_text()[-4000:]}")
+            return self.get("/readyz").status_code == 200
+
+        wait_for(
+            "the daemon to be ready",
+            ready,
+            timeout=timeout,
+            ignore=(httpx.HTTPError,),
+            context=lambda: self.log.read_text()[-4000:],
+        )
 
     def metric(self, line_prefix: str) -> float | None:
         for line in self.get("/metrics").text.splitlines():

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemon import TOKEN, DaemonProcess, start_daemon
+from tests.support.daemon import DaemonProcess, daemon_yaml, start_daemon
 from tests.support.images import AppImages
 from tests.support.ports import free_port
 from tests.swarm.conftest import Services
@@ -26,14 +26,14 @@ StartDaemon = Callable[[str, str], DaemonProcess]
 def config_text(service: str, port: int, state: Path) -> str:
     # The bake outlasts a rollout here: bake_time counts from the moment the new spec is seen,
     # and a bad release's tasks need a few seconds to start and fail their healthcheck.
+    head = daemon_yaml(
+        port,
+        state,
+        docker="poll_interval: 500ms",
+        defaults="window: 1m, bake_time: 10s, cooldown: 1m",
+    )
     return f"""\
-listen: 127.0.0.1:{port}
-api_token: {TOKEN}
-state_dir: {state}
-log: {{format: json, level: info}}
-docker: {{poll_interval: 500ms}}
-defaults: {{window: 1m, bake_time: 10s, cooldown: 1m}}
-targets:
+{head}targets:
   - name: web
     swarm: {{service: {service}}}
     checks:

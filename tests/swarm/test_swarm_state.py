@@ -15,7 +15,7 @@ from tests.swarm.conftest import Services
 from watchdogd.config.steps import Step
 from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import ClaimLost
-from watchdogd.model import Release, Trigger
+from watchdogd.model import Release, Trigger, TriggerKind
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.store import StepStatus, Store
 from watchdogd.targets.swarm import SwarmDriver
@@ -46,7 +46,7 @@ async def make_mirror(tmp_path: Path) -> AsyncIterator[MakeMirror]:
 
 
 def plan(bad: Release | None, good: Release | None) -> IncidentPlan:
-    trigger = Trigger("gate", "tasks:unhealthy", "every replica fails")
+    trigger = Trigger(TriggerKind.GATE, "tasks:unhealthy", "every replica fails")
     return IncidentPlan.new(
         target="web", trigger=trigger, bad_release=bad, restore_release=good, steps=STEPS
     )

@@ -11,12 +11,11 @@ import pytest
 
 from tests.support.fakes import FakeDriver
 from watchdogd.config import load_config_text
-from watchdogd.core.guards import TriggerKind
 from watchdogd.core.incident import TargetState
 from watchdogd.core.policy import ABSENT_GRACE
 from watchdogd.errors import ControlRefused, TargetError
 from watchdogd.metrics.registry import Metrics
-from watchdogd.model import Release, Trigger
+from watchdogd.model import Release, Trigger, TriggerKind
 from watchdogd.store import Store
 from watchdogd.watch.controller import TargetController
 from watchdogd.watch.presence import RESTART_GRACE
@@ -225,13 +224,13 @@ class TestPolicyCarriedOut:
         assert target.playbook_task is not None
         await target.playbook_task
         clock.now = 40.0  # the rollback was 6 s ago; cooldown is 1 min
-        alert = Trigger("alert", "HighErrors", "alert HighErrors firing")
+        alert = Trigger(TriggerKind.ALERT, "HighErrors", "alert HighErrors firing")
         with pytest.raises(ControlRefused, match="cooldown"):
-            await target.request(alert, TriggerKind.ALERT)
+            await target.request(alert)
         # An operator passes the cooldown; only the lack of another known-good release stops it.
-        manual = Trigger("manual", "operator", "test")
+        manual = Trigger(TriggerKind.MANUAL, "operator", "test")
         with pytest.raises(ControlRefused, match="no known-good release"):
-            await target.request(manual, TriggerKind.MANUAL)
+            await target.request(manual)
 
     async def test_freeze_then_unfreeze_bakes_again(self, store: Store) -> None:
         clock = FakeClock()
@@ -286,7 +285,7 @@ class TestAlertBeforePoll:
             assert target.machine.state is TargetState.HEALTHY
         v3 = Release("web", "sha256:v3", "cfg", "app:v3")
         driver.running = v3  # deployed; no poll since
-        await target.request(Trigger("SoakBad", "alert", "firing"), TriggerKind.ALERT)
+        await target.request(Trigger(TriggerKind.ALERT, "SoakBad", "firing"))
         task = target.playbook_task
         assert task is not None
         await task

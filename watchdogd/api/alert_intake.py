@@ -19,10 +19,9 @@ from typing import Any
 import structlog
 
 from watchdogd.api.alertmanager import Alert, matches
-from watchdogd.core.guards import TriggerKind
 from watchdogd.errors import ControlRefused, StoreError
 from watchdogd.metrics.registry import Metrics
-from watchdogd.model import Trigger
+from watchdogd.model import Trigger, TriggerKind
 from watchdogd.store import Store
 from watchdogd.store.audit import AlertNews
 from watchdogd.watch.controller import TargetController
@@ -105,14 +104,14 @@ class AlertIntake:
             summary = first.annotations.get("summary", "")
             more = f" (and {len(matched) - 1} more alerts)" if len(matched) > 1 else ""
             trigger = Trigger(
-                "alert",
+                TriggerKind.ALERT,
                 first.name,
                 f"alert {first.name} firing {summary}".strip() + more,
                 dict(first.labels),
             )
             entry: dict[str, Any] = {"target": controller.name, "alerts": len(matched)}
             try:
-                entry["incident"] = await controller.request(trigger, TriggerKind.ALERT)
+                entry["incident"] = await controller.request(trigger)
             except ControlRefused as err:
                 entry["refused"] = err.message
             started.append(entry)

@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from watchdogd.config.base import Name, StatusList, Strict
 from watchdogd.config.steps import Step
+from watchdogd.config.target_refs import ComposeRef, ReleaseDir, SwarmRef
 from watchdogd.config.traffic import TrafficConfig
 from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
 from watchdogd.core.baseline import DEFAULT_CONFIDENCE as BASELINE_CONFIDENCE
@@ -70,24 +71,6 @@ class Notifier(Strict):
 
 
 # --- targets: what is watched and rolled back -----------------------------------------------
-
-
-class ComposeRef(Strict):
-    project: str
-    service: str
-
-
-class SwarmRef(Strict):
-    service: str
-
-
-class ReleaseDir(Strict):
-    """``path/releases/<version>/`` plus a ``path/current`` symlink, as on many plain VMs."""
-
-    path: Path
-    releases: str = "releases"
-    current: str = "current"
-    restart: Annotated[list[str], Field(min_length=1)] | None = None
 
 
 class TargetKind(StrEnum):

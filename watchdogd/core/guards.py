@@ -10,16 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+
+from watchdogd.model import TriggerKind
 
 HOUR = 3600.0
-
-
-class TriggerKind(StrEnum):
-    GATE = "gate"
-    ALERT = "alert"
-    MANUAL = "manual"
-    QUARANTINE = "quarantine"
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from watchdogd.core.gates import GateResult, Verdict
-from watchdogd.core.guards import GuardPolicy, TriggerKind
+from watchdogd.core.guards import GuardPolicy
 from watchdogd.core.guards import refusal as guard_refusal
 from watchdogd.core.incident import Event, TargetState
+from watchdogd.model import TriggerKind
 
 #: How long a target may have no container before its failures count again (a deploy that
 #: removed the old container and never started a new one is an outage, not a deploy).

@@ -37,7 +37,6 @@ from watchdogd.api.connections import CappedSite, connection_cap
 from watchdogd.api.server import build_app, make_runner
 from watchdogd.config import Config, load_config, summarize
 from watchdogd.config.reload import restart_only_changes
-from watchdogd.core.guards import TriggerKind
 from watchdogd.daemon import logs
 from watchdogd.daemon.sdnotify import SystemdNotifier
 from watchdogd.daemon.state_lock import StateDirLock
@@ -52,7 +51,7 @@ from watchdogd.errors import (
     WatchdogError,
 )
 from watchdogd.metrics.registry import Metrics
-from watchdogd.model import Trigger
+from watchdogd.model import Trigger, TriggerKind
 from watchdogd.store import Store
 from watchdogd.watch.controller import TargetController
 
@@ -313,8 +312,8 @@ class Daemon:
 
     async def rollback(self, name: str, to: str | None, reason: str) -> dict[str, Any]:
         controller = self._controller(name)
-        trigger = Trigger("manual", "operator", reason)
-        incident = await controller.request(trigger, TriggerKind.MANUAL, to=to)
+        trigger = Trigger(TriggerKind.MANUAL, "operator", reason)
+        incident = await controller.request(trigger, to=to)
         return {"target": name, "incident": incident}
 
     async def freeze(self, name: str, reason: str) -> dict[str, Any]:

@@ -25,19 +25,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import docker
 from docker.errors import BuildError, DockerException, ImageNotFound, NotFound
 
 from watchdogd.demo import scenario
 from watchdogd.demo.release import BAD, GOOD
 from watchdogd.demo.stage import answers_as
+from watchdogd.engine.docker_api import DEFAULT_HOST, explain, sdk_client
 from watchdogd.errors import DemoError
 
 IMAGE_DIR = Path(__file__).with_name("image")
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 REPOSITORY = "watchdogd-demo/app"
 LABEL = "watchdogd.demo"
-DEFAULT_HOST = "unix:///var/run/docker.sock"
 START_TIMEOUT = 20.0
 
 
@@ -111,11 +110,11 @@ class DockerStage:
             )
         host = os.environ.get("DOCKER_HOST", DEFAULT_HOST)
         try:
-            client = docker.DockerClient(base_url=host, version="auto", timeout=30)
+            client = sdk_client(host, timeout=30)
             client.ping()
         except DockerException as err:
             raise DemoError(
-                f"--docker needs a Docker engine, and none answers at {host} ({err}). "
+                f"--docker needs a Docker engine, and none answers at {host} ({explain(err)}). "
                 "Start one, or run `watchdogd demo` without --docker: it needs no engine."
             ) from err
         return cls(root, fault, port, labels=labels, client=client, busybox=busybox)
@@ -147,7 +146,7 @@ class DockerStage:
             container = await asyncio.to_thread(self.client.containers.get, self.name)
             good = await asyncio.to_thread(self.client.images.get, self.images[GOOD])
         except DockerException as err:
-            return False, f"cannot inspect {self.name}: {err}"
+            return False, f"cannot inspect {self.name}: {explain(err)}"
         if container.image.id != good.id:
             return False, f"{self.name} runs {container.image.tags or container.image.id}"
         ok, seen = await answers_as(f"{self.app_url}/cgi-bin/health", GOOD)
@@ -175,7 +174,7 @@ class DockerStage:
                     pull=False,
                 )
             except (BuildError, DockerException) as err:
-                raise DemoError(f"building {self.images[version]} failed: {err}") from err
+                raise DemoError(f"building {self.images[version]} failed: {explain(err)}") from err
 
     def _run(self, version: str) -> None:
         try:
@@ -187,7 +186,7 @@ class DockerStage:
                 ports={"8080/tcp": ("127.0.0.1", self.port)},
             )
         except DockerException as err:
-            raise DemoError(f"cannot run {self.images[version]}: {err}") from err
+            raise DemoError(f"cannot run {self.images[version]}: {explain(err)}") from err
 
     def _replace(self, version: str) -> None:
         with contextlib.suppress(NotFound):
@@ -217,8 +216,8 @@ class DockerStage:
         except DockerException as err:
             # The summary must still print; say what may be left and how to find it.
             print(
-                f"watchdogd demo: could not remove its containers and images ({err}); they "
-                f"carry the label {LABEL}={self.run_id}",
+                "watchdogd demo: could not remove its containers and images "
+                f"({explain(err)}); they carry the label {LABEL}={self.run_id}",
                 file=sys.stderr,
             )
         finally:

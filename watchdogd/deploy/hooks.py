@@ -13,11 +13,10 @@ import aiohttp
 import structlog
 
 from watchdogd.config.schema import Notifier
-from watchdogd.core.guards import TriggerKind
 from watchdogd.deploy.deployment import Deployment
 from watchdogd.deploy.parts import Hooks
 from watchdogd.errors import ControlRefused, StepFailed, StoreError
-from watchdogd.model import Release, Trigger
+from watchdogd.model import Release, Trigger, TriggerKind
 from watchdogd.playbook.notify import send
 from watchdogd.store import Store
 
@@ -96,9 +95,11 @@ def daemon_hooks(
         if found is None or deployment is None or deployment.blue.release is None:
             return "no controller"
         gate = str(numbers.get("gate") or "traffic")
-        trigger = Trigger("gate", gate, reason, {k: v for k, v in numbers.items() if v is not None})
+        trigger = Trigger(
+            TriggerKind.GATE, gate, reason, {k: v for k, v in numbers.items() if v is not None}
+        )
         try:
-            await found.request(trigger, TriggerKind.GATE, to=deployment.blue.release.id)
+            await found.request(trigger, to=deployment.blue.release.id)
         except ControlRefused as err:
             return err.message
         return None

@@ -6,6 +6,9 @@ is wrapped at this edge. The low-level ``APIClient`` is used on purpose: it post
 body verbatim, where the high-level ``containers.create`` takes only its own keyword arguments
 (REFERENCE.md). The client is built lazily, in a worker thread, because building it negotiates
 the API version over the socket: constructing a ``DockerEngine`` never touches the engine.
+
+This module is the one place that makes docker-py clients (``DockerEngine`` for the daemon,
+``sdk_client`` for the demo's image builds) and the one text of an engine error (``explain``).
 """
 
 from __future__ import annotations
@@ -33,9 +36,17 @@ EXEC_OUTPUT_LIMIT = 64 * 1024
 class DockerEngine:
     """One connection pool to one engine, shared by every driver of the daemon."""
 
-    def __init__(self, host: str = DEFAULT_HOST, timeout: float = 10.0, client: Any = None) -> None:
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        timeout: float = 10.0,
+        client: Any = None,
+        *,
+        version: str = "auto",
+    ) -> None:
         self.host = host
         self.timeout = timeout
+        self.version = version  # "auto" negotiates; a known one skips that round trip
         self._client: Any = client
         self._lock = threading.Lock()
 
@@ -43,23 +54,24 @@ class DockerEngine:
         with self._lock:
             if self._client is None:
                 self._client = docker.APIClient(
-                    base_url=self.host, version="auto", timeout=math.ceil(self.timeout)
+                    base_url=self.host, version=self.version, timeout=math.ceil(self.timeout)
                 )
             return self._client
 
+    def call_blocking(self, what: str, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(api_client)`` here, in the caller's thread (the event watcher's own);
+        docker, HTTP and socket errors become ``TargetError`` (``ObjectMissing`` for a 404)
+        whose message starts with ``what``. Building the client counts as part of the call."""
+        try:
+            return fn(self._api())
+        except NotFound as err:
+            raise ObjectMissing(f"{what}: {explain(err)}") from err
+        except (DockerException, requests.RequestException, OSError) as err:
+            raise TargetError(f"{what}: {explain(err)}") from err
+
     async def call(self, what: str, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(api_client)`` in a thread; docker, HTTP and socket errors become
-        ``TargetError`` (``ObjectMissing`` for a 404) whose message starts with ``what``."""
-
-        def run() -> T:
-            try:
-                return fn(self._api())
-            except NotFound as err:
-                raise ObjectMissing(f"{what}: {explain(err)}") from err
-            except (DockerException, requests.RequestException, OSError) as err:
-                raise TargetError(f"{what}: {explain(err)}") from err
-
-        return await asyncio.to_thread(run)
+        """``call_blocking`` in a worker thread: the event loop keeps running."""
+        return await asyncio.to_thread(self.call_blocking, what, fn)
 
     async def api_version(self) -> tuple[int, int]:
         version = await self.call("docker version", lambda api: str(api.api_version))
@@ -195,6 +207,12 @@ class DockerEngine:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def sdk_client(host: str, timeout: float) -> docker.DockerClient:
+    """docker-py's high-level client (``images.build``, ``containers.run``), for the demo's
+    stage; connects at once (version negotiation), so ``DockerException`` may come from here."""
+    return docker.DockerClient(base_url=host, version="auto", timeout=math.ceil(timeout))
 
 
 def explain(err: BaseException) -> str:

@@ -69,7 +69,7 @@ def build_payload(event: str, ctx: StepContext, message: str | None = None) -> d
         "target": plan.target,
         "incident": plan.incident_id,
         "trigger": {
-            "kind": plan.trigger.kind,
+            "kind": plan.trigger.kind.value,
             "name": plan.trigger.name,
             "reason": plan.trigger.reason,
             "numbers": dict(plan.trigger.numbers),

@@ -146,7 +146,7 @@ class PlaybookRunner:
             "incident_started",
             f"{'dry run: ' if plan.dry_run else ''}playbook started for {plan.target}: "
             f"{plan.trigger.reason}; {bad} -> {restore}",
-            trigger_kind=plan.trigger.kind,
+            trigger_kind=plan.trigger.kind.value,
             trigger_name=plan.trigger.name,
             numbers=dict(plan.trigger.numbers),
             bad_release=plan.bad_release.id if plan.bad_release else None,

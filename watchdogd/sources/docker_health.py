@@ -26,7 +26,10 @@ failure is only reported after a ping over a *new* connection succeeds; if it fa
 failure is the engine's shutdown: ``unknown``.
 
 docker-py blocks: a dedicated thread reads the event stream into the loop with
-``call_soon_threadsafe``; every other call runs in ``asyncio.to_thread``. ``on_change(key)``
+``call_soon_threadsafe``; every other call runs in ``asyncio.to_thread``. The client and the
+error texts are ``engine.docker_api``'s (a ``DockerEngine`` of the watcher's own, so that the
+event stream holds no connection the drivers need); its ``TargetError`` becomes
+``SourceUnavailable`` here. ``on_change(key)``
 is called on ``create``, ``start``, ``destroy`` and ``rename`` of a matching container, so the
 daemon can look for a new release.
 """
@@ -35,21 +38,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import docker
-import requests
 import tenacity
-from docker.errors import DockerException, NotFound
 
 from watchdogd.config.schema import DockerSettings, TargetConfig
-from watchdogd.engine.docker_api import explain
-from watchdogd.errors import SourceUnavailable
+from watchdogd.engine.docker_api import DockerEngine, explain
+from watchdogd.errors import ObjectMissing, SourceUnavailable, TargetError
 from watchdogd.sources.base import SampleSink
 from watchdogd.sources.schedule import Clock, StateChangeLog
 
@@ -149,18 +148,15 @@ class DockerHealthWatcher:
         settings: DockerSettings,
         *,
         on_change: Callable[[str], None] | None = None,
-        client_factory: Callable[[], docker.DockerClient] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.settings = settings
         self.on_change = on_change
-        self._timeout = math.ceil(settings.timeout)
         cap = max(settings.poll_interval, 0.5)  # never wait longer than a poll between tries
         self._backoff = tenacity.wait_exponential(0.5, max=cap) + tenacity.wait_random(0, 0.5)
-        self._factory = client_factory or self._default_client
         self._clock = clock
         self._subscriptions: dict[ContainerSelector, list[SampleSink]] = {}
-        self._client: docker.DockerClient | None = None
+        self._client: DockerEngine | None = None
         self._queue: asyncio.Queue[Any] | None = None
         # Restart counts at the last look, and the containers whose die was reported since
         # then (so that one crash is not reported twice), per (subscription, container id).
@@ -177,10 +173,6 @@ class DockerHealthWatcher:
         sinks = [s for s in self._subscriptions.pop(selector, []) if s is not sink]
         if sinks:
             self._subscriptions[selector] = sinks
-
-    def _default_client(self) -> docker.DockerClient:
-        host, timeout = self.settings.host, self._timeout
-        return docker.DockerClient(base_url=host, version="auto", timeout=timeout)
 
     async def run(self) -> None:
         """Connect, watch, and on any disconnect report unknown and reconnect; forever."""
@@ -251,24 +243,27 @@ class DockerHealthWatcher:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(stream.close)
 
-    def _open_client(self) -> docker.DockerClient:
-        client = _engine_call(f"docker engine at {self.settings.host}", self._factory)
-        try:
-            _engine_call(f"docker engine at {self.settings.host}", client.ping)
+    def _open_client(self) -> DockerEngine:
+        client = DockerEngine(self.settings.host, self.settings.timeout)
+        try:  # builds the client (negotiating the version), then pings
+            _engine_call(client, f"docker engine at {self.settings.host}", lambda api: api.ping())
         except SourceUnavailable:
             client.close()
             raise
         return client
 
     def _open_events(self) -> Any:
-        api = self._require_client().api
         filters = {"type": ["container"], "event": list(EVENTS)}
-        return _engine_call("docker events", lambda: api.events(decode=True, filters=filters))
+        return _engine_call(
+            self._require_client(),
+            "docker events",
+            lambda api: api.events(decode=True, filters=filters),
+        )
 
     def _scan(self, selectors: list[ContainerSelector]) -> Found:
         """List once, inspect each matching container once (inspect p50 is 0.8 ms)."""
-        api = self._require_client().api
-        listed = _engine_call("docker list", lambda: api.containers(all=True))
+        client = self._require_client()
+        listed = _engine_call(client, "docker list", lambda api: api.containers(all=True))
         found: Found = {s: [] for s in selectors}
         inspected: dict[str, ContainerState | None] = {}
         for summary in listed:
@@ -283,26 +278,27 @@ class DockerHealthWatcher:
         return found
 
     def _inspect(self, container_id: str) -> ContainerState | None:
-        api = self._require_client().api
+        client = self._require_client()
         try:
-            data = _engine_call("docker inspect", lambda: api.inspect_container(container_id))
-        except NotFound:
+            data = _engine_call(
+                client, "docker inspect", lambda api: api.inspect_container(container_id)
+            )
+        except ObjectMissing:
             return None  # removed between the list and the inspect
         return ContainerState.from_inspect(data)
 
     def _confirm_engine(self) -> None:
         """Ping over a new connection: on SIGTERM the engine closes its listener first, then
         stops the containers while open connections (our pool, the events) still answer."""
-        version = self._require_client().api.api_version
-        fresh = docker.APIClient(
-            base_url=self.settings.host, version=version, timeout=self._timeout
-        )
+        known = self._require_client()
+        version = _engine_call(known, "docker version", lambda api: str(api.api_version))
+        fresh = DockerEngine(self.settings.host, self.settings.timeout, version=version)
         try:
-            _engine_call("docker engine is shutting down", fresh.ping)
+            _engine_call(fresh, "docker engine is shutting down", lambda api: api.ping())
         finally:
             fresh.close()
 
-    def _require_client(self) -> docker.DockerClient:
+    def _require_client(self) -> DockerEngine:
         if self._client is None:
             raise SourceUnavailable("not connected to the docker engine")
         return self._client
@@ -384,11 +380,12 @@ def _follow(stream: Any, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[A
         loop.call_soon_threadsafe(queue.put_nowait, end)
 
 
-def _engine_call(what: str, call: Callable[[], T]) -> T:
-    """Engine, HTTP and socket errors become SourceUnavailable; NotFound is container news."""
+def _engine_call(client: DockerEngine, what: str, call: Callable[[Any], T]) -> T:
+    """The engine adapter's errors, as a source reports them: unreachable is unknown data
+    (``SourceUnavailable``, same text); ``ObjectMissing`` (a 404) is container news."""
     try:
-        return call()
-    except NotFound:
+        return client.call_blocking(what, call)
+    except ObjectMissing:
         raise
-    except (DockerException, requests.RequestException, OSError) as err:
-        raise SourceUnavailable(f"{what}: {explain(err)}") from err
+    except TargetError as err:
+        raise SourceUnavailable(str(err)) from err

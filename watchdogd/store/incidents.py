@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 
 from watchdogd.errors import StoreError
-from watchdogd.model import Release, Trigger
+from watchdogd.model import Release, Trigger, TriggerKind
 from watchdogd.store.base import StoreBase, dumps
 from watchdogd.store.records import IncidentRecord, IncidentState, JournalEntry, StepStatus
 
@@ -45,7 +45,7 @@ class IncidentStore(StoreBase):
                 (
                     incident_id,
                     target,
-                    trigger.kind,
+                    trigger.kind.value,
                     trigger.name,
                     trigger.reason,
                     dumps(trigger.numbers),
@@ -167,7 +167,7 @@ def _incident_record(row: sqlite3.Row) -> IncidentRecord:
         id=row["id"],
         target=row["target"],
         trigger=Trigger(
-            kind=row["trigger_kind"],
+            kind=TriggerKind(row["trigger_kind"]),
             name=row["trigger_name"],
             reason=row["trigger_reason"],
             numbers=json.loads(row["trigger_numbers"]),

@@ -113,7 +113,7 @@ class IncidentRecord:
         return {
             "id": self.id,
             "target": self.target,
-            "trigger": asdict(self.trigger),
+            "trigger": self.trigger.to_dict(),
             "bad_release": public_release(self.bad_release),
             "restore_release": public_release(self.restore_release),
             "state": self.state.value,

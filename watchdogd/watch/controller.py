@@ -16,10 +16,10 @@ from watchdogd.config.schema import Defaults, TargetConfig
 from watchdogd.config.settings import TargetSettings, resolve
 from watchdogd.core import policy
 from watchdogd.core.gates import Gate, GateResult
-from watchdogd.core.guards import GuardPolicy, TriggerKind
+from watchdogd.core.guards import GuardPolicy
 from watchdogd.core.incident import Event, TargetState, TargetStateMachine
 from watchdogd.errors import ControlRefused, TargetError
-from watchdogd.model import Release, Trigger
+from watchdogd.model import Release, Trigger, TriggerKind
 from watchdogd.playbook.plan import IncidentPlan
 from watchdogd.playbook.runner import PlaybookRunner
 from watchdogd.store import Store
@@ -31,6 +31,7 @@ from watchdogd.watch.presence import TargetPresence
 from watchdogd.watch.prompt import EvaluationPrompt
 from watchdogd.watch.recorder import CheckRecorder, recorders_for
 from watchdogd.watch.records import TargetRecords
+from watchdogd.watch.running import RunningRelease
 from watchdogd.watch.seams import Clock, Notify, RollbackMetrics, tell_nobody
 from watchdogd.watch.views import TargetView, gate_numbers, target_view
 
@@ -70,7 +71,7 @@ class TargetController:
         self._wall = wall
         now = clock()
         self.machine = TargetStateMachine(TargetState.BAKING, since=now)
-        self.current: Release | None = None
+        self.running = RunningRelease()  # the one owner of what the target runs
         self._baking_since = now
         self._rolled_back_at: float | None = None
         self.presence = TargetPresence(config.name)  # engine away, or no container
@@ -161,8 +162,8 @@ class TargetController:
             if moved or self.presence.blames_nobody(now, self._timing.absent_grace):
                 return
             first = decision.start
-            trigger = Trigger("gate", first.gate, first.reason, gate_numbers(first))
-            await self._start(trigger, TriggerKind.GATE, now)
+            trigger = Trigger(TriggerKind.GATE, first.gate, first.reason, gate_numbers(first))
+            await self._start(trigger, now)
 
     async def _bake_passed(self, now: float) -> bool:
         assert self.current is not None  # noqa: S101 - the policy asks for evidence first
@@ -192,10 +193,9 @@ class TargetController:
                 self._reset_windows()
             return
         self.presence.something_runs()
-        if self.current is not None and release.id == self.current.id:
-            return
         first = self.current is None
-        self.current = release
+        if not self.running.seen(release):
+            return
         recorded = self.records.record(release, self.settings.history)
         if recorded is None:
             return
@@ -217,9 +217,7 @@ class TargetController:
         self._baking_since = now
         if decision.quarantine_rollback:
             reason = f"release {release.label} was rolled back before and is quarantined"
-            await self._start(
-                Trigger("quarantine", release.id, reason), TriggerKind.QUARANTINE, now
-            )
+            await self._start(Trigger(TriggerKind.QUARANTINE, release.id, reason), now)
 
     def _reset_windows(self) -> None:
         for recorder in self.recorders.values():
@@ -229,24 +227,22 @@ class TargetController:
 
     # --- starting a playbook ---------------------------------------------------------------
 
-    async def request(self, trigger: Trigger, kind: TriggerKind, to: str | None = None) -> str:
+    async def request(self, trigger: Trigger, to: str | None = None) -> str:
         """Start the playbook for an alert or an operator; raises ControlRefused with why not."""
-        if self.machine.state in policy.STUCK and kind is TriggerKind.MANUAL:
+        if self.machine.state in policy.STUCK and trigger.kind is TriggerKind.MANUAL:
             raise ControlRefused(409, f"{self.name} is {self.machine.state}; unfreeze it first")
         now = self._clock()
         if to is None or self.records.restore_target(self.current, to) is not None:
             # Read what runs (an alert may beat the poll to a deploy); a `to` naming no release
             # is refused below without it, so that a refused request changes nothing.
             await self.observe_release(now)
-        incident = await self._start(trigger, kind, now, to=to)
+        incident = await self._start(trigger, now, to=to)
         if incident is None:
             raise ControlRefused(409, self.last_refusal or "refused")
         return incident
 
-    async def _start(
-        self, trigger: Trigger, kind: TriggerKind, now: float, to: str | None = None
-    ) -> str | None:
-        wall = self._wall()
+    async def _start(self, trigger: Trigger, now: float, to: str | None = None) -> str | None:
+        wall, kind = self._wall(), trigger.kind
         restore = self.records.restore_target(self.current, to)
         facts = policy.StartFacts(
             kind=kind,
@@ -262,7 +258,7 @@ class TargetController:
         )
         reason = policy.refusal(facts, self.guards)
         if reason is not None or restore is None:
-            self._refuse(trigger, kind, reason or "refused", now)
+            self._refuse(trigger, reason or "refused", now)
             return None
         dry_run = self.settings.dry_run
         plan = IncidentPlan.new(
@@ -278,7 +274,7 @@ class TargetController:
             # Another watchdogd may watch the same target: only the one that claims it acts.
             taken = await self.mirror.claim(plan, manual=kind is TriggerKind.MANUAL)
             if taken is not None:
-                self._refuse(trigger, kind, taken, now)
+                self._refuse(trigger, taken, now)
                 return None
         for event in policy.on_start(self.machine.state, dry_run=dry_run):
             self._transition(event, now)
@@ -290,32 +286,30 @@ class TargetController:
                 {"incident": plan.incident_id},
             )
             return plan.incident_id
-        self._launch(plan, kind)
+        self._launch(plan)
         return plan.incident_id
 
-    def _launch(self, plan: IncidentPlan, kind: TriggerKind, *, resume: bool = False) -> None:
+    def _launch(self, plan: IncidentPlan, *, resume: bool = False) -> None:
         self.incident_id = plan.incident_id
         self._playbook = asyncio.create_task(
-            self._run_playbook(plan, kind, resume=resume), name=f"playbook:{self.name}"
+            self._run_playbook(plan, resume=resume), name=f"playbook:{self.name}"
         )
 
-    def _refuse(self, trigger: Trigger, kind: TriggerKind, reason: str, now: float) -> None:
+    def _refuse(self, trigger: Trigger, reason: str, now: float) -> None:
         self.last_refusal = reason
-        for event in policy.on_refusal(self.machine.state, kind):
+        for event in policy.on_refusal(self.machine.state, trigger.kind):
             self._transition(event, now)
         self.records.refused(trigger, reason)
 
     async def resume(self, plan: IncidentPlan) -> None:
         """Finish an incident a crash interrupted (the runner skips what was done)."""
         now = self._clock()
-        self.current = plan.bad_release
+        self.running.playbook_says(plan.bad_release)
         for event in policy.on_start(self.machine.state, dry_run=False):
             self._transition(event, now)
-        self._launch(plan, TriggerKind(plan.trigger.kind), resume=True)
+        self._launch(plan, resume=True)
 
-    async def _run_playbook(
-        self, plan: IncidentPlan, kind: TriggerKind, resume: bool = False
-    ) -> None:
+    async def _run_playbook(self, plan: IncidentPlan, resume: bool = False) -> None:
         started = self._clock()
         succeeded = False
         try:
@@ -330,7 +324,8 @@ class TargetController:
             await self.mirror.finished(plan, succeeded=succeeded, detail=detail)
         now = self._clock()
         result = "succeeded" if succeeded else "failed"
-        self._metrics.rollback_finished(self.name, kind.value, result, now - started, self._wall())
+        kind = plan.trigger.kind.value
+        self._metrics.rollback_finished(self.name, kind, result, now - started, self._wall())
         bad, restored = plan.bad_release, plan.restore_release
         end = policy.on_playbook_end(
             succeeded=succeeded,
@@ -338,7 +333,7 @@ class TargetController:
             restored_image=restored.image if restored is not None else None,
         )
         if end.reset_windows:
-            self.current = restored
+            self.running.playbook_says(restored)
             self._rolled_back_at = now
             self._reset_windows()
         if end.quarantine_bad and bad is not None:
@@ -385,6 +380,10 @@ class TargetController:
     @property
     def playbook_task(self) -> asyncio.Task[None] | None:
         return self._playbook
+
+    @property
+    def current(self) -> Release | None:
+        return self.running.release
 
     def view(self, now: float, *, recent: bool = False) -> TargetView:
         """What the API and ``/metrics`` show (``recent``: see ``CheckRecorder.view``)."""

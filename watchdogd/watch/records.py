@@ -39,7 +39,7 @@ class TargetRecords:
         self.audit(
             "rollback_refused",
             f"{trigger.reason}; not rolling back: {reason}",
-            {"trigger": trigger.__dict__},
+            {"trigger": trigger.to_dict()},
         )
         log.warning(
             "target_rollback_refused", target=self.target, trigger=trigger.name, reason=reason

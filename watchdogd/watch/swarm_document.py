@@ -51,7 +51,7 @@ def release_from(data: dict[str, Any] | None, target: str) -> Release | None:
 
 
 def trigger_from(data: dict[str, Any]) -> Trigger:
-    return Trigger(data["kind"], data["name"], data["reason"], data.get("numbers") or {})
+    return Trigger.from_dict(data)
 
 
 def journal_copy(entries: Iterable[JournalEntry]) -> list[dict[str, Any]]:
@@ -71,7 +71,7 @@ def incident_entry(plan: IncidentPlan, owner: str, lease_until: float) -> dict[s
         "id": plan.incident_id,
         "owner": owner,
         "lease_until": lease_until,
-        "trigger": asdict(plan.trigger),
+        "trigger": plan.trigger.to_dict(),
         "bad_release": release_data(plan.bad_release),
         "restore_release": release_data(plan.restore_release),
         "dry_run": plan.dry_run,
