@@ -60,17 +60,24 @@ FAULTS = (
 )
 
 
-def app_checks(url: str, *, latency_evidence: str = "", unhealthy: str = "") -> str:
+def app_checks(
+    url: str, *, latency_evidence: str = "", unhealthy: str = "", health: bool = True
+) -> str:
     """The checks and gates an operator would give this app on ``url`` (a target's YAML from
     ``checks:`` on): http, auth_flow and container health, each gated. ``latency_evidence``
     and ``unhealthy`` add settings to the latency and the unhealthy gate (``min_samples: 3``,
-    ``for: 8s``)."""
+    ``for: 8s``); without ``health`` no container health (a target whose releases HAProxy
+    switches between: its checks go through HAProxy's frontend)."""
     latency = f", {latency_evidence}" if latency_evidence else ""
-    health = f", {unhealthy}" if unhealthy else ""
+    health_check = "      - {name: health, type: container_health}\n" if health else ""
+    health_gate = (
+        f"      - {{check: health, metric: unhealthy{', ' + unhealthy if unhealthy else ''}}}\n"
+        if health
+        else ""
+    )
     return f"""\
     checks:
-      - {{name: health, type: container_health}}
-      - {{name: api, type: http, url: "{url}/cgi-bin/api", interval: 1s, timeout: 1s}}
+{health_check}      - {{name: api, type: http, url: "{url}/cgi-bin/api", interval: 1s, timeout: 1s}}
       - name: login
         type: auth_flow
         interval: 1s
@@ -83,8 +90,7 @@ def app_checks(url: str, *, latency_evidence: str = "", unhealthy: str = "") -> 
       - {{check: api, metric: error_rate, above: 1%}}
       - {{check: api, metric: latency_p95, above: 1s{latency}}}
       - {{check: login, metric: failure_rate, above: 1%}}
-      - {{check: health, metric: unhealthy{health}}}
-"""
+{health_gate}"""
 
 
 def build_images(client: docker.DockerClient) -> dict[str, str]:

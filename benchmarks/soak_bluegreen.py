@@ -33,7 +33,7 @@ from typing import Any
 import docker
 from common import TOKEN
 from docker.errors import APIError, NotFound
-from mttr_app import HEALTH_INTERVAL, HEALTH_TEST, LABEL, Fault
+from mttr_app import HEALTH_INTERVAL, HEALTH_TEST, LABEL, Fault, app_checks
 from soak_bluegreen_invariants import BgDeploy, PairSample
 from soak_targets import RUN_LABEL, label_of_env
 
@@ -181,23 +181,10 @@ class BlueGreenTarget:
     def config(self) -> str:
         assert self.haproxy is not None
         front = self.haproxy.url
+        checks = app_checks(front, health=False)
         return f"""\
     container: {self.container}
-    checks:
-      - {{name: api, type: http, url: "{front}/cgi-bin/api", interval: 1s, timeout: 1s}}
-      - name: login
-        type: auth_flow
-        interval: 1s
-        timeout: 2s
-        steps:
-          - {{name: login, method: POST, url: "{front}/cgi-bin/login",
-             json: {{user: probe, password: secret}}, extract: {{token: access_token}}}}
-          - {{name: me, url: "{front}/cgi-bin/me", headers: {{Authorization: "Bearer {{token}}"}}}}
-    gates:
-      - {{check: api, metric: error_rate, above: 1%}}
-      - {{check: api, metric: latency_p95, above: 1s}}
-      - {{check: login, metric: failure_rate, above: 1%}}
-    traffic:
+{checks}    traffic:
       haproxy: {{socket: {self.haproxy.admin_socket}, backend: app,
                 log_socket: {self.haproxy.log_socket}}}
       strategy: blue_green

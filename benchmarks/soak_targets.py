@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import docker
 from docker.errors import APIError, NotFound
-from mttr_app import LABEL, Fault, run_container
+from mttr_app import LABEL, Fault, app_checks, run_container
 
 # The end-to-end tests' app: 200 while current/mode reads "ok", else 500.
 from tests.e2e.conftest import ReleaseApp
@@ -69,29 +69,9 @@ def label_of_env(env: list[str] | None) -> str | None:
     return None
 
 
-def app_checks(url: str) -> str:
-    """The checks and gates an operator would give the test app: ``bench_mttr``'s, but with
-    the latency gate's default evidence (20 samples: on 3, one slow answer while a fresh
-    container starts is a p95 over 1 s) and ``for: 8s`` on ``unhealthy`` to ride out a
-    Compose recreate (docs/signals-and-gates.md)."""
-    return f"""\
-    checks:
-      - {{name: health, type: container_health}}
-      - {{name: api, type: http, url: "{url}/cgi-bin/api", interval: 1s, timeout: 1s}}
-      - name: login
-        type: auth_flow
-        interval: 1s
-        timeout: 2s
-        steps:
-          - {{name: login, method: POST, url: "{url}/cgi-bin/login",
-             json: {{user: probe, password: secret}}, extract: {{token: access_token}}}}
-          - {{name: me, url: "{url}/cgi-bin/me", headers: {{Authorization: "Bearer {{token}}"}}}}
-    gates:
-      - {{check: api, metric: error_rate, above: 1%}}
-      - {{check: api, metric: latency_p95, above: 1s}}
-      - {{check: login, metric: failure_rate, above: 1%}}
-      - {{check: health, metric: unhealthy, for: 8s}}
-"""
+# The soak's targets get ``bench_mttr``'s checks and gates, with ``for: 8s`` on ``unhealthy`` to
+# ride out a Compose recreate (docs/signals-and-gates.md).
+RIDE_OUT_RECREATE = "for: 8s"
 
 
 @dataclass
@@ -130,7 +110,9 @@ class ContainerTarget:
         return label_of_env(attrs["Config"].get("Env"))
 
     def config(self) -> str:
-        return f"    container: {self.container}\n" + app_checks(self.url)
+        return f"    container: {self.container}\n" + app_checks(
+            self.url, unhealthy=RIDE_OUT_RECREATE
+        )
 
 
 @dataclass
@@ -219,7 +201,7 @@ services:
     def config(self) -> str:
         return (
             f"    compose: {{project: {self.project}, service: {COMPOSE_SERVICE}}}\n"
-            + app_checks(self.url)
+            + app_checks(self.url, unhealthy=RIDE_OUT_RECREATE)
         )
 
     def down(self) -> None:
