@@ -426,12 +426,12 @@ class TestHealthAndExec:
     async def test_health_follows_the_healthcheck(
         self, app_images: AppImages, simple_deploy: Deploy, engine: DockerEngine, docker_engine: Any
     ) -> None:
-        """starting -> False (not healthy yet), healthy -> True, stopped -> False."""
+        """starting -> None, healthy -> True, stopped -> False."""
         driver = ContainerDriver("web", simple_deploy.name, engine)
         simple_deploy.run(app_images.v1)
         deadline = time.monotonic() + 15
         while (health := await driver.healthy()) is not True and time.monotonic() < deadline:
-            assert health is False  # a HEALTHCHECK still starting has not vouched for it
+            assert health is None
             await asyncio.sleep(0.2)
         assert health is True
         docker_engine.api.stop(simple_deploy.name, timeout=5)

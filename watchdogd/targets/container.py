@@ -58,14 +58,11 @@ def is_running(inspect: dict[str, Any]) -> bool:
 
 
 async def health_of(engine: DockerEngine, container: str) -> bool | None:
-    """The container's health for ``wait_healthy``: None without a HEALTHCHECK. A check still
-    ``starting`` is not healthy yet: it has not vouched for the container (a restored release
-    whose probes already answer is waited for until Docker says so too)."""
     inspect = await engine.inspect_container(container)
     if inspect is None or not is_running(inspect):
         return False
     status = str(((inspect.get("State") or {}).get("Health") or {}).get("Status") or "")
-    return {"healthy": True, "unhealthy": False, "starting": False}.get(status)
+    return {"healthy": True, "unhealthy": False}.get(status)
 
 
 async def resolve_image(engine: DockerEngine, release: Release, spec: dict[str, Any]) -> str:
