@@ -56,6 +56,20 @@ _DEPLOY = {
     },
 }
 
+# An image reference: what unquarantine clears and what deploy starts.
+_IMAGE_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {"image": {"type": "string"}},
+            }
+        }
+    },
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "watchdogd", "version": "1", "description": "Status and control API."},
@@ -220,42 +234,21 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Clear a release's quarantine; it must bake again if deployed.",
                 "security": _AUTH,
                 "parameters": [_NAME],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["image"],
-                                "properties": {"image": {"type": "string"}},
-                            }
-                        }
-                    },
-                },
+                "requestBody": _IMAGE_BODY,
                 "responses": {"200": _json(_OBJECT, "Quarantine cleared.")}
                 | _errors(400, 401, 404, 408, 413, 415),
             }
         },
         "/api/v1/targets/{name}/deploy": {
             "post": {
-                "summary": "Start a blue-green deploy of `image` (targets with `traffic:`).",
+                "summary": "Start a blue-green or canary deploy of `image` (targets with "
+                "`traffic:`).",
                 "description": "Green starts from blue's configuration, is checked directly, "
                 "takes the traffic and bakes; then it is promoted or switched back. Poll the GET "
                 "for progress.",
                 "security": _AUTH,
                 "parameters": [_NAME],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["image"],
-                                "properties": {"image": {"type": "string"}},
-                            }
-                        }
-                    },
-                },
+                "requestBody": _IMAGE_BODY,
                 "responses": {"202": _json(_DEPLOY, "Deploy started.")}
                 | _errors(400, 401, 404, 409, 413, 422, 503),
             },

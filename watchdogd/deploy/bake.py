@@ -196,10 +196,9 @@ class Bake:
                 deploy.detected(now)
                 numbers = {"gate": bad.gate, "value": bad.value, "threshold": bad.threshold}
                 deploy.numbers.update(numbers, step=self.index + 1)
-                label = self.step.label(self.index, len(self.plan))
-                await deploy.switch_back(
-                    f"green breached {bad.gate} at {label}: {bad.reason}", numbers
-                )
+                # A canary's reason names the step; a blue-green bake has one.
+                at = f" at {self.step.label(self.index, len(self.plan))}" if self.canary else ""
+                await deploy.switch_back(f"green breached {bad.gate}{at}: {bad.reason}", numbers)
                 break
             if self._wanted is Order.ABORT:
                 deploy.detected(now)
@@ -243,7 +242,10 @@ class Bake:
         return self._window(self._deploy.slots()[0].server)
 
     def _window(self, server: str) -> ServerTraffic:
-        windows, backend = self._deploy.windows, self._deploy.proxy.backend
-        traffic = self._deploy.target_traffic
-        found = windows.get(backend, server)
-        return found or windows.watch(backend, server, traffic.latency_thresholds, traffic.window)
+        deploy = self._deploy
+        found = deploy.windows.get(deploy.proxy.backend, server)
+        if found is None:  # forgotten meanwhile: the deploy starts both afresh, as a step does
+            deploy.watch_windows(blue_too=True)
+            found = deploy.windows.get(deploy.proxy.backend, server)
+        assert found is not None  # noqa: S101 - just watched
+        return found
