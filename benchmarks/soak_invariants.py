@@ -208,37 +208,18 @@ def bad_rolled_back(history: History, observed: Observed) -> tuple[Verdict, list
     return Verdict("bad releases rolled back in time", len(bad), tuple(violations)), timings
 
 
-# KNOWN OPEN BUG (issue #16, BENCHMARKS.md's soak section): a release that ``watchdogd
-# deploy`` started publishes an engine-chosen host port; an engine restart gives the restarted
-# container a new one while HAProxy still sends to the old, and the release is rolled back.
-# Such a rollback is reported in the note, by count, not hidden; until the fix (re-point
-# HAProxy's servers when the engine returns) it would make every soak with an engine restart
-# after a blue-green deploy fail on the same known cause.
-KNOWN_PORT_BUG = "watchdogd deploy"
-
-
 def no_false_rollback(history: History, observed: Observed) -> Verdict:
-    violations, known = [], []
+    violations = []
     automatic = [i for i in observed.incidents if i.trigger_kind in AUTOMATIC_TRIGGERS]
     for incident in automatic:
         deploy = active_deploy(history.deploys, incident.target, incident.started_at)
         if deploy is None or deploy.bad:
             continue
-        what = (
+        violations.append(
             f"{incident.id} ({incident.trigger_kind}) rolled back good {deploy.label} "
             f"on {incident.target}"
         )
-        after_restart = any(
-            o.what == "engine" and deploy.at < o.start < incident.started_at
-            for o in history.outages
-        )
-        (known if deploy.how == KNOWN_PORT_BUG and after_restart else violations).append(what)
-    note = (
-        f"{len(known)} known (#16, engine-chosen port after an engine restart): " + "; ".join(known)
-        if known
-        else ""
-    )
-    return Verdict("no good release rolled back", len(automatic), tuple(violations), note)
+    return Verdict("no good release rolled back", len(automatic), tuple(violations))
 
 
 def non_idempotent_once(observed: Observed) -> Verdict:

@@ -7,6 +7,8 @@ and the test's output), never asserted.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 from typing import Any
 
@@ -164,6 +166,55 @@ class TestPromotion:
         kinds = [e["kind"] for e in events(daemon)]
         for kind in ("deploy_started", "deploy_switched", "deploy_promoted"):
             assert kind in kinds, kinds
+
+    def test_haproxy_follows_a_promoted_release_to_its_new_port(
+        self, stage: Stage, load_clients: list[LoadClient]
+    ) -> None:
+        """Green publishes an engine-chosen port, which a restart of its container changes
+        (as an engine restart does): HAProxy's server follows it and users get the release
+        again. The target runs dry: a ``docker restart`` fails requests for a moment, which
+        its gates may hold against the release (an engine restart is forgiven: the soak)."""
+        release = stage.derived_image("v5b")
+        config = stage.config(bake_time="3s")
+        text = config.read_text().replace("stop_timeout: 1s}", "stop_timeout: 1s, dry_run: true}")
+        config.write_text(text)
+        daemon = stage.start_daemon(config)
+        users = load(stage, load_clients)
+        assert stage.deploy(release).returncode == 0
+
+        def published() -> int:
+            ports = stage.docker.api.inspect_container(stage.blue)["NetworkSettings"]["Ports"]
+            return int(ports["8080/tcp"][0]["HostPort"])
+
+        def serving_port() -> int:
+            rows = stage.servers().values()
+            return int(next(r for r in rows if r["status"] != "MAINT")["addr"].rsplit(":")[1])
+
+        before = published()
+        assert serving_port() == before
+        stage.docker.api.restart(stage.blue, timeout=1)
+        after = published()
+        assert after != before
+        deadline = time.monotonic() + 20
+        while serving_port() != after and time.monotonic() < deadline:
+            time.sleep(0.1)
+        followed = time.time()
+        assert serving_port() == after, daemon.log.read_text()[-6000:]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if [r for r in users.responses if r.at > followed + 0.5]:
+                break
+            time.sleep(0.1)
+        users.stop()
+
+        assert {r.version for r in users.responses if r.at > followed + 0.5} == {"v5b"}
+        assert stage.docker.containers.get(stage.blue).attrs["Config"]["Image"] == release
+        # The journal says so too: a restarted daemon wants the server at the new port.
+        with sqlite3.connect(stage.tmp / "state" / "watchdogd.db") as db:
+            stage_name, body = db.execute(
+                "SELECT stage, body FROM deploys ORDER BY started_at DESC LIMIT 1"
+            ).fetchone()
+        assert (stage_name, json.loads(body)["green"]["slot"]["port"]) == ("promoted", after)
 
     def test_haproxy_restarted_during_the_bake_gets_the_weights_back(
         self, stage: Stage, load_clients: list[LoadClient]

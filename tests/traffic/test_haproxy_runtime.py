@@ -71,6 +71,18 @@ class TestReading:
 
 
 class TestChanging:
+    async def test_set_address_moves_a_server(
+        self, haproxy_factory: HAProxyFactory, release_app: AppFactory
+    ) -> None:
+        """set_address re-points a server; its requests go to the new place at once."""
+        old, new = await release_app("old"), await release_app("new")
+        proxy = haproxy_factory([StaticServer("blue", old.port)])
+        runtime = HAProxyRuntime(proxy.admin_socket)
+        await runtime.set_address("app", "blue", "127.0.0.1", new.port)
+        assert (await runtime.servers("app"))["blue"].port == new.port
+        assert await _served_by(proxy.url, 4) == {"new": 4}
+        await runtime.set_address("app", "blue", "127.0.0.1", new.port)  # no change: fine
+
     async def test_dynamic_server_takes_traffic_once_ready(
         self, haproxy_factory: HAProxyFactory, release_app: AppFactory
     ) -> None:
@@ -142,7 +154,12 @@ class TestRefusals:
             await runtime.execute("del server app/blue")
         with pytest.raises(TrafficError, match="unknown command"):
             await runtime.execute("frobnicate")
-        assert (await runtime.servers("app"))["blue"].weight == 100
+        with pytest.raises(TrafficError, match="No such server"):
+            await runtime.set_address("app", "nobody", "127.0.0.1", 18105)
+        with pytest.raises(TrafficError, match="Invalid addr"):
+            await runtime.set_address("app", "blue", "not.an.address", 18105)
+        blue = (await runtime.servers("app"))["blue"]
+        assert (blue.weight, blue.port) == (100, 18104)
 
     async def test_bad_arguments_never_reach_haproxy(self, haproxy_factory: HAProxyFactory) -> None:
         """Out-of-range weights and names that would smuggle a second command are refused."""
@@ -154,6 +171,10 @@ class TestRefusals:
             await runtime.set_weight("app", "blue weight 0; set server app/blue", 1)
         with pytest.raises(TrafficError, match="one command per call"):
             await runtime.execute("show info; show stat")
+        with pytest.raises(TrafficError, match="bad address"):
+            await runtime.set_address("app", "blue", "127.0.0.1 port 1; del server", 80)
+        with pytest.raises(TrafficError, match="bad address"):
+            await runtime.set_address("app", "blue", "127.0.0.1", 70000)
         assert (await runtime.servers("app"))["blue"].weight == 100
 
     async def test_unreachable_socket(self, haproxy_factory: HAProxyFactory) -> None:

@@ -118,6 +118,33 @@ class TestReconcile:
         assert reconciler.counters.restored == {}
         assert split_differences(split, await reconciler.runtime.servers("app")) == []
 
+    async def test_a_server_follows_its_release_to_a_new_port(
+        self, haproxy_factory: HAProxyFactory, release_app: AppFactory
+    ) -> None:
+        """A split that gives green a new address points green there (as after its container
+        restarted on another published port), and a hand edit of the address is undone."""
+        proxy, reconciler, _, green = await _switched_to_green(haproxy_factory, release_app)
+        moved = await release_app("green-moved")
+        split = TrafficSplit(
+            "app", {"blue": 0, "green": 100}, addresses={"green": ("127.0.0.1", moved.port)}
+        )
+        runtime = reconciler.runtime
+        assert split_differences(split, await runtime.servers("app")) == [
+            f"green: at 127.0.0.1:{green.port}, want 127.0.0.1:{moved.port}"
+        ]
+        await reconciler.apply(split)
+        assert (await runtime.servers("app"))["green"].port == moved.port
+        async with Load(proxy.url, workers=2) as load:
+            await load.until(10)
+        assert set(load.answers) == {(200, "green-moved")}
+
+        proxy.command("set server app/green addr 127.0.0.1 port 1")
+        with capture_logs() as logs:
+            assert await reconciler.reconcile() == ["app"]
+        lost = [e for e in logs if e["event"] == "traffic_split_lost"]
+        assert lost[0]["differences"] == [f"green: at 127.0.0.1:1, want 127.0.0.1:{moved.port}"]
+        assert (await runtime.servers("app"))["green"].port == moved.port
+
     async def test_forgotten_backends_are_left_alone(
         self, haproxy_factory: HAProxyFactory, release_app: AppFactory
     ) -> None:

@@ -149,6 +149,7 @@ class Wiring:
         await self.deploys.resume()
         self.deploys.plumbing.want_serving()
         self._supervisor.start("traffic-keeper", self.deploys.plumbing.keep)
+        self._supervisor.start("endpoint-follower", self.deploys.plumbing.follow)
         # An empty state_dir is filled from the mirror, whose incidents are taken over first.
         await restore_mirrors(self.controllers)
         await resume_open(self._store, self.controllers, every_target=True)

@@ -1,7 +1,7 @@
 """HAProxy as the daemon's deploys keep it: one reconciler per Runtime API socket, the split
 each backend must hold (put back after an HAProxy restart), the backend following a container
-that an ordinary rollback re-created, and the request-log receivers feeding the per-release
-windows.
+that an ordinary rollback re-created or whose published port moved (``deploy.follow``), and the
+request-log receivers feeding the per-release windows.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from watchdogd.config.schema import Config, TargetConfig
 from watchdogd.core.deploy_plan import Stage
 from watchdogd.deploy import green as containers
 from watchdogd.deploy.deployment import Deployment
+from watchdogd.deploy.follow import FOLLOW_EVERY, EndpointFollower
 from watchdogd.deploy.green import Endpoint
 from watchdogd.deploy.hooks import Announcer
 from watchdogd.deploy.parts import Side
@@ -113,6 +114,20 @@ class Plumbing:
                 for backend in restored:
                     self._restored(backend)
             await asyncio.sleep(KEEP_INTERVAL)
+
+    async def follow(self) -> None:
+        """Every ``FOLLOW_EVERY`` seconds: servers follow their containers' published ports
+        (``deploy.follow``)."""
+        follower = EndpointFollower(
+            config=self._config,
+            store=self._store,
+            engine=self._docker,
+            proxy=self.proxy,
+            active=self._active,
+        )
+        while True:
+            await follower.look()
+            await asyncio.sleep(FOLLOW_EVERY)
 
     def _restored(self, backend: str) -> None:
         for target in self._config().targets:

@@ -76,6 +76,15 @@ class DeployStore(StoreBase):
             row = conn.execute("SELECT * FROM deploys WHERE id = ?", (deploy_id,)).fetchone()
         return _record(row)
 
+    def rewrite_body(self, deploy_id: str, body: dict[str, Any]) -> None:
+        """Replace a deploy's body alone: its stage and times stay (a finished deploy's server
+        followed its container to a new port)."""
+        with self._db.write("rewrite a deploy's body") as conn:
+            conn.execute(
+                "UPDATE deploys SET body = ?, updated_at = ? WHERE id = ?",
+                (dumps(body), self._clock(), deploy_id),
+            )
+
     def deploy(self, deploy_id: str) -> DeployRecord | None:
         row = self._db.read_one("read a deploy", "SELECT * FROM deploys WHERE id = ?", (deploy_id,))
         return _record(row) if row is not None else None

@@ -163,6 +163,17 @@ class HAProxyRuntime:
         if "New server registered" not in reply:
             raise TrafficError(command, reply or "no confirmation from HAProxy")
 
+    async def set_address(self, backend: str, name: str, address: str, port: int) -> None:
+        """Point a server at ``address:port`` (a container's published port moved). HAProxy
+        answers in a notice either way: only "changed" or "no need to change" is success."""
+        _check_name(backend, name)
+        if not 0 < port < 65536 or not re.fullmatch(r"[0-9A-Za-z.:-]+", address):
+            raise TrafficError(f"set server {backend}/{name} addr", f"bad address {address}:{port}")
+        command = f"set server {backend}/{name} addr {address} port {port}"
+        reply = await self.execute(command)
+        if "Invalid" in reply or not ("changed" in reply or "no need to change" in reply):
+            raise TrafficError(command, reply or "no confirmation from HAProxy")
+
     async def set_weight(self, backend: str, name: str, weight: int) -> None:
         _check_name(backend, name)
         if not 0 <= weight <= 256:

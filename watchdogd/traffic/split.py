@@ -6,7 +6,8 @@ are drained, then put in maintenance once idle. :func:`apply_split` goes in the 
 loses no request:
 
 1. every server the split names exists (a dynamic server with a known address is added,
-   at weight 0 in maintenance);
+   at weight 0 in maintenance) and points where the split says (its container's published
+   port may have moved: ``deploy.follow``);
 2. receivers (weight > 0) get their weight, then leave maintenance/drain;
 3. at least one receiver must be up (``no check``, or ``UP`` by a health check that ran:
    :attr:`~watchdogd.traffic.haproxy.ServerStatus.confirmed_up`) before anything is drained:
@@ -83,7 +84,11 @@ def split_differences(split: TrafficSplit, servers: Mapping[str, ServerStatus]) 
         status = servers.get(name)
         if status is None:
             differences.append(f"{name}: missing")
-        elif weight > 0:
+            continue
+        at = split.addresses.get(name)
+        if at is not None and at != (status.address, status.port):
+            differences.append(f"{name}: at {status.address}:{status.port}, want {at[0]}:{at[1]}")
+        if weight > 0:
             if status.admin_maint or status.admin_drain:
                 differences.append(f"{name}: {status.state}, want ready")
             if status.weight != weight:
@@ -153,15 +158,7 @@ async def _apply_once(
     runtime: HAProxyRuntime, split: TrafficSplit, drain_timeout: float, ready_timeout: float
 ) -> None:
     backend = split.backend
-    servers = await runtime.servers(backend)
-    for name in split.weights:
-        if name in servers:
-            continue
-        if name not in split.addresses:
-            raise TrafficError(f"switch {backend}", f"no server {name} in backend {backend}")
-        address, port = split.addresses[name]
-        await runtime.add_server(backend, name, address, port)
-        servers = await runtime.servers(backend)
+    servers = await _place_servers(runtime, split)
 
     for name, weight in split.receivers.items():
         status = servers[name]
@@ -204,6 +201,25 @@ async def _apply_once(
                 drain_timeout=drain_timeout,
             )
         await runtime.set_state(backend, name, "maint")
+
+
+async def _place_servers(runtime: HAProxyRuntime, split: TrafficSplit) -> dict[str, ServerStatus]:
+    """Step 1: every server the split names exists, at the address the split gives it."""
+    backend = split.backend
+    servers = await runtime.servers(backend)
+    for name in split.weights:
+        if name in servers:
+            continue
+        if name not in split.addresses:
+            raise TrafficError(f"switch {backend}", f"no server {name} in backend {backend}")
+        address, port = split.addresses[name]
+        await runtime.add_server(backend, name, address, port)
+        servers = await runtime.servers(backend)
+    for name, (address, port) in split.addresses.items():
+        status = servers.get(name)
+        if status is not None and (status.address, status.port) != (address, port):
+            await runtime.set_address(backend, name, address, port)
+    return servers
 
 
 async def _wait_receiver_up(runtime: HAProxyRuntime, split: TrafficSplit, timeout: float) -> None:
