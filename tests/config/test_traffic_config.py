@@ -53,7 +53,7 @@ def test_units_and_gates() -> None:
             pre_checks: {samples: 3, interval: 200ms, max_latency: 500ms, checks: [api]}
             gates:
               - {metric: error_rate, above: 2%}
-              - {metric: latency_p95, above: 800ms, for: 10s}
+              - {metric: latency_p95, above: 800ms, for: 10s, min_slow: 5}
             bake_time: 2m
             """
         ),
@@ -64,6 +64,7 @@ def test_units_and_gates() -> None:
     assert traffic.pre_checks.max_latency == pytest.approx(0.5)
     assert traffic.gates[1].above == pytest.approx(0.8)
     assert traffic.gates[1].for_ == pytest.approx(10.0)
+    assert (traffic.gates[1].spec().min_slow, traffic.gates[0].spec().min_slow) == (5, 20)
     assert traffic.bake_time == pytest.approx(120.0)
 
 

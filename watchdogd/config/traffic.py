@@ -97,6 +97,7 @@ class TrafficGate(_Strict):
     for_: Duration = Field(default=0.0, alias="for")
     min_samples: Annotated[int, Field(ge=1)] = _CORE.min_samples
     min_errors: Annotated[int, Field(ge=1)] = _CORE.min_errors
+    min_slow: Annotated[int, Field(ge=1)] = _CORE.min_slow
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = _CORE.confidence
     consecutive_failures: Annotated[int, Field(ge=0)] = _CORE.consecutive_failures
 
@@ -175,6 +176,7 @@ class TrafficGate(_Strict):
             min_samples=self.min_samples,
             confidence=self.confidence,
             min_errors=self.min_errors,
+            min_slow=self.min_slow,
             consecutive_failures=self.consecutive_failures,
         )
 
