@@ -308,6 +308,17 @@ def sweep_docker(client: Any, *, stale_only: bool = False) -> list[str]:
     return removed
 
 
+def _dangling_anonymous_volumes(client: Any) -> set[str]:
+    volumes = client.api.volumes(filters={"dangling": True}).get("Volumes") or []
+    return {
+        v["Name"]
+        for v in volumes
+        if not set(v.get("Labels") or {}) - {"com.docker.volume.anonymous"}
+        and len(v["Name"]) == 64
+        and all(c in "0123456789abcdef" for c in v["Name"])
+    }
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[docker.DockerClient]:
     """A ``docker.DockerClient`` for the local engine (``DOCKER_HOST`` or the socket)."""
@@ -321,10 +332,17 @@ def docker_engine() -> Iterator[docker.DockerClient]:
         require(False, f"a running Docker engine ({exc})")
     assert client is not None
     sweep_docker(client, stale_only=True)
+    anonymous_before = _dangling_anonymous_volumes(client)
     try:
         yield client
     finally:
         leftovers = sweep_docker(client)
+        # An anonymous volume carries no label: one a test's container left (a VOLUME or
+        # Compose's `volumes: ["/data"]`) is found as new, unused and nameless.
+        for name in sorted(_dangling_anonymous_volumes(client) - anonymous_before):
+            with contextlib.suppress(NotFound, APIError):
+                client.api.remove_volume(name)
+                leftovers.append(f"volume {name[:12]}")
         if leftovers:
             print(f"\nwatchdogd tests: removed leftover Docker objects: {', '.join(leftovers)}")
         client.close()
