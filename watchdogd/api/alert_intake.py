@@ -135,7 +135,7 @@ class AlertIntake:
         try:
             self._store.audit(kind, message, data=data)
         except StoreError as err:
-            log.error("cannot write the audit log", error=str(err), message=message)
+            log.error("audit_write_failed", error=str(err), message=message)
         log.info(kind, count=len(alerts), alerts=listed)
 
     async def _prune(self) -> None:
@@ -147,7 +147,7 @@ class AlertIntake:
         try:
             forgotten = await asyncio.to_thread(self._store.forget_alerts, now - ALERT_MEMORY)
         except StoreError as err:
-            log.warning("cannot prune remembered alerts", error=str(err))
+            log.warning("alerts_prune_failed", error=str(err))
             return
         if forgotten:
-            log.info("remembered alerts pruned", count=forgotten)
+            log.info("alerts_pruned", count=forgotten)

@@ -99,7 +99,7 @@ class _CappedFactory:
         self.evicted += 1
         if self.evicted in (1, 10, 100) or self.evicted % 1000 == 0:
             log.warning(
-                "connection cap reached: closing idle connections",
+                "connection_cap_closing_idle",
                 cap=self._cap,
                 closed_so_far=self.evicted,
             )

@@ -118,7 +118,7 @@ class Deployment:
         try:
             self.journal()
         except StoreError as err:
-            log.error("deploy.journal_failed", deploy=self.id, error=str(err))
+            log.error("deploy_journal_failed", deploy=self.id, error=str(err))
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class Deployment:
         except asyncio.CancelledError:
             raise  # shutdown: the journal says where it stood, the next start resumes
         except Exception as err:  # the daemon must outlive any deploy failure
-            log.exception("deploy.failed", deploy=self.id)
+            log.exception("deploy_failed", deploy=self.id)
             await self._fail_safe(str(err) or type(err).__name__)
         return self.stage
 
@@ -160,7 +160,7 @@ class Deployment:
         except asyncio.CancelledError:
             raise
         except Exception as err:  # the daemon must outlive any deploy failure
-            log.exception("deploy.resume_failed", deploy=self.id)
+            log.exception("deploy_resume_failed", deploy=self.id)
             await self._fail_safe(str(err) or type(err).__name__)
         return self.stage
 
@@ -354,7 +354,7 @@ class Deployment:
                 self.journal(Stage.FAILED, f"promotion failed: {error}")
         except Exception as again:
             reason = f"{error}; and restoring blue failed too: {again}"
-            log.error("deploy.failed_unsafe", deploy=self.id, error=reason)
+            log.error("deploy_failed_unsafe", deploy=self.id, error=reason)
             with contextlib.suppress(WatchdogError):
                 self.journal(Stage.FAILED, reason)
             await self.hooks.notify("deploy_failed", f"DEPLOY FAILED: {reason}", self.numbers)

@@ -70,7 +70,7 @@ class EndpointFollower:
                     await self._follow_serving(target)
             except (TargetError, TrafficError) as err:
                 # The engine or HAProxy is away: the next look tries again.
-                log.debug("deploy.follow_skipped", target=target.name, error=str(err))
+                log.debug("deploy_follow_skipped", target=target.name, error=str(err))
 
     async def _follow_deploy(self, target: TargetConfig, deployment: Deployment) -> None:
         if deployment.stage in FINAL_STAGES:
@@ -91,7 +91,7 @@ class EndpointFollower:
             try:
                 deployment.journal()
             except StoreError as err:
-                log.error("deploy.journal_failed", deploy=deployment.id, error=str(err))
+                log.error("deploy_journal_failed", deploy=deployment.id, error=str(err))
 
     async def _follow_serving(self, target: TargetConfig) -> None:
         proxy = self._proxy(target)
@@ -128,7 +128,7 @@ class EndpointFollower:
             addresses[after.server] = (after.endpoint.address, after.endpoint.port)
             await proxy.reconciler.apply(dataclasses.replace(wanted, addresses=addresses))
         log.warning(
-            "deploy.server_followed_container",
+            "deploy_server_followed_container",
             target=target.name,
             server=after.server,
             before=str(before.endpoint),
@@ -150,4 +150,4 @@ class EndpointFollower:
                         return
                 return
         except StoreError as err:
-            log.error("deploy.follow_not_recorded", target=target.name, error=str(err))
+            log.error("deploy_follow_not_recorded", target=target.name, error=str(err))

@@ -190,9 +190,9 @@ async def remove_quietly(
             return
         except TargetError as err:
             if time.monotonic() + delay > deadline:
-                log.error("deploy.remove_failed", container=name, error=str(err))
+                log.error("deploy_remove_failed", container=name, error=str(err))
                 return
-            log.warning("deploy.remove_retried", container=name, error=str(err))
+            log.warning("deploy_remove_retried", container=name, error=str(err))
         else:
             return
         await asyncio.sleep(delay)

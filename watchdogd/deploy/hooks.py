@@ -45,7 +45,7 @@ class Announcer:
         try:
             self._store.audit(event, text, target=target, data=dict(numbers, deploy=deploy))
         except StoreError as err:
-            log.error("cannot write the audit log", target=target, error=str(err))
+            log.error("audit_write_failed", target=target, error=str(err))
 
     async def announce(
         self,
@@ -75,7 +75,7 @@ class Announcer:
             try:
                 await send(notifier, payload, http)
             except StepFailed as err:
-                log.warning("deploy.notify_failed", notifier=notifier.name, error=err.reason)
+                log.warning("deploy_notify_failed", notifier=notifier.name, error=err.reason)
 
 
 def daemon_hooks(
@@ -118,7 +118,7 @@ def daemon_hooks(
             store.record_release(release)
             store.mark_known_good(name, release.id)
         except StoreError as err:
-            log.error("deploy.known_good_failed", target=name, error=str(err))
+            log.error("deploy_known_good_failed", target=name, error=str(err))
         found = controller()
         if found is not None:
             found.records.refresh()

@@ -255,7 +255,7 @@ class DeployManager:
         if deployment is None:
             raise ControlRefused(409, f"no deploy of {name} is running")
         said = deployment.order(wanted)
-        log.warning("deploy.order", target=name, deploy=deployment.id, order=wanted.value)
+        log.warning("deploy_order", target=name, deploy=deployment.id, order=wanted.value)
         return {"deploy": self._record(deployment.id), "result": said}
 
     def progress(self, name: str) -> dict[str, Any] | None:
@@ -291,22 +291,22 @@ class DeployManager:
         try:
             records = self._store.open_deploys()
         except StoreError as err:
-            log.error("cannot read open deploys", error=str(err))
+            log.error("deploy_open_unreadable", error=str(err))
             return
         for record in records:
             try:
                 await self._resume_one(record)
             except WatchdogError as err:
-                log.error("deploy.resume_failed", deploy=record.id, error=str(err))
+                log.error("deploy_resume_failed", deploy=record.id, error=str(err))
 
     async def _resume_one(self, record: DeployRecord) -> None:
         try:
             target = self._config().target(record.target)
         except KeyError:
-            log.error("open deploy for a target no longer configured", target=record.target)
+            log.error("deploy_open_for_unknown_target", target=record.target)
             return
         if target.traffic is None:
-            log.error("open deploy for a target without traffic:", target=record.target)
+            log.error("deploy_open_for_target_without_traffic", target=record.target)
             return
         defaults = self._config().defaults
         deployment = Deployment(
@@ -335,7 +335,7 @@ class DeployManager:
         blue_exists = await containers.exists(self._docker(), deployment.blue.container)
         action = resume_action(deployment.stage, green_exists=green_exists, blue_exists=blue_exists)
         log.warning(
-            "resuming an interrupted deploy",
+            "deploy_resuming",
             target=target.name,
             deploy=record.id,
             stage=record.stage,

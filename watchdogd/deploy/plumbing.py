@@ -170,7 +170,7 @@ class Plumbing:
             container = await containers.blue_container(engine, target)
             endpoint = await containers.endpoint_of(engine, container, traffic.upstream)
         except TargetError as err:
-            log.error("deploy.repoint_failed", target=name, error=str(err))
+            log.error("deploy_repoint_failed", target=name, error=str(err))
             return
         proxy = self.proxy(target)
         servers = await proxy.reconciler.runtime.servers(traffic.haproxy.backend)
@@ -198,4 +198,4 @@ class Plumbing:
                 "green": {"container": container, "slot": slot.to_dict()},
             },
         )
-        log.info("deploy.repointed", target=name, server=server, endpoint=str(endpoint))
+        log.info("deploy_repointed", target=name, server=server, endpoint=str(endpoint))

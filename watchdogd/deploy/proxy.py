@@ -112,4 +112,4 @@ class Proxy:
         try:
             await self.reconciler.runtime.delete_server(self.backend, slot.server)
         except TrafficError as err:
-            log.info("haproxy.server_not_deleted", server=slot.server, reason=str(err))
+            log.info("haproxy_server_not_deleted", server=slot.server, reason=str(err))

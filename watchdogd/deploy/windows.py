@@ -174,7 +174,7 @@ class CounterFeed:
         try:
             found = await self._proxy.reconciler.runtime.servers(self._proxy.backend)
         except WatchdogError as err:
-            log.debug("deploy.counters_unavailable", error=str(err))
+            log.debug("deploy_counters_unavailable", error=str(err))
             return  # unknown, not bad
         for server in servers:
             status = found.get(server)
