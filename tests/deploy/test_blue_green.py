@@ -135,6 +135,57 @@ class TestSwitchBack:
         assert stage.app_containers() == [stage.blue]
 
 
+class TestPlaybookDuringTheBake:
+    def test_an_operators_rollback_sends_users_to_blue_before_its_playbook_gets_there(
+        self, stage: Stage, load_clients: list[LoadClient]
+    ) -> None:
+        """A playbook started against green by someone else than green's traffic gates (an
+        operator here; the target's own gates or an alert alike) switches users back to blue
+        at once. Its first step waits for a file the test writes only once users are seen
+        on blue; its rollback step then finds the switch done and removes green."""
+        release = stage.derived_image("v4b")
+        gate = stage.tmp / "go-on"
+        config = stage.config(bake_time="60s")
+        playbook = f"""\
+    playbook:
+      - command: {{command: [sh, -c, "while [ ! -e {gate} ]; do sleep 0.1; done"]}}
+        timeout: 60s
+      - rollback: {{}}
+      - wait_healthy: {{timeout: 30s}}
+    traffic:
+"""
+        config.write_text(config.read_text().replace("    traffic:\n", playbook, 1))
+        daemon = stage.start_daemon(config)
+        users = load(stage, load_clients)
+        stage.deploy(release, detach=True)
+        stage.wait_stage("baking")
+        time.sleep(1.0)
+        assert users.served_by("v4b"), "green took no traffic"
+        green = stage.deploy_record()["green"]
+
+        answer = daemon.post(f"/api/v1/targets/{TARGET}/rollback", {"reason": "operator"})
+        assert answer.status_code == 202, answer.text
+        switched = stage.wait_stage("rolling_back", timeout=10)
+        switched_at = time.time()
+        time.sleep(1.0)
+        # The playbook still waits in its first step: green still runs, nobody is sent to it.
+        assert green in stage.app_containers()
+        assert events(daemon, "incident_finished") == []
+        after = [r for r in users.responses if r.sent > switched_at]
+        assert after
+        assert {r.version for r in after} == {"v1"}
+        assert any("playbook started against green" in line for line in switched["lines"])
+
+        gate.touch()
+        record = stage.wait_stage("rolled_back", timeout=60)
+        finished = wait_event(daemon, "incident_finished", timeout=30)
+        users.stop()
+        assert finished["data"]["state"] == "succeeded"
+        assert record["stage"] == "rolled_back"
+        assert users.failed() == []
+        assert stage.app_containers() == [stage.blue]
+
+
 class TestPromotion:
     def test_a_good_release_is_promoted_and_blue_retired(
         self, stage: Stage, load_clients: list[LoadClient]

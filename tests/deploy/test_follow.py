@@ -20,6 +20,7 @@ from watchdogd.deploy.follow import EndpointFollower
 from watchdogd.deploy.green import Endpoint
 from watchdogd.deploy.parts import Side
 from watchdogd.deploy.proxy import Proxy, Slot, split_for, weighted_split
+from watchdogd.errors import TrafficError
 from watchdogd.store import Store
 from watchdogd.traffic.split import TrafficSplit
 
@@ -56,7 +57,12 @@ class RecordingReconciler:
     def wanted(self, backend: str) -> TrafficSplit | None:
         return self.wanted_splits.get(backend)
 
+    refusals: int = 0  # the next applies that fail, as with HAProxy away
+
     async def apply(self, split: TrafficSplit) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise TrafficError("switch app", "cannot reach HAProxy", unreachable=True)
         self.wanted_splits[split.backend] = split
         self.applied.append(split)
 
@@ -177,6 +183,19 @@ class TestDuringADeploy:
         split = world.reconciler.applied[-1]
         assert split.addresses["wd-green"] == ("127.0.0.1", 32791)
         assert dict(split.weights) == {"wd-green": 25, "wd-blue": 75}
+
+    async def test_with_haproxy_away_the_next_look_tries_again(self, world: World) -> None:
+        deployment = self.deployment(world, Stage.BAKING)
+        world.engine.ports.update({"shop": 32768, "shop-green-1": 32791})
+        world.reconciler.refusals = 1
+
+        await world.follower().look()
+        assert deployment.green.slot == slot("wd-green", 32769)
+        assert deployment.journaled == 0
+
+        await world.follower().look()
+        assert deployment.green.slot == slot("wd-green", 32791)
+        assert world.reconciler.applied[-1].addresses["wd-green"] == ("127.0.0.1", 32791)
 
     async def test_while_promoting_only_green_is_followed(self, world: World) -> None:
         """Blue's name passes to green's container while promoting: blue's server must not

@@ -7,7 +7,8 @@ time is up, green served enough requests, and, for a canary, every gate of green
 (``unknown`` waits: too little evidence to expose more users). At each new step both windows
 start empty, so that blue's baseline covers the same time as green's requests.
 
-A breach at any step switches every request back to blue at once (``Deployment.switch_back``).
+A breach at any step switches every request back to blue at once (``Deployment.switch_back``),
+and so does a playbook the target's own gates, an alert or an operator started against green.
 An operator may pause (the step's clock stops; the gates still judge, and a breach still
 switches back), resume, promote now, or abort (a switch back, as for a breach).
 """
@@ -33,7 +34,7 @@ from watchdogd.deploy.windows import (
     breached,
     pending,
 )
-from watchdogd.errors import ControlRefused
+from watchdogd.errors import ControlRefused, TrafficError
 
 if TYPE_CHECKING:
     from watchdogd.engine.docker_api import DockerEngine
@@ -81,7 +82,9 @@ class Baking(Protocol):
 
     async def say(self, line: str) -> None: ...
 
-    async def switch_back(self, reason: str, numbers: dict[str, Any]) -> None: ...
+    async def switch_back(
+        self, reason: str, numbers: dict[str, Any], *, playbook: bool = True
+    ) -> None: ...
 
     async def promote(self, why: str) -> None: ...
 
@@ -97,6 +100,7 @@ class Bake:
         self.clock = StepClock(time.monotonic())
         self.verdicts: list[str] = ["" for _ in plan]
         self._wanted: Order | None = None
+        self._playbook_switch_tried = False
         self._judge = TrafficJudge(deployment.target_traffic.gates)
         self._engine = EngineOutage(
             lambda: deployment.engine.inspect_container(deployment.green.container)
@@ -192,6 +196,8 @@ class Bake:
                 self._judge = TrafficJudge(deploy.target_traffic.gates)
                 await asyncio.sleep(BAKE_TICK)
                 continue
+            if deploy.hooks.playbook_running() and await self._switched_for_playbook():
+                break
             if bad is not None:
                 deploy.detected(now)
                 numbers = {"gate": bad.gate, "value": bad.value, "threshold": bad.threshold}
@@ -207,7 +213,7 @@ class Bake:
             if self._wanted is Order.PROMOTE:
                 return True
             ready, why = self._verdict(results, now)
-            if ready and not deploy.hooks.playbook_running():
+            if ready:
                 self.verdicts[self.index] = why
                 deploy.journal()
                 return True
@@ -218,6 +224,25 @@ class Bake:
                 said, said_at = kind, now
             await asyncio.sleep(BAKE_TICK)
         return False
+
+    async def _switched_for_playbook(self) -> bool:
+        """The target's own gates, an alert or an operator started the playbook against
+        green: users go back to blue now, not when it reaches its rollback step. Tried once:
+        when HAProxy refuses, the playbook's rollback step tries again, and fails loudly."""
+        if self._playbook_switch_tried:
+            return False
+        self._playbook_switch_tried = True
+        deploy = self._deploy
+        try:
+            await deploy.switch_back(
+                "the target's playbook started against green",
+                {"step": self.index + 1},
+                playbook=False,
+            )
+        except TrafficError as err:
+            await deploy.say(f"switch back to blue not applied ({err}); the playbook tries again")
+            return False
+        return True
 
     def _verdict(self, results: list[Any], now: float) -> tuple[bool, str]:
         if self.clock.paused:

@@ -267,10 +267,12 @@ class Deployment:
 
     # --- going back ------------------------------------------------------------------------
 
-    async def switch_back(self, reason: str, numbers: dict[str, Any]) -> None:
-        """Blue to full weight now, then the playbook (whose rollback step drains green).
-        The switch comes before the journal: a crash in between rolls back too (see
-        ``core.deploy_plan``), and users wait for no disk write."""
+    async def switch_back(
+        self, reason: str, numbers: dict[str, Any], *, playbook: bool = True
+    ) -> None:
+        """Blue to full weight now, then the playbook (whose rollback step drains green);
+        ``playbook`` False: one already runs. The switch comes before the journal: a crash in
+        between rolls back too (see ``core.deploy_plan``), and users wait for no disk write."""
         async with self._lock:
             if self.stage not in GREEN_SERVING:
                 return
@@ -285,6 +287,8 @@ class Deployment:
             self.numbers.update(self._green_numbers())
             self.journal()
         await self.say(f"switched back to blue: {reason}")
+        if not playbook:
+            return
         refusal = await self.hooks.start_playbook(reason, numbers)
         if refusal is not None:
             await self.say(f"playbook not started ({refusal}); rolling back without it")

@@ -86,8 +86,8 @@ class EndpointFollower:
             moved = await self._moved(target, side.container, slot)
             if moved is None:
                 continue
-            side.slot = moved
-            await self._repoint(target, slot, moved)
+            await self._repoint(target, slot, moved)  # raises when HAProxy did not take it
+            side.slot = moved  # only then, so that the next look tries again
             try:
                 deployment.journal()
             except StoreError as err:
