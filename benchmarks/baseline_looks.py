@@ -18,7 +18,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from baseline_sim import HEALTHY, HORIZON, WINDOW, Release, _Colour, _latency_breached
+from baseline_traffic import HEALTHY, HORIZON, WINDOW, Release, _Colour, _latency_breached
 
 from watchdogd.core.stats import ratio_margin_z, z_for
 

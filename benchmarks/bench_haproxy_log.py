@@ -4,8 +4,8 @@ Real parts: HAProxy (Debian's 2.6) on loopback in front of two cheap HTTP server
 "green", weights 50/50), logging every request with watchdogd's ``log-format`` to a Unix
 datagram socket; ``wrk`` (2 threads, 64 connections, each pausing ``DELAY_MS`` between
 requests, so the rate is about 5000/s when the machine has the CPU) for ``SECONDS``. The
-receiver runs in its own process, an asyncio loop like the daemon's, with a lag probe: a task
-that sleeps 5 ms and records how late it wakes up.
+receiver runs in its own process (``haproxy_log_receiver.py``), an asyncio loop like the
+daemon's, with a lag probe: a task that sleeps 5 ms and records how late it wakes up.
 
 Two receivers, the same load, the same run, alternating ``REPEATS`` times (counts and CPU are
 summed over the runs, lag and rate are the median run's):
@@ -33,7 +33,6 @@ machine they mostly measure the neighbours.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -45,18 +44,17 @@ import sys
 import tempfile
 import time
 import timeit
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import LocalServers, Row, free_port, percentile, wait_port
+from common import LocalServers, Row, free_port, wait_port
 
 from watchdogd.traffic.log_line import LOG_FORMAT, LogLineParser
 
 SECONDS, REPEATS = 6.0, 3
 QUICK_SECONDS = 4.0
 THREADS, CONNECTIONS, DELAY_MS = 2, 64, 10
-LAG_TICK = 0.005
+RECEIVER = Path(__file__).with_name("haproxy_log_receiver.py")
 RECOMMENDED_QLEN = 512  # systemd's sysctl default; see docs/blue-green.md
 LINE = b"<134>Nov 30 13:28:47 haproxy[9675]: app/green 200 9 12 ----\n"
 
@@ -68,104 +66,6 @@ done = function(summary, latency, requests)
     + summary.errors.status + summary.errors.timeout))
 end
 """
-
-
-# --------------------------------------------------------------------------- the receiver child
-
-
-async def _receive(kind: str, path: str) -> dict[str, float]:
-    from watchdogd.core.window import Window  # noqa: PLC0415 - only in the child
-    from watchdogd.traffic.log_receiver import HAProxyLogReceiver  # noqa: PLC0415
-
-    loop = asyncio.get_running_loop()
-    lags: list[float] = []
-    windows: dict[str, Window] = {}
-    received = 0
-
-    def sink(backend: str, server: str, now: float, status: int, seconds: float) -> None:
-        window = windows.get(server)
-        if window is None:
-            window = windows[server] = Window()
-        window.add(now, status < 500, seconds)
-
-    holds: list[float] = []  # how long each wakeup of the reader held the loop
-
-    def timed(read: Callable[[], None]) -> Callable[[], None]:
-        def wakeup() -> None:
-            started = time.perf_counter()
-            read()
-            holds.append(time.perf_counter() - started)
-
-        return wakeup
-
-    receiver: HAProxyLogReceiver | None = None
-    sock: socket.socket | None = None
-    if kind == "watchdogd":
-        receiver = HAProxyLogReceiver(path, sink, mode=0o666)
-        receiver._on_readable = timed(receiver._on_readable)  # type: ignore[method-assign]
-        await receiver.start()
-    else:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(path)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        sock.setblocking(False)
-
-        def discard() -> None:
-            nonlocal received
-            assert sock is not None
-            for _ in range(256):
-                try:
-                    sock.recv(4096)
-                except BlockingIOError:
-                    return
-                received += 1
-
-        loop.add_reader(sock.fileno(), timed(discard))
-
-    stop = asyncio.Event()
-    loop.add_reader(sys.stdin.fileno(), stop.set)
-    print("ready", flush=True)
-    cpu_start = time.process_time()
-
-    async def probe() -> None:
-        while True:
-            started = time.monotonic()
-            await asyncio.sleep(LAG_TICK)
-            lags.append(time.monotonic() - started - LAG_TICK)
-
-    probing = asyncio.create_task(probe())
-    await stop.wait()
-    cpu = time.process_time() - cpu_start
-    probing.cancel()
-    if receiver is not None:
-        received = receiver.counters.received
-        malformed = receiver.counters.malformed
-        await receiver.close()
-    else:
-        malformed = 0
-        assert sock is not None
-        sock.close()
-        os.unlink(path)
-    return {
-        "received": received,
-        "malformed": malformed,
-        "cpu_s": cpu,
-        "lag_p50_ms": percentile(lags, 0.5) * 1000,
-        "lag_p99_ms": percentile(lags, 0.99) * 1000,
-        "lag_max_ms": max(lags) * 1000,
-        "hold_p99_ms": percentile(holds, 0.99) * 1000 if holds else 0.0,
-        "hold_max_ms": max(holds, default=0.0) * 1000,
-        "wakeups": len(holds),
-    }
-
-
-def _child(kind: str, path: str) -> None:
-    import structlog  # noqa: PLC0415
-
-    # stdout carries the protocol with the parent; the receiver's log goes to stderr.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    result = asyncio.run(_receive(kind, path))
-    print(json.dumps(result), flush=True)
 
 
 # --------------------------------------------------------------------------- the parent
@@ -230,7 +130,7 @@ def _wrk(url: str, script: Path, seconds: float) -> tuple[int, int]:
 def _one_run(kind: str, workdir: Path, url: str, script: Path, seconds: float) -> dict[str, float]:
     admin, log_socket = workdir / "admin.sock", workdir / "log.sock"
     child = subprocess.Popen(
-        [sys.executable, __file__, "--child", kind, str(log_socket)],
+        [sys.executable, str(RECEIVER), kind, str(log_socket)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -437,9 +337,7 @@ def _max_dgram_qlen() -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        _child(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) == 4 and sys.argv[1] == "--measure":
+    if len(sys.argv) == 4 and sys.argv[1] == "--measure":
         print(json.dumps(measure(float(sys.argv[2]), int(sys.argv[3]))), flush=True)
     else:
         from common import print_table

@@ -1,4 +1,4 @@
-"""Short runs of benchmarks/baseline_sim.py: the simulation counts right and its gates act."""
+"""Short runs of benchmarks/baseline_traffic.py: the simulation counts right and its gates act."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from types import ModuleType
 
 import pytest
 
-SIM_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline_sim.py"
+SIM_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline_traffic.py"
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[ModuleType]:
     """The benchmark script, imported by path: benchmarks/ is not a package."""
-    spec = importlib.util.spec_from_file_location("baseline_sim", SIM_PATH)
+    spec = importlib.util.spec_from_file_location("baseline_traffic", SIM_PATH)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
