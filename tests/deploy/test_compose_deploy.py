@@ -11,6 +11,7 @@ blue's). Times are reported, never asserted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker.errors import APIError, NotFound
 
 from tests.deploy.conftest import TARGET, LoadClient, Stage
 from tests.e2e.conftest import Daemons, events, wait_event
@@ -102,6 +104,12 @@ services:
             timeout=120,
         )
         super().cleanup()
+        # `down` cannot remove the project's network while a green (not a replica for
+        # Compose) is still attached to it; the containers are all gone now.
+        project = {"label": f"{PROJECT_LABEL}={self.project}"}
+        for network in self.docker.networks.list(filters=project):
+            with contextlib.suppress(NotFound, APIError):
+                network.remove()
 
 
 @pytest.fixture
