@@ -57,8 +57,10 @@ def config_yaml(port: int, tmp_path: Path, targets: str) -> str:
         level="debug",
         defaults="window: 1m, bake_time: 2s, cooldown: 1m",
     )
+    # A test may end with a rollback under way: its daemon's stop need not wait 30 s for it.
     return f"""\
-{head}notify:
+{head}server: {{shutdown_timeout: 2s}}
+notify:
   - {{name: team, url: "json://127.0.0.1:9/hook?key=${{HOOK_SECRET}}"}}
 targets:
 {targets}"""
