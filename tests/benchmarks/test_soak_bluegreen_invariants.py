@@ -3,35 +3,22 @@ histories."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.support.scripts import benchmark_modules
 
 
 @pytest.fixture(scope="module")
 def bg() -> Iterator[ModuleType]:
-    """The module, imported by path with the module it builds on (benchmarks/ is no package)."""
-    names = ("soak_invariants", "soak_bluegreen_invariants")
-    try:
-        for name in names:
-            spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-            assert spec is not None
-            assert spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module  # dataclasses looks the module up by name
-            spec.loader.exec_module(module)
-        yield sys.modules["soak_bluegreen_invariants"]
-    finally:
-        for name in names:
-            sys.modules.pop(name, None)
+    """The module, with the module it builds on."""
+    with benchmark_modules("soak_invariants", "soak_bluegreen_invariants") as module:
+        yield module
 
 
 def verdict(verdicts: list[Any], start: str) -> Any:

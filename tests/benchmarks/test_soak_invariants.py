@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "soak_invariants.py"
+from tests.support.scripts import benchmark_modules
 
 
 @pytest.fixture(scope="module")
 def inv() -> Iterator[ModuleType]:
-    """The module, imported by path: benchmarks/ is not a package."""
-    spec = importlib.util.spec_from_file_location("soak_invariants", PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses looks the module up by name
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_modules("soak_invariants") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 def verdict(verdicts: list[Any], name: str) -> Any:

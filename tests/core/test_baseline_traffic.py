@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SIM_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline_traffic.py"
+from tests.support.scripts import benchmark_modules
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[ModuleType]:
-    """The benchmark script, imported by path: benchmarks/ is not a package."""
-    spec = importlib.util.spec_from_file_location("baseline_traffic", SIM_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses looks the module up by name
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_modules("baseline_traffic") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 def test_a_colour_counts_requests_errors_and_the_window(sim: ModuleType) -> None:

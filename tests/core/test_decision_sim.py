@@ -3,31 +3,18 @@ engine and shapes, a few seeds and minutes instead of hundreds and days."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SIM_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "decision_sim.py"
+from tests.support.scripts import benchmark_modules
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[ModuleType]:
-    """The benchmark script, imported by path: benchmarks/ is not a package."""
-    spec = importlib.util.spec_from_file_location("decision_sim", SIM_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses looks the module up by name while building classes.
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_modules("decision_sim") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 def detect(sim: ModuleType, bad: object, feed: object, seed: int, **kw: object) -> float | None:

@@ -27,7 +27,7 @@ from watchdogd.core.deploy_plan import FINAL_STAGES, Stage
 from watchdogd.deploy import green as containers
 from watchdogd.deploy.deployment import Deployment
 from watchdogd.deploy.green import Endpoint
-from watchdogd.deploy.parts import Side
+from watchdogd.deploy.parts import Side, serving_side
 from watchdogd.deploy.proxy import Proxy, Slot
 from watchdogd.errors import StoreError, TargetError, TrafficError
 from watchdogd.store import Store
@@ -138,16 +138,13 @@ class EndpointFollower:
     def _remember(self, target: TargetConfig, moved: Slot) -> None:
         """Write the new endpoint into the finished deploy whose split a restart wants."""
         try:
-            for record in self._store.deploys(target.name, limit=5):
-                if record.stage not in (Stage.PROMOTED, Stage.ROLLED_BACK, Stage.ABORTED):
-                    continue
-                body = dict(record.body)
-                for key in ("green", "blue"):
-                    side = Side.from_dict(body[key]) if body.get(key) else None
-                    if side is not None and side.slot and side.slot.server == moved.server:
-                        body[key] = {**body[key], "slot": moved.to_dict()}
-                        self._store.rewrite_body(record.id, body)
-                        return
+            found = serving_side(self._store.deploys(target.name, limit=5))
+            if found is None:
                 return
+            record, side = found
+            slot = Side.from_dict(record.body[side]).slot
+            if slot is not None and slot.server == moved.server:
+                body = {**record.body, side: {**record.body[side], "slot": moved.to_dict()}}
+                self._store.rewrite_body(record.id, body)
         except StoreError as err:
             log.error("deploy_follow_not_recorded", target=target.name, error=str(err))

@@ -3,12 +3,21 @@ of the rest of the daemon."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from watchdogd.core.deploy_plan import Stage
 from watchdogd.deploy.proxy import Slot
 from watchdogd.model import Release
+from watchdogd.store.deploys import DeployRecord
+
+# Which side of a finished deploy serves afterwards.
+_SERVING_SIDE: dict[str, str] = {
+    Stage.PROMOTED: "green",
+    Stage.ROLLED_BACK: "blue",
+    Stage.ABORTED: "blue",
+}
 
 
 @dataclass
@@ -35,6 +44,16 @@ class Side:
             release=Release.from_json(release) if release else None,
             slot=Slot.from_dict(slot) if slot else None,
         )
+
+
+def serving_side(records: Iterable[DeployRecord]) -> tuple[DeployRecord, str] | None:
+    """The newest finished deploy that left a server serving, and which of its sides
+    ("green" after a promotion, "blue" after a rollback or an abort) that server is."""
+    for record in records:
+        side = _SERVING_SIDE.get(record.stage)
+        if side is not None and (record.body.get(side) or {}).get("slot"):
+            return record, side
+    return None
 
 
 @dataclass

@@ -21,7 +21,7 @@ from watchdogd.deploy.deployment import Deployment
 from watchdogd.deploy.follow import FOLLOW_EVERY, EndpointFollower
 from watchdogd.deploy.green import Endpoint
 from watchdogd.deploy.hooks import Announcer
-from watchdogd.deploy.parts import Side
+from watchdogd.deploy.parts import Side, serving_side
 from watchdogd.deploy.proxy import DYNAMIC_PREFIX, Proxy, Slot
 from watchdogd.deploy.windows import TrafficWindows
 from watchdogd.errors import StoreError, TargetError
@@ -94,17 +94,16 @@ class Plumbing:
                 newest = self._store.deploys(target.name, limit=5)
             except StoreError:
                 continue
-            for record in newest:
-                blue = Side.from_dict(record.body["blue"])
-                green = Side.from_dict(record.body["green"])
-                proxy = self.proxy(target)
-                if record.stage == Stage.PROMOTED.value and green.slot is not None:
-                    static = [blue.slot] if blue.slot and not blue.slot.dynamic else []
-                    proxy.keep(green.slot, static)
-                    break
-                if record.stage in (Stage.ROLLED_BACK.value, Stage.ABORTED.value) and blue.slot:
-                    proxy.keep(blue.slot, [])
-                    break
+            found = serving_side(newest)
+            if found is None:
+                continue
+            record, side = found
+            serving = Side.from_dict(record.body[side]).slot
+            blue = Side.from_dict(record.body["blue"]).slot
+            assert serving is not None  # noqa: S101 - serving_side found its slot
+            # After a promotion a static blue stays, in maintenance.
+            static = [blue] if side == "green" and blue and not blue.dynamic else []
+            self.proxy(target).keep(serving, static)
 
     async def keep(self) -> None:
         """Every second: put back the servers and weights HAProxy lost (a restart)."""

@@ -31,6 +31,7 @@ from watchdogd.errors import TrafficError
 # HAProxy's own rule for proxy and server names; checking it keeps a name from smuggling a second
 # command (";" or a newline) into the line.
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_ADDRESS = re.compile(r"[0-9A-Za-z.:-]+")
 _SEVERITY = re.compile(r"^\[(\d)\]: ?")
 _REFUSAL_SEVERITY = 3  # LOG_ERR: errors are 0..3, 4 and above are warnings and notices
 _MAX_REPLY = 16 * 1024 * 1024
@@ -155,8 +156,7 @@ class HAProxyRuntime:
     async def add_server(self, backend: str, name: str, address: str, port: int) -> None:
         """Register a dynamic server at weight 0; HAProxy starts it in maintenance."""
         _check_name(backend, name)
-        if not 0 < port < 65536 or not re.fullmatch(r"[0-9A-Za-z.:-]+", address):
-            raise TrafficError(f"add server {backend}/{name}", f"bad address {address}:{port}")
+        _check_address(f"add server {backend}/{name}", address, port)
         where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         command = f"add server {backend}/{name} {where} weight 0"
         reply = await self.execute(command)
@@ -167,8 +167,7 @@ class HAProxyRuntime:
         """Point a server at ``address:port`` (a container's published port moved). HAProxy
         answers in a notice either way: only "changed" or "no need to change" is success."""
         _check_name(backend, name)
-        if not 0 < port < 65536 or not re.fullmatch(r"[0-9A-Za-z.:-]+", address):
-            raise TrafficError(f"set server {backend}/{name} addr", f"bad address {address}:{port}")
+        _check_address(f"set server {backend}/{name} addr", address, port)
         command = f"set server {backend}/{name} addr {address} port {port}"
         reply = await self.execute(command)
         if "Invalid" in reply or not ("changed" in reply or "no need to change" in reply):
@@ -220,6 +219,12 @@ def _check_name(*names: str) -> None:
     for name in names:
         if not _NAME.match(name):
             raise TrafficError(f"name {name!r}", "HAProxy names use only A-Z a-z 0-9 _ . : -")
+
+
+def _check_address(command: str, address: str, port: int) -> None:
+    # An address is one token of the command line: nothing in it may start another.
+    if not 0 < port < 65536 or not _ADDRESS.fullmatch(address):
+        raise TrafficError(command, f"bad address {address}:{port}")
 
 
 def _check_reply(command: str, raw: str) -> str:
