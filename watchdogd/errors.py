@@ -14,7 +14,8 @@ an HTTP exception: the API turns ``ControlRefused`` into its status.
     ├── TargetError          a target could not be inspected or changed (Docker, release dir)
     │   ├── ObjectMissing    the container, image or network named does not exist
     │   ├── VersionConflict  a Swarm object changed since it was read (compare-and-swap lost)
-    │   └── ObjectExists     a Swarm object of that name exists already
+    │   ├── ObjectExists     a Swarm object of that name exists already
+    │   └── NotSingleReplica a blue-green deploy found no single running replica to be blue
     ├── TrafficError         HAProxy's Runtime API is unreachable or refused a command, or a
     │                        traffic switch could not be applied and verified
     ├── StepFailed           a playbook step failed; carries the step and the reason
@@ -84,6 +85,11 @@ class SchemaTooNew(StoreError):
 
 class TargetError(WatchdogError):
     """Inspecting or changing a target failed."""
+
+
+class NotSingleReplica(TargetError):
+    """A blue-green deploy of a Compose service found none, or more than one, running replica
+    to be blue: a state of the target (the API answers 409), not an engine that is away."""
 
 
 class ObjectMissing(TargetError):

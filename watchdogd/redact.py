@@ -8,6 +8,8 @@ Three rules, applied by :func:`redact`:
   knows of (a token an auth flow extracted a second ago);
 * every URL in the text loses its userinfo and its query string (:func:`safe_url`): a
   configured URL may carry ``?apikey=…`` or ``user:password@`` that was never an ``${ENV}``;
+  an Apprise URL keeps its tokens in the host and path too (``tgram://<bot token>/<chat>``),
+  so the config registers those as secrets as well (:func:`notifier_secrets`);
 * a failed request is described by :func:`describe_error` from parts that cannot carry a
   secret (a status code, an exception class, an errno name), never by the exception's
   message, which for aiohttp includes the request URL.
@@ -36,6 +38,7 @@ __all__ = [
     "REDACTED",
     "child_environment",
     "describe_error",
+    "notifier_secrets",
     "redact",
     "redact_urls",
     "registered",
@@ -51,6 +54,11 @@ MIN_SECRET_LENGTH = 3
 
 # scheme://anything-up-to-whitespace-or-a-quote: what an error message or a log line may quote.
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+#: An Apprise URL's host or path segment this long is taken for a token: Slack's, Telegram's,
+#: Discord's and Gotify's all are; shorter ones are channel or topic names, and redacting every
+#: "api" or "hook" would garble messages and hide nothing.
+MIN_TOKEN_SEGMENT = 8
 
 #: The only variables of the daemon's environment a child process inherits.
 CHILD_INHERITS = ("PATH", "LANG")
@@ -110,6 +118,29 @@ def url_secrets(url: str) -> list[str]:
         return []
     values = [value for _key, value in parse_qsl(parts.query, keep_blank_values=False)]
     return [*values, *([password] if password else [])]
+
+
+def notifier_secrets(url: str, json_schemes: Iterable[str]) -> list[str]:
+    """What of a notifier's URL no output may show. A JSON webhook is an ordinary URL
+    (:func:`url_secrets`). Any other scheme is Apprise's, which writes tokens where a URL has
+    its user, host and path: besides the password and the query values, every one of those
+    of :data:`MIN_TOKEN_SEGMENT` characters or more that is not a DNS name (has no dot)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() in json_schemes:
+        return url_secrets(url)
+    location = re.split(r"[?#]", rest, maxsplit=1)[0]
+    userinfo, _, address = location.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    values = [password] if password else []
+    # Pushover's user key is the user part: as long as a token, it is one.
+    segments = [
+        user,
+        *(part for piece in address.split("/") for part in (piece, *piece.split(":"))),
+    ]
+    values += [s for s in segments if len(s) >= MIN_TOKEN_SEGMENT and "." not in s]
+    query = rest.partition("?")[2].partition("#")[0]
+    values += [value for _key, value in parse_qsl(query, keep_blank_values=False)]
+    return list(dict.fromkeys(values))
 
 
 def describe_error(err: BaseException) -> str:

@@ -284,3 +284,31 @@ class TestComposeDeploy:
         assert set(stage.servers()) == {"blue"}
         assert daemon.target(TARGET)["current_release"]["image_ref"] == stage.images.v1
         assert events(daemon, "new_release") == []
+
+    def test_a_service_with_two_replicas_is_refused_with_a_conflict(
+        self, compose_stage: ComposeStage
+    ) -> None:
+        """Two running replicas leave no single blue: a state of the target (409), not an
+        engine that is away (503); nothing is started and HAProxy is not touched."""
+        stage = compose_stage
+        daemon = stage.start_daemon(stage.config())
+        stage.docker.containers.run(
+            stage.images.v1,
+            detach=True,
+            name=f"{stage.blue}-second",
+            labels={
+                PROJECT_LABEL: stage.project,
+                SERVICE_LABEL: SERVICE,
+                NUMBER_LABEL: "2",
+                TEST_LABEL: "1",
+                SESSION_LABEL: SESSION_ID,
+            },
+        )
+
+        answer = daemon.post(f"/api/v1/targets/{TARGET}/deploy", {"image": stage.images.v2})
+
+        assert answer.status_code == 409, answer.text
+        assert "exactly one running replica" in answer.json()["error"], answer.text
+        assert stage.app_containers() == sorted([stage.blue, f"{stage.blue}-second"])
+        assert set(stage.servers()) == {"blue"}
+        assert stage.deploy_record() == {}

@@ -18,10 +18,10 @@ import pydantic
 from pydantic import BaseModel
 
 from watchdogd.config.rules import check_rules, did_you_mean
-from watchdogd.config.schema import Config
+from watchdogd.config.schema import JSON_SCHEMES, Config
 from watchdogd.config.yaml_text import ConfigSource, Path_, parse_config_text, read_config_source
 from watchdogd.errors import ConfigError, ConfigProblem
-from watchdogd.redact import redact
+from watchdogd.redact import notifier_secrets, redact
 
 
 def load_config(
@@ -60,7 +60,13 @@ def _validate(source: ConfigSource) -> Config:
             source,
             [ConfigProblem(source.line_of(path), path, message) for path, message in findings],
         )
-    config.remember_secrets(frozenset(source.secrets))
+    # A token written into an Apprise URL is as secret as one that came from ${ENV}.
+    in_urls = (
+        value
+        for notifier in config.notify
+        for value in notifier_secrets(notifier.url, JSON_SCHEMES)
+    )
+    config.remember_secrets(frozenset(source.secrets).union(in_urls))
     names = (name for found in source.placeholders.values() for name in found)
     config.remember_unset_variables(tuple(dict.fromkeys(names)))
     return config

@@ -61,6 +61,11 @@ class Defaults(Strict):
     stop_timeout: Duration = 10.0
 
 
+#: A notifier URL with one of these schemes is a plain JSON webhook, posted to over the
+#: protocol given; any other scheme is Apprise's.
+JSON_SCHEMES = {"json": "http", "jsons": "https"}
+
+
 class Notifier(Strict):
     """A destination for messages: ``json://host/path`` (generic JSON webhook, ``jsons://`` for
     TLS) or any Apprise URL."""

@@ -23,7 +23,7 @@ import structlog
 
 from watchdogd.config.schema import TargetConfig, TargetKind
 from watchdogd.config.traffic import Upstream
-from watchdogd.errors import ObjectMissing, TargetError
+from watchdogd.errors import NotSingleReplica, ObjectMissing, TargetError
 from watchdogd.model import Release
 from watchdogd.targets.compose_release import GREEN_MARK, renamed, replica_spec, service_release
 from watchdogd.targets.recreate import create_plan, release_of
@@ -235,7 +235,7 @@ async def blue_container(engine: DockerEngine, target: TargetConfig) -> str:
         ]
         names = [n for n in names if "-wd-" not in n and GREEN_MARK not in n]
         if len(names) != 1:
-            raise TargetError(
+            raise NotSingleReplica(
                 f"a blue-green deploy needs exactly one running replica of "
                 f"{target.compose.project}/{target.compose.service}, found {len(names)}"
             )

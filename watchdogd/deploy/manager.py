@@ -32,6 +32,7 @@ from watchdogd.deploy.proxy import Slot
 from watchdogd.deploy.windows import TrafficWindows
 from watchdogd.errors import (
     ControlRefused,
+    NotSingleReplica,
     StoreError,
     TargetError,
     TrafficError,
@@ -178,6 +179,8 @@ class DeployManager:
             blue_name = await containers.blue_container(self._docker(), target)
             blue_release = await containers.release_in(self._docker(), target, blue_name)
             endpoint = await containers.endpoint_of(self._docker(), blue_name, traffic.upstream)
+        except NotSingleReplica as err:
+            raise ControlRefused(409, str(err)) from err
         except TargetError as err:
             raise ControlRefused(503, f"cannot read blue: {err}") from err
         if blue_release is None:

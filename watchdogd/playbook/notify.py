@@ -39,7 +39,7 @@ from typing import Any
 
 import aiohttp
 
-from watchdogd.config.schema import Notifier
+from watchdogd.config.schema import JSON_SCHEMES, Notifier
 from watchdogd.config.steps import NotifyAction, Step
 from watchdogd.errors import StepFailed
 from watchdogd.model import public_release
@@ -49,8 +49,6 @@ from watchdogd.redact import describe_error, redact, url_secrets
 from watchdogd.store.records import StepStatus
 
 __all__ = ["build_payload", "event_for", "render_text", "run_notify", "send", "send_message"]
-
-JSON_SCHEMES = {"json": "http", "jsons": "https"}
 
 
 def event_for(results: list[StepResult]) -> str:
