@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -61,6 +62,26 @@ class ExecResult:
 
     exit_code: int
     output: str
+
+
+@dataclass(frozen=True)
+class Starts:
+    """When the runtime last started each container of what runs, and how many starts its
+    restart policy made (Docker's ``RestartCount``, which a ``docker restart`` leaves alone):
+    a start that changed while that count did not was somebody's, not a crash answered."""
+
+    started: frozenset[str]  # "<container id> <State.StartedAt>", one per container
+    by_policy: int
+
+    @classmethod
+    def of(cls, inspects: Iterable[Mapping[str, Any]]) -> Starts:
+        seen = [
+            (str(i.get("Id", "")), i.get("State") or {}, i.get("RestartCount")) for i in inspects
+        ]
+        return cls(
+            started=frozenset(f"{cid} {state.get('StartedAt', '')}" for cid, state, _ in seen),
+            by_policy=sum(int(count or 0) for _, _, count in seen),
+        )
 
 
 def public_release(release: Release | None) -> dict[str, str] | None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from watchdogd.errors import TargetError
-from watchdogd.model import ExecResult, Release
+from watchdogd.model import ExecResult, Release, Starts
 
 __all__ = ["FakeDriver"]
 
@@ -32,6 +32,7 @@ class FakeDriver:
         self.hang_restore_after_acting = False
         self.hang_exec = False
         self.health: bool | None = True
+        self.started: Starts | None = None  # what starts() reports
         self.health_unknown = False  # healthy() raises TargetError (an engine away)
         self.restore_hung = asyncio.Event()
         self.exec_called = asyncio.Event()
@@ -52,6 +53,9 @@ class FakeDriver:
     @property
     def restored(self) -> list[Release]:
         return [release for release, _ in self.restores]
+
+    def starts(self) -> Starts | None:
+        return self.started
 
     async def healthy(self) -> bool | None:
         if self.health_unknown:

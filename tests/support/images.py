@@ -40,7 +40,8 @@ Modes: ``ok``, ``500``, ``slow``, ``authfail``, ``unhealthy``. The default comes
 ``APP_MODE`` environment variable (baked per tag; override with ``run_app(...,
 mode="500")``); at run time ``/tmp/mode`` in the container wins:
 ``set_mode(container, "500")``, i.e. ``docker exec C sh -c 'echo 500 > /tmp/mode'``, or
-``POST /cgi-bin/mode?mode=500``. ``APP_SLOW_SECONDS`` sets the delay of mode ``slow``.
+``POST /cgi-bin/mode?mode=500``. ``APP_SLOW_SECONDS`` sets the delay of mode ``slow``;
+``APP_BOOT_SECONDS`` (default 0) how long the app refuses connections after each start.
 
 The image has ``HEALTHCHECK`` (``wget`` of ``/cgi-bin/health``, interval 1 s, timeout 1 s,
 retries 2): a container turns ``healthy`` about 1 s after start and ``unhealthy`` about 2 s

@@ -15,7 +15,7 @@ from watchdogd.core.incident import TargetState
 from watchdogd.core.policy import ABSENT_GRACE
 from watchdogd.errors import ControlRefused, TargetError
 from watchdogd.metrics.registry import Metrics
-from watchdogd.model import Release, Trigger, TriggerKind
+from watchdogd.model import Release, Starts, Trigger, TriggerKind
 from watchdogd.store import Store
 from watchdogd.watch.controller import TargetController
 from watchdogd.watch.presence import RESTART_GRACE
@@ -381,6 +381,85 @@ class TestEngineAway:
         await target.tick(30.0)
         assert store.incidents("web") == []
         assert target.machine.state is TargetState.HEALTHY
+
+
+def started(at: str, by_policy: int = 0, container: str = "c1") -> Starts:
+    return Starts(frozenset({f"{container} {at}"}), by_policy)
+
+
+async def second_good_release(target: TargetController, driver: FakeDriver) -> None:
+    """V1, then V2, both known-good by t=50: a breach of V2 has V1 to go back to."""
+    await known_good(target)
+    driver.running = V2
+    await known_good(target, at=30.0)
+
+
+class TestStartedAgain:
+    """A ``docker restart`` of a good release: its container is down for a moment, the same
+    release comes back. Somebody's start gets the engine restart's grace; a start by the
+    restart policy (a crash) does not."""
+
+    async def test_a_restart_by_somebody_is_not_blamed(self, store: Store) -> None:
+        driver, clock = FakeDriver(V1, target="web"), FakeClock()
+        driver.started = started("t0")
+        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
+        await second_good_release(target, driver)
+        for second in range(55, 57):  # stopping: refused
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+        driver.started = started("t57")  # `docker restart`: the start event's look
+        await poll(target, clock, 57.0)
+        for second in range(57, 61):  # booting: refused
+            target.recorders["api"].probe(float(second), ok=False, latency=None)
+            await target.tick(float(second))
+        for second in range(61, 70):
+            target.recorders["api"].probe(float(second), ok=True, latency=0.01)
+            await target.tick(float(second))
+        await poll(target, clock, 57.0 + RESTART_GRACE)
+        await target.tick(58.0 + RESTART_GRACE)
+        assert store.incidents("web") == []
+        assert driver.restored == []
+        assert target.machine.state is TargetState.HEALTHY
+        assert target.recorders["api"].stats(58.0 + RESTART_GRACE).errors == 0
+
+    async def test_a_breach_before_the_poll_saw_the_restart_asks_first(self, store: Store) -> None:
+        """The probes' breach comes before any poll saw the new start: the breach asks the
+        driver first, as after an engine restart, and starts nothing."""
+        driver, clock = FakeDriver(V1, target="web"), FakeClock()
+        driver.started = started("t0")
+        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
+        await second_good_release(target, driver)
+        driver.started = started("t56")  # no poll since
+        clock.now = 60.0
+        await fail(target, 55.0, count=5)
+        assert target.playbook_task is None
+        assert target.machine.state is TargetState.HEALTHY
+
+    async def test_a_crash_the_restart_policy_answered_is_rolled_back(self, store: Store) -> None:
+        driver, clock = FakeDriver(V1, target="web"), FakeClock()
+        driver.started = started("t0")
+        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
+        await second_good_release(target, driver)
+        driver.started = started("t56", by_policy=1)
+        await poll(target, clock, 56.0)
+        clock.now = 60.0
+        await fail(target, 57.0, count=3)
+        assert target.playbook_task is not None
+        await target.playbook_task
+        assert driver.restored == [V1]
+
+    async def test_a_restart_long_ago_does_not_excuse_a_failure_now(self, store: Store) -> None:
+        driver, clock = FakeDriver(V1, target="web"), FakeClock()
+        driver.started = started("t0")
+        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
+        await second_good_release(target, driver)
+        driver.started = started("t55")
+        await poll(target, clock, 55.0)
+        await poll(target, clock, 55.0 + RESTART_GRACE)  # the grace is over
+        clock.now = 70.0
+        await fail(target, 67.0, count=3)
+        assert target.playbook_task is not None
+        await target.playbook_task
+        assert driver.restored == [V1]
 
 
 WARM_CONFIG = CONFIG.replace(

@@ -17,7 +17,7 @@ from watchdogd.core.deploy_plan import GREEN_SERVING, Stage
 from watchdogd.deploy import green as containers
 from watchdogd.deploy.deployment import Deployment
 from watchdogd.errors import TargetError, WatchdogError
-from watchdogd.model import Release
+from watchdogd.model import Release, Starts
 from watchdogd.targets.base import ExecResult, TargetDriver
 
 if TYPE_CHECKING:
@@ -62,6 +62,10 @@ class TrafficDriver:
             await self._engine.inspect_container(deployment.green.container)
             return deployment.green.release
         return await self.inner.current()
+
+    def starts(self) -> Starts | None:
+        # While green is involved its containers come and go by the deploy's own hand.
+        return None if self._green_involved() is not None else self.inner.starts()
 
     async def restore(self, release: Release, stop_timeout: float) -> None:
         deployment = self._green_involved()

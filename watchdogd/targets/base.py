@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from watchdogd.model import ExecResult, Release
+from watchdogd.model import ExecResult, Release, Starts
 
 __all__ = ["ExecResult", "TargetDriver"]
 
@@ -21,6 +21,10 @@ class TargetDriver(Protocol):
     async def current(self) -> Release | None:
         """The release running now; ``None`` when nothing runs. Raises ``TargetError`` when the
         target cannot be inspected (engine down)."""
+
+    def starts(self) -> Starts | None:
+        """The starts of the containers the last :meth:`current` found; ``None`` where the
+        runtime has no such notion (a release directory, a Swarm service's tasks)."""
 
     async def restore(self, release: Release, stop_timeout: float) -> None:
         """Make ``release`` the one that runs. Raises ``TargetError`` on failure, after putting

@@ -19,7 +19,7 @@ import structlog
 
 from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
-from watchdogd.model import Release
+from watchdogd.model import Release, Starts
 from watchdogd.targets.base import ExecResult
 from watchdogd.targets.compose_release import GREEN_MARK
 from watchdogd.targets.container import (
@@ -52,6 +52,10 @@ class ComposeDriver:
         self.service = service
         self.engine = engine
         self._lock = asyncio.Lock()
+        self._starts: Starts | None = None
+
+    def starts(self) -> Starts | None:
+        return self._starts
 
     async def _replicas(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Inspect output and snapshot of each replica, by container number."""
@@ -75,6 +79,7 @@ class ComposeDriver:
 
     async def current(self) -> Release | None:
         replicas = await self._replicas()
+        self._starts = Starts.of(inspect for inspect, _ in replicas) if replicas else None
         if not replicas:
             return None
         releases = [release_of(self.target, spec) for _, spec in replicas]

@@ -25,7 +25,7 @@ import structlog
 
 from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
-from watchdogd.model import Release
+from watchdogd.model import Release, Starts
 from watchdogd.targets.base import ExecResult
 from watchdogd.targets.recreate import (
     config_hash,
@@ -324,10 +324,15 @@ class ContainerDriver:
         self.container = container
         self.engine = engine
         self._lock = asyncio.Lock()
+        self._starts: Starts | None = None
 
     async def current(self) -> Release | None:
         found = await inspect_with_spec(self.engine, self.container)
+        self._starts = None if found is None else Starts.of([found[0]])
         return None if found is None else release_of(self.target, found[1])
+
+    def starts(self) -> Starts | None:
+        return self._starts
 
     async def restore(self, release: Release, stop_timeout: float) -> None:
         if not release.spec:

@@ -21,7 +21,7 @@ from pathlib import Path
 import structlog
 
 from watchdogd.errors import TargetError
-from watchdogd.model import Release, fingerprint
+from watchdogd.model import Release, Starts, fingerprint
 from watchdogd.redact import child_environment
 from watchdogd.targets.base import ExecResult
 
@@ -176,6 +176,10 @@ class ReleaseDirDriver:
         if proc.returncode != 0:
             tail = output.decode(errors="replace")[-OUTPUT_TAIL:].strip()
             raise TargetError(f"restart command {command!r} exited with {proc.returncode}: {tail}")
+
+    def starts(self) -> Starts | None:
+        # The app's restart is the playbook's own `restart` command, not somebody else's.
+        return None
 
     async def healthy(self) -> bool | None:
         return None

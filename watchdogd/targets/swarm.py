@@ -43,7 +43,7 @@ from watchdogd.engine.swarm_spec import (
     update_state,
 )
 from watchdogd.errors import TargetError, VersionConflict
-from watchdogd.model import Release
+from watchdogd.model import Release, Starts
 from watchdogd.targets.base import ExecResult
 
 log = structlog.get_logger(__name__)
@@ -198,6 +198,10 @@ class SwarmDriver:
             if state not in UPDATING and running >= wanted:
                 return
             await asyncio.sleep(POLL_INTERVAL)
+
+    def starts(self) -> Starts | None:
+        # A service's tasks are replaced, not restarted: Swarm's own update state says more.
+        return None
 
     async def healthy(self) -> bool | None:
         """Swarm's view: False when an update is paused, None while one runs or replicas are

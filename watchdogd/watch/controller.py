@@ -179,6 +179,7 @@ class TargetController:
     async def observe_release(self, now: float) -> None:
         """Ask the driver what runs; a different release than before starts a new bake."""
         if self.machine.state is TargetState.ROLLING_BACK:
+            self.presence.forget_starts()
             return  # the playbook is changing the target; it sets the release itself
         try:
             release = await self.driver.current()
@@ -195,7 +196,17 @@ class TargetController:
         self.presence.something_runs()
         first = self.current is None
         if not self.running.seen(release):
+            if self.presence.started_again(self._clock(), self.driver.starts()):
+                self._reset_windows()
+                grace = self.presence.restart_grace
+                self.records.audit(
+                    "started_again",
+                    f"{release.label} was started again: its failures count after {grace:g} s",
+                    {"release": release.id, "grace_seconds": grace},
+                )
             return
+        self.presence.forget_starts()
+        self.presence.started_again(now, self.driver.starts())  # records the new release's
         recorded = self.records.record(release, self.settings.history)
         if recorded is None:
             return

@@ -1,22 +1,28 @@
 """Whether the driver can say what runs, and whether anything runs at all.
 
-These are the two states in which a target's failures belong to no release: the Docker engine
+These are the states in which a target's failures belong to no release: the Docker engine
 is away (it took the app with it, and no rollback could be done) or has just come back (the
-containers it restarts need a moment to serve again: ``RESTART_GRACE``), or the target has no
-container (a deploy between its ``rm -f`` and its ``run``). The controller asks this object
-before blaming a release; the policy (``core.policy``) decides what the answers mean.
+containers it restarts need a moment to serve again: ``RESTART_GRACE``); somebody started the
+release's container again (``docker restart``, ``docker stop`` then ``start``, a re-create of
+the same release), which gets the same grace; or the target has no container (a deploy
+between its ``rm -f`` and its ``run``). A start by the restart policy after a crash is not
+somebody's: the release crashed. The controller asks this object before blaming a release;
+the policy (``core.policy``) decides what the answers mean.
 """
 
 from __future__ import annotations
 
 import structlog
 
+from watchdogd.model import Starts
+
 log = structlog.get_logger(__name__)
 
-#: After an engine outage, how long the containers it restarts have to serve again before their
-#: failures count: the soak saw a good release refuse connections for 2.5 s after the engine
-#: answered again, and roll back (benchmarks/soak.py, seed 16). The windows start afresh at
-#: both ends of it, so nothing the restart cost is held against the release afterwards.
+#: After an engine outage, or a start of the release's container by somebody, how long the
+#: containers have to serve again before their failures count: the soak saw a good release
+#: refuse connections for 2.5 s after the engine answered again, and roll back
+#: (benchmarks/soak.py, seed 16). The windows start afresh at both ends of it, so nothing the
+#: restart cost is held against the release afterwards.
 RESTART_GRACE = 10.0
 
 
@@ -30,6 +36,7 @@ class TargetPresence:
         self.unreachable_since: float | None = None
         self.back_since: float | None = None
         self.absent_since: float | None = None
+        self.starts: Starts | None = None
 
     @property
     def unreachable(self) -> bool:
@@ -40,7 +47,8 @@ class TargetPresence:
         return self.absent_since is not None and now - self.absent_since < grace
 
     def engine_outage(self, now: float) -> bool:
-        """The engine is away, or came back less than ``restart_grace`` ago."""
+        """The engine is away, or it or somebody restarted the release's containers less than
+        ``restart_grace`` ago."""
         restarting = self.back_since is not None and now - self.back_since < self.restart_grace
         return self.unreachable or restarting
 
@@ -68,6 +76,24 @@ class TargetPresence:
             self.back_since = None
             return True
         return False
+
+    def started_again(self, now: float, starts: Starts | None) -> bool:
+        """The starts of the release's containers as the driver's last look found them. True
+        when that begins a grace: one of them was started since the look before, and not by
+        its restart policy (whose count did not grow)."""
+        before, self.starts = self.starts, starts
+        if before is None or starts is None or starts.started == before.started:
+            return False
+        if starts.by_policy > before.by_policy:
+            return False  # a crash the restart policy answered: the release's own failure
+        log.info("target_started_again", target=self.target, grace=self.restart_grace)
+        self.back_since = now
+        return True
+
+    def forget_starts(self) -> None:
+        """A playbook or a new release changed the containers on purpose: the next look only
+        records their starts."""
+        self.starts = None
 
     def nothing_runs(self, now: float) -> bool:
         """No container. True when that starts now."""

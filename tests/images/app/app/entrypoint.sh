@@ -17,6 +17,15 @@ stop() {
 }
 trap stop TERM INT
 
+# An app that takes a while to boot (APP_BOOT_SECONDS) refuses connections meanwhile. The
+# sleep runs in the background so that `docker stop` is not held up by it.
+if [ "${APP_BOOT_SECONDS:-0}" != 0 ]; then
+    sleep "$APP_BOOT_SECONDS" &
+    pid=$!
+    wait "$pid"
+    pid=""
+fi
+
 echo "watchdogd test app ${APP_VERSION} (mode ${APP_MODE}) listening on :${APP_PORT:-8080}"
 httpd -f -p "${APP_PORT:-8080}" -h /www &
 pid=$!

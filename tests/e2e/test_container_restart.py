@@ -1,0 +1,67 @@
+"""``docker restart`` of a good release, against the real engine and daemon: the app refuses
+connections while it stops and boots again (``APP_BOOT_SECONDS``), and the same release comes
+back. Before, those refusals read as "hard down" and rolled a good release back; now
+somebody's start gets the grace an engine restart gets, and the failures meanwhile count
+against nobody."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import AppDeployment, Daemons, e2e_config_head, events, wait_event
+from tests.support.images import AppImages, wait_http
+from tests.support.sink import HttpSink
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+BOOT_SECONDS = 3
+
+
+def config(tmp_path: Path, port: int, app: AppDeployment, sink: HttpSink) -> Path:
+    head = e2e_config_head(
+        tmp_path, port, sink.port, defaults="window: 1m, bake_time: 1s, cooldown: 1m"
+    )
+    path = tmp_path / "watchdogd.yaml"
+    path.write_text(f"""\
+{head}targets:
+  - name: shop
+    container: {app.name}
+    checks:
+      - {{name: health, type: http, url: "{app.url}/cgi-bin/health",
+         interval: 250ms, timeout: 1s}}
+    gates:
+      - {{check: health, metric: error_rate, above: 1%}}
+    playbook:
+      - rollback: {{}}
+""")
+    return path
+
+
+def test_a_docker_restart_of_a_good_release_is_not_rolled_back(
+    app_images: AppImages,
+    app_deployment: AppDeployment,
+    daemons: Daemons,
+    http_sink: HttpSink,
+    tmp_path: Path,
+) -> None:
+    app = app_deployment
+    app.settings["environment"]["APP_BOOT_SECONDS"] = str(BOOT_SECONDS)
+    app.start(app_images.v1)
+    daemon = daemons.start(config(tmp_path, daemons.port, app, http_sink))
+    daemon.wait_state("shop", "healthy", timeout=60)
+
+    app.client.api.restart(app.name, timeout=5)
+    started = wait_event(daemon, "started_again", timeout=30)
+    wait_http(f"{app.url}/cgi-bin/health", 30)
+    grace = float(started["data"]["grace_seconds"])
+    time.sleep(grace + 1.0)  # past the grace, judged again on fresh windows
+    after_grace = daemon.wait_state("shop", "healthy", timeout=60)
+
+    # A breach would have been refused (v1 is the only known-good release), and said so.
+    assert events(daemon, "rollback_refused") == [], after_grace
+    assert events(daemon, "incident_started") == [], after_grace
+    assert after_grace["current_release"]["image_ref"] == app_images.v1
+    assert grace > BOOT_SECONDS
