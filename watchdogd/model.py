@@ -64,23 +64,39 @@ class ExecResult:
     output: str
 
 
+#: Docker's ``State.StartedAt`` of a container that was created and never started.
+NEVER_STARTED = "0001-01-01T00:00:00Z"
+
+
 @dataclass(frozen=True)
 class Starts:
     """When the runtime last started each container of what runs, and how many starts its
-    restart policy made (Docker's ``RestartCount``, which a ``docker restart`` leaves alone):
-    a start that changed while that count did not was somebody's, not a crash answered."""
+    restart policy made (Docker's ``RestartCount``, which a ``docker restart`` leaves alone)."""
 
-    started: frozenset[str]  # "<container id> <State.StartedAt>", one per container
+    started: frozenset[tuple[str, str]]  # (container id, State.StartedAt), one per container
     by_policy: int
 
     @classmethod
     def of(cls, inspects: Iterable[Mapping[str, Any]]) -> Starts:
-        seen = [
+        found = [
             (str(i.get("Id", "")), i.get("State") or {}, i.get("RestartCount")) for i in inspects
         ]
         return cls(
-            started=frozenset(f"{cid} {state.get('StartedAt', '')}" for cid, state, _ in seen),
-            by_policy=sum(int(count or 0) for _, _, count in seen),
+            started=frozenset(
+                (cid, str(state.get("StartedAt") or NEVER_STARTED)) for cid, state, _ in found
+            ),
+            by_policy=sum(int(count or 0) for _, _, count in found),
+        )
+
+    def started_again_since(self, before: Starts) -> bool:
+        """A container that had run before ``before`` was taken has been started again since,
+        and not by its restart policy (whose count did not grow): somebody's ``docker
+        restart``, not a crash answered, not a new container's first start (a deploy's)."""
+        if self.by_policy > before.by_policy:
+            return False
+        earlier = dict(before.started)
+        return any(
+            earlier.get(cid, at) != at and earlier[cid] != NEVER_STARTED for cid, at in self.started
         )
 
 

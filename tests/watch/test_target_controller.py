@@ -15,7 +15,7 @@ from watchdogd.core.incident import TargetState
 from watchdogd.core.policy import ABSENT_GRACE
 from watchdogd.errors import ControlRefused, TargetError
 from watchdogd.metrics.registry import Metrics
-from watchdogd.model import Release, Starts, Trigger, TriggerKind
+from watchdogd.model import NEVER_STARTED, Release, Starts, Trigger, TriggerKind
 from watchdogd.store import Store
 from watchdogd.watch.controller import TargetController
 from watchdogd.watch.presence import RESTART_GRACE
@@ -384,7 +384,7 @@ class TestEngineAway:
 
 
 def started(at: str, by_policy: int = 0, container: str = "c1") -> Starts:
-    return Starts(frozenset({f"{container} {at}"}), by_policy)
+    return Starts(frozenset({(container, at)}), by_policy)
 
 
 async def second_good_release(target: TargetController, driver: FakeDriver) -> None:
@@ -446,6 +446,25 @@ class TestStartedAgain:
         assert target.playbook_task is not None
         await target.playbook_task
         assert driver.restored == [V1]
+
+    async def test_a_deploys_create_then_start_is_judged_at_once(self, store: Store) -> None:
+        """``docker run`` of a new release: the create event's look sees a container never
+        started, the start event's look its first start. No grace: a bad release is caught
+        as fast as before."""
+        driver, clock = FakeDriver(V1, target="web"), FakeClock()
+        driver.started = started("t0")
+        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
+        await second_good_release(target, driver)
+        driver.running = Release("web", "sha256:v3", "cfg", "app:v3")
+        driver.started = started(NEVER_STARTED, container="c2")
+        await poll(target, clock, 55.0)
+        driver.started = started("t55", container="c2")
+        await poll(target, clock, 55.5)
+        clock.now = 59.0
+        await fail(target, 56.0, count=3)
+        assert target.playbook_task is not None
+        await target.playbook_task
+        assert driver.restored == [V2]
 
     async def test_a_restart_long_ago_does_not_excuse_a_failure_now(self, store: Store) -> None:
         driver, clock = FakeDriver(V1, target="web"), FakeClock()

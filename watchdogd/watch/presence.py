@@ -3,8 +3,8 @@
 These are the states in which a target's failures belong to no release: the Docker engine
 is away (it took the app with it, and no rollback could be done) or has just come back (the
 containers it restarts need a moment to serve again: ``RESTART_GRACE``); somebody started the
-release's container again (``docker restart``, ``docker stop`` then ``start``, a re-create of
-the same release), which gets the same grace; or the target has no container (a deploy
+release's container again (``docker restart``, ``docker stop`` then ``start``), which gets the
+same grace; or the target has no container (a deploy
 between its ``rm -f`` and its ``run``). A start by the restart policy after a crash is not
 somebody's: the release crashed. The controller asks this object before blaming a release;
 the policy (``core.policy``) decides what the answers mean.
@@ -79,13 +79,11 @@ class TargetPresence:
 
     def started_again(self, now: float, starts: Starts | None) -> bool:
         """The starts of the release's containers as the driver's last look found them. True
-        when that begins a grace: one of them was started since the look before, and not by
-        its restart policy (whose count did not grow)."""
+        when that begins a grace: one of them was started again by somebody since the look
+        before (:meth:`Starts.started_again_since`)."""
         before, self.starts = self.starts, starts
-        if before is None or starts is None or starts.started == before.started:
+        if before is None or starts is None or not starts.started_again_since(before):
             return False
-        if starts.by_policy > before.by_policy:
-            return False  # a crash the restart policy answered: the release's own failure
         log.info("target_started_again", target=self.target, grace=self.restart_grace)
         self.back_since = now
         return True
