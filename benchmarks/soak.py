@@ -10,8 +10,10 @@ a blue-green container behind a real HAProxy deployed by ``watchdogd deploy`` (s
 that, whenever it is settled, does one of: deploy a good release, deploy a bad one (500s, 3 s
 latency, failed login, crash loop, unhealthy; the release directory only 500s; blue-green
 also a release that passes its pre-checks and is broken by the soak when its bake starts),
-freeze it for a few seconds, roll it back by hand, unquarantine an image, or send an
-Alertmanager ``resolved`` before its ``firing`` (which must not roll anything back). A bad
+freeze it for a few seconds, roll it back by hand, unquarantine an image, restart the good
+release by hand (``docker restart``, ``docker-compose restart``: which must not roll it
+back), or send an Alertmanager ``resolved`` before its ``firing`` (which must not roll
+anything back). A bad
 deploy is sometimes followed by duplicate and out-of-order deliveries of its alert.
 Meanwhile, at random (each kind once first, so a short run has them all): SIGKILL of the
 daemon and a restart (none in the last 40 % of the run, so that one process lives long enough

@@ -172,6 +172,12 @@ class BlueGreenTarget:
             return None
         return label_of_env(attrs["Config"].get("Env"))
 
+    def restart(self) -> str | None:
+        """``docker restart`` of what serves: a promoted release moves to a new host port,
+        which HAProxy's server must follow (``deploy/follow.py``)."""
+        self.client.api.restart(self.container, timeout=2)
+        return "docker restart"
+
     def app_containers(self, *, running_only: bool = True) -> list[str]:
         """Blue's name and every green (``<blue>-green-<random>``)."""
         found = self.client.api.containers(all=not running_only, filters={"name": self.container})

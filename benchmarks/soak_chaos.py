@@ -33,6 +33,7 @@ LANE_ACTIONS = (
     ("manual rollback", 1),
     ("unquarantine", 1),
     ("resolved before firing", 1),
+    ("docker restart", 1),
 )
 GLOBAL_ACTIONS = (
     ("sigkill", 3),
@@ -163,7 +164,13 @@ class Soak:
         action = self.rng.choices(names, weights)[0]
         if action.startswith("deploy"):
             self._deploy(lane, now, bad=action == "deploy bad")
-        elif action == "freeze":
+        else:
+            self._operate(lane, now, action)
+
+    def _operate(self, lane: Lane, now: float, action: str) -> None:
+        """One of an operator's actions on a settled target."""
+        name = lane.target.name
+        if action == "freeze":
             if self._ok(self.daemon.api("POST", f"/api/v1/targets/{name}/freeze", {})):
                 self.note("freeze", name)
                 lane.phase, lane.next_at = "frozen", now + self.rng.uniform(1.0, 6.0)
@@ -183,6 +190,15 @@ class Soak:
                 )
                 self.note("unquarantine", name, image=image[:19], accepted=self._ok(response))
             lane.next_at = now + 1.0
+        elif action == "docker restart":
+            # An operator restarts a good release: the failures while it boots again must
+            # not roll it back (a false rollback is a violation).
+            how = self._restart(lane.target)
+            if how is None:
+                lane.next_at = now + 1.0
+            else:
+                self.note("docker restart", name, how=how, release=lane.target.running())
+                self._settle(lane, now, "restart")
         elif action == "resolved before firing":
             self.serial += 1
             fingerprint, starts = f"soak-rbf-{self.serial}", time.time() - 5
@@ -191,6 +207,13 @@ class Soak:
             self.note("resolved before firing", name, fingerprint=fingerprint)
             # Nothing may start; should something start, the lane waits for it to end.
             self._settle(lane, now, "operator")
+
+    def _restart(self, target: SoakTarget) -> str | None:
+        try:
+            return target.restart()
+        except (APIError, DockerException, RequestException, RuntimeError) as err:
+            self.note("restart failed", target.name, error=str(err)[-200:])
+            return None
 
     def _deploy(self, lane: Lane, now: float, *, bad: bool) -> None:
         self.serial += 1

@@ -50,6 +50,10 @@ class SoakTarget(Protocol):
     def running(self) -> str | None:
         """The label of the release that runs now, read from the engine or the disk."""
 
+    def restart(self) -> str | None:
+        """Restart what runs by hand, as an operator does (``docker restart``); returns how, or
+        ``None`` where nothing is restarted by hand."""
+
     def config(self) -> str:
         """The target's YAML block (the part after ``- name: …``'s dash), indented by 4."""
 
@@ -108,6 +112,10 @@ class ContainerTarget:
         except NotFound:
             return None
         return label_of_env(attrs["Config"].get("Env"))
+
+    def restart(self) -> str | None:
+        self.client.api.restart(self.container, timeout=2)
+        return "docker restart"
 
     def config(self) -> str:
         return f"    container: {self.container}\n" + app_checks(
@@ -198,6 +206,10 @@ services:
                 return label_of_env(attrs["Config"].get("Env"))
         return None
 
+    def restart(self) -> str | None:
+        self.compose("restart", "-t", "2", COMPOSE_SERVICE)
+        return "docker-compose restart"
+
     def config(self) -> str:
         return (
             f"    compose: {{project: {self.project}, service: {COMPOSE_SERVICE}}}\n"
@@ -239,6 +251,9 @@ class ReleaseDirTarget:
             return (self.root / "current").resolve(strict=True).name
         except OSError:
             return None
+
+    def restart(self) -> str | None:
+        return None  # the app's restart is the target's own `restart` command
 
     def config(self) -> str:
         return f"""\
