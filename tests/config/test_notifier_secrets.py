@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
+from tests.support.log_capture import json_logs
 from watchdogd.config import load_config
 from watchdogd.config.schema import JSON_SCHEMES
-from watchdogd.daemon import logs
 from watchdogd.redact import notifier_secrets, redact, set_secrets
 
 BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
@@ -42,15 +41,8 @@ def test_a_json_webhook_keeps_its_readable_path() -> None:
 
 @pytest.fixture
 def output() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.configure("info", "json", stream=stream)
-    yield stream
-    set_secrets(())
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if type(handler).__module__ == logs.__name__:
-            root.removeHandler(handler)
+    with json_logs() as stream:
+        yield stream
 
 
 def test_a_loaded_config_hides_them_from_a_library_warning(

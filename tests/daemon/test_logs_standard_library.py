@@ -10,25 +10,15 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-import structlog
 from aiohttp.http_exceptions import HttpProcessingError, InvalidURLError
 
-from watchdogd.daemon import logs
-from watchdogd.redact import set_secrets
+from tests.support.log_capture import json_logs
 
 
 @pytest.fixture
 def output() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.configure("info", "json", stream=stream)
-    set_secrets(["s3cr3t-token"])
-    yield stream
-    set_secrets(())
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if type(handler).__module__ == logs.__name__:
-            root.removeHandler(handler)
+    with json_logs(["s3cr3t-token"]) as stream:
+        yield stream
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:

@@ -387,11 +387,23 @@ def started(at: str, by_policy: int = 0, container: str = "c1") -> Starts:
     return Starts(frozenset({(container, at)}), by_policy)
 
 
-async def second_good_release(target: TargetController, driver: FakeDriver) -> None:
-    """V1, then V2, both known-good by t=50: a breach of V2 has V1 to go back to."""
+async def two_good_releases(store: Store) -> tuple[FakeDriver, FakeClock, TargetController]:
+    """V1, then V2, both known-good by t=50 (a breach of V2 has V1 to go back to); V2's
+    container started at "t0"."""
+    driver, clock = FakeDriver(V1, target="web"), FakeClock()
+    driver.started = started("t0")
+    target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
     await known_good(target)
     driver.running = V2
     await known_good(target, at=30.0)
+    return driver, clock, target
+
+
+async def restored(target: TargetController, driver: FakeDriver) -> list[Release]:
+    """What the playbook the last tick started restored."""
+    assert target.playbook_task is not None
+    await target.playbook_task
+    return driver.restored
 
 
 class TestStartedAgain:
@@ -400,10 +412,7 @@ class TestStartedAgain:
     restart policy (a crash) does not."""
 
     async def test_a_restart_by_somebody_is_not_blamed(self, store: Store) -> None:
-        driver, clock = FakeDriver(V1, target="web"), FakeClock()
-        driver.started = started("t0")
-        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
-        await second_good_release(target, driver)
+        driver, clock, target = await two_good_releases(store)
         for second in range(55, 57):  # stopping: refused
             target.recorders["api"].probe(float(second), ok=False, latency=None)
         driver.started = started("t57")  # `docker restart`: the start event's look
@@ -424,10 +433,7 @@ class TestStartedAgain:
     async def test_a_breach_before_the_poll_saw_the_restart_asks_first(self, store: Store) -> None:
         """The probes' breach comes before any poll saw the new start: the breach asks the
         driver first, as after an engine restart, and starts nothing."""
-        driver, clock = FakeDriver(V1, target="web"), FakeClock()
-        driver.started = started("t0")
-        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
-        await second_good_release(target, driver)
+        driver, clock, target = await two_good_releases(store)
         driver.started = started("t56")  # no poll since
         clock.now = 60.0
         await fail(target, 55.0, count=5)
@@ -435,26 +441,18 @@ class TestStartedAgain:
         assert target.machine.state is TargetState.HEALTHY
 
     async def test_a_crash_the_restart_policy_answered_is_rolled_back(self, store: Store) -> None:
-        driver, clock = FakeDriver(V1, target="web"), FakeClock()
-        driver.started = started("t0")
-        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
-        await second_good_release(target, driver)
+        driver, clock, target = await two_good_releases(store)
         driver.started = started("t56", by_policy=1)
         await poll(target, clock, 56.0)
         clock.now = 60.0
         await fail(target, 57.0, count=3)
-        assert target.playbook_task is not None
-        await target.playbook_task
-        assert driver.restored == [V1]
+        assert await restored(target, driver) == [V1]
 
     async def test_a_deploys_create_then_start_is_judged_at_once(self, store: Store) -> None:
         """``docker run`` of a new release: the create event's look sees a container never
         started, the start event's look its first start. No grace: a bad release is caught
         as fast as before."""
-        driver, clock = FakeDriver(V1, target="web"), FakeClock()
-        driver.started = started("t0")
-        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
-        await second_good_release(target, driver)
+        driver, clock, target = await two_good_releases(store)
         driver.running = Release("web", "sha256:v3", "cfg", "app:v3")
         driver.started = started(NEVER_STARTED, container="c2")
         await poll(target, clock, 55.0)
@@ -462,23 +460,16 @@ class TestStartedAgain:
         await poll(target, clock, 55.5)
         clock.now = 59.0
         await fail(target, 56.0, count=3)
-        assert target.playbook_task is not None
-        await target.playbook_task
-        assert driver.restored == [V2]
+        assert await restored(target, driver) == [V2]
 
     async def test_a_restart_long_ago_does_not_excuse_a_failure_now(self, store: Store) -> None:
-        driver, clock = FakeDriver(V1, target="web"), FakeClock()
-        driver.started = started("t0")
-        target = controller(store, driver, ROLLBACK_ONLY, clock=clock)
-        await second_good_release(target, driver)
+        driver, clock, target = await two_good_releases(store)
         driver.started = started("t55")
         await poll(target, clock, 55.0)
         await poll(target, clock, 55.0 + RESTART_GRACE)  # the grace is over
         clock.now = 70.0
         await fail(target, 67.0, count=3)
-        assert target.playbook_task is not None
-        await target.playbook_task
-        assert driver.restored == [V1]
+        assert await restored(target, driver) == [V1]
 
 
 WARM_CONFIG = CONFIG.replace(
