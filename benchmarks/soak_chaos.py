@@ -118,6 +118,8 @@ class Soak:
             return  # its deploy goes on (and is broken when its bake starts)
         if status is None or status.get("incident") or status.get("state") != "healthy":
             return
+        if lane.kind == "restart" and now - lane.since < RESTART_GRACE + 3.0:
+            return  # a false rollback would come in the grace or right after: wait it out
         current = (status.get("current_release") or {}).get("id")
         running = lane.target.running()
         if running is None or (lane.kind == "deploy" and lane.bad and running == lane.label):
