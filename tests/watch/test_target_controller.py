@@ -448,6 +448,21 @@ class TestStartedAgain:
         await fail(target, 57.0, count=3)
         assert await restored(target, driver) == [V1]
 
+    async def test_a_look_between_the_policys_count_and_its_start_changes_nothing(
+        self, store: Store
+    ) -> None:
+        """The engine raises ``RestartCount`` when the container exits and starts it after the
+        restart delay: a look in between sees the count grown and the old start. The crash
+        loop is still judged (the soak caught its detection delayed by the grace)."""
+        driver, clock, target = await two_good_releases(store)
+        driver.started = started("t0", by_policy=1)  # exited, restart pending
+        await poll(target, clock, 56.0)
+        driver.started = started("t56", by_policy=1)  # started by the policy
+        await poll(target, clock, 56.5)
+        clock.now = 60.0
+        await fail(target, 57.0, count=3)
+        assert await restored(target, driver) == [V1]
+
     async def test_a_deploys_create_then_start_is_judged_at_once(self, store: Store) -> None:
         """``docker run`` of a new release: the create event's look sees a container never
         started, the start event's look its first start. No grace: a bad release is caught

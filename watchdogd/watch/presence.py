@@ -79,9 +79,14 @@ class TargetPresence:
 
     def started_again(self, now: float, starts: Starts | None) -> bool:
         """The starts of the release's containers as the driver's last look found them. True
-        when that begins a grace: one of them was started again by somebody since the look
-        before (:meth:`Starts.started_again_since`)."""
-        before, self.starts = self.starts, starts
+        when that begins a grace: one of them was started again by somebody since the starts
+        changed last (:meth:`Starts.started_again_since`). The comparison is with the look
+        that saw the previous starts, not with the last look: the engine raises the restart
+        count while the container waits out its restart delay, and starts it only then, so
+        a look may fall between the two."""
+        before = self.starts
+        if starts is None or before is None or starts.started != before.started:
+            self.starts = starts
         if before is None or starts is None or not starts.started_again_since(before):
             return False
         log.info("target_started_again", target=self.target, grace=self.restart_grace)
