@@ -70,11 +70,13 @@ NEVER_STARTED = "0001-01-01T00:00:00Z"
 
 @dataclass(frozen=True)
 class Starts:
-    """When the runtime last started each container of what runs, and how many starts its
-    restart policy made (Docker's ``RestartCount``, which a ``docker restart`` leaves alone)."""
+    """When the runtime last started each container of what runs, how many starts its restart
+    policy made (Docker's ``RestartCount``, which a ``docker restart`` leaves alone), and which
+    containers wait for the policy to start them again (``State.Restarting``)."""
 
     started: frozenset[tuple[str, str]]  # (container id, State.StartedAt), one per container
     by_policy: int
+    pending: frozenset[str] = frozenset()  # ids the restart policy is about to start
 
     @classmethod
     def of(cls, inspects: Iterable[Mapping[str, Any]]) -> Starts:
@@ -86,17 +88,21 @@ class Starts:
                 (cid, str(state.get("StartedAt") or NEVER_STARTED)) for cid, state, _ in found
             ),
             by_policy=sum(int(count or 0) for _, _, count in found),
+            pending=frozenset(cid for cid, state, _ in found if state.get("Restarting")),
         )
 
     def started_again_since(self, before: Starts) -> bool:
         """A container that had run before ``before`` was taken has been started again since,
-        and not by its restart policy (whose count did not grow): somebody's ``docker
-        restart``, not a crash answered, not a new container's first start (a deploy's)."""
+        and not by its restart policy: somebody's ``docker restart``. Not a crash answered
+        (the count grew, or ``before`` saw the container waiting for its restart), not a new
+        container's first start (a deploy's)."""
         if self.by_policy > before.by_policy:
             return False
         earlier = dict(before.started)
         return any(
-            earlier.get(cid, at) != at and earlier[cid] != NEVER_STARTED for cid, at in self.started
+            earlier.get(cid, at) != at and earlier[cid] != NEVER_STARTED
+            for cid, at in self.started
+            if cid not in before.pending
         )
 
 

@@ -8,8 +8,11 @@ from typing import Any
 from watchdogd.model import NEVER_STARTED, Starts
 
 
-def inspect(cid: str, started_at: str, restarts: int = 0) -> dict[str, Any]:
-    return {"Id": cid, "State": {"StartedAt": started_at}, "RestartCount": restarts}
+def inspect(
+    cid: str, started_at: str, restarts: int = 0, *, restarting: bool = False
+) -> dict[str, Any]:
+    state = {"StartedAt": started_at, "Restarting": restarting}
+    return {"Id": cid, "State": state, "RestartCount": restarts}
 
 
 def starts(*inspects: dict[str, Any]) -> Starts:
@@ -25,6 +28,14 @@ def test_a_docker_restart_is_the_same_container_started_later() -> None:
 def test_a_crash_the_restart_policy_answered_is_not() -> None:
     before = starts(inspect("c1", "2026-12-01T00:00:00Z", restarts=2))
     after = starts(inspect("c1", "2026-12-01T00:05:00Z", restarts=3))
+    assert not after.started_again_since(before)
+
+
+def test_a_start_the_policy_had_pending_is_not() -> None:
+    """The engine raises the count when the container exits, then waits out its restart delay
+    (``restarting``): a first look in that state already has the raised count."""
+    before = starts(inspect("c1", "2026-12-01T00:00:00Z", restarts=1, restarting=True))
+    after = starts(inspect("c1", "2026-12-01T00:00:02Z", restarts=1))
     assert not after.started_again_since(before)
 
 
