@@ -179,7 +179,7 @@ class TargetController:
     async def observe_release(self, now: float) -> None:
         """Ask the driver what runs; a different release than before starts a new bake."""
         if self.machine.state is TargetState.ROLLING_BACK:
-            self.presence.forget_starts()
+            self.presence.record_starts(None)
             return  # the playbook is changing the target; it sets the release itself
         try:
             release = await self.driver.current()
@@ -205,8 +205,7 @@ class TargetController:
                     {"release": release.id, "grace_seconds": grace},
                 )
             return
-        self.presence.forget_starts()
-        self.presence.started_again(now, self.driver.starts())  # records the new release's
+        self.presence.record_starts(self.driver.starts())
         recorded = self.records.record(release, self.settings.history)
         if recorded is None:
             return

@@ -4,10 +4,10 @@ These are the states in which a target's failures belong to no release: the Dock
 is away (it took the app with it, and no rollback could be done) or has just come back (the
 containers it restarts need a moment to serve again: ``RESTART_GRACE``); somebody started the
 release's container again (``docker restart``, ``docker stop`` then ``start``), which gets the
-same grace; or the target has no container (a deploy
-between its ``rm -f`` and its ``run``). A start by the restart policy after a crash is not
-somebody's: the release crashed. The controller asks this object before blaming a release;
-the policy (``core.policy``) decides what the answers mean.
+same grace; or the target has no container (a deploy between its ``rm -f`` and its ``run``).
+A start by the restart policy after a crash is not somebody's: the release crashed. The
+controller asks this object before blaming a release; the policy (``core.policy``) decides
+what the answers mean.
 """
 
 from __future__ import annotations
@@ -93,10 +93,10 @@ class TargetPresence:
         self.back_since = now
         return True
 
-    def forget_starts(self) -> None:
-        """A playbook or a new release changed the containers on purpose: the next look only
-        records their starts."""
-        self.starts = None
+    def record_starts(self, starts: Starts | None) -> None:
+        """A playbook (``None``) or a new release changed the containers on purpose: keep
+        their starts as the new reference, with no grace."""
+        self.starts = starts
 
     def nothing_runs(self, now: float) -> bool:
         """No container. True when that starts now."""
