@@ -42,6 +42,7 @@ from watchdogd.deploy.prechecks import run_prechecks
 from watchdogd.deploy.proxy import Proxy, Slot
 from watchdogd.deploy.windows import TrafficWindows
 from watchdogd.errors import ControlRefused, StoreError, WatchdogError
+from watchdogd.model import Release
 from watchdogd.playbook.crash_points import pause_at_stage
 from watchdogd.sources.probe_client import ProbeClient
 from watchdogd.store import Store
@@ -356,6 +357,10 @@ class Deployment:
                 await self.roll_back(self.reason)
             elif self.stage is Stage.PROMOTING:
                 self.journal(Stage.FAILED, f"promotion failed: {error}")
+                await self.say(f"promotion failed: {error}; green serves, blue may still run")
+                await self.hooks.notify(
+                    "deploy_failed", f"DEPLOY FAILED: promotion failed: {error}", self.numbers
+                )
         except Exception as again:
             reason = f"{error}; and restoring blue failed too: {again}"
             log.error("deploy_failed_unsafe", deploy=self.id, error=reason)
@@ -365,6 +370,15 @@ class Deployment:
 
     # --- going forward -----------------------------------------------------------------------
 
+    async def _retire_blue_container(self) -> Release | None:
+        """Blue's container retired, green under its name, and the release that now runs:
+        under blue's name green may fingerprint differently (its own name among its network
+        aliases), and the release that runs is the one that passed."""
+        await containers.promote(
+            self.engine, self.blue.container, self.green.container, self.stop_timeout
+        )
+        return await containers.release_in(self.engine, self.target, self.blue.container)
+
     async def promote(self, why: str) -> None:
         assert self.green.release is not None  # noqa: S101 - set by _create_green
         await self.reach(Stage.PROMOTING, why)
@@ -372,7 +386,12 @@ class Deployment:
         await self.finish_promotion()
 
     async def finish_promotion(self) -> None:
-        """Retire blue (server and container), give green blue's name. Idempotent."""
+        """Retire blue (server and container), give green blue's name. Idempotent.
+
+        An engine that does not answer (a restart) is waited for, up to
+        ``containers.PROMOTE_PATIENCE``, with the deploy open at ``promoting``: green is judged
+        good and serves, and failing here would leave blue and green both running with no
+        deploy to finish the job (found by the soak)."""
         blue, green = self.slots()
         await self.proxy.switch(green, [blue])
         if blue.dynamic:
@@ -380,12 +399,14 @@ class Deployment:
             await self.proxy.remove(blue)
         else:
             self.proxy.keep(green, [blue])  # a static server stays, in maintenance
-        await containers.promote(
-            self.engine, self.blue.container, self.green.container, self.stop_timeout
+        renamed = await containers.through_outage(
+            self._retire_blue_container,
+            patience=containers.PROMOTE_PATIENCE,
+            waiting=lambda err: self.say(
+                f"promotion waits for the Docker engine ({err}); trying again for up to "
+                f"{containers.PROMOTE_PATIENCE:g} s"
+            ),
         )
-        # Under blue's name green may fingerprint differently (its own name among its network
-        # aliases): the release that now runs is the one that passed.
-        renamed = await containers.release_in(self.engine, self.target, self.blue.container)
         if renamed is not None and self.green.release and renamed.id != self.green.release.id:
             await self.hooks.mark_known_good(renamed)
         self.journal(Stage.PROMOTED)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -38,6 +39,9 @@ COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 # An engine restart takes seconds to a minute (a large host restarts many containers).
 REMOVE_PATIENCE = 120.0
+PROMOTE_PATIENCE = 120.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -204,18 +208,50 @@ async def exists(engine: DockerEngine, name: str) -> bool:
 
 
 async def promote(engine: DockerEngine, blue: str, green: str, stop_timeout: float) -> None:
-    """Retire blue and give green blue's name. Idempotent: run again after a crash, it
-    finishes what is left (blue may already be gone, green may already be renamed)."""
+    """Retire blue and give green blue's name. Idempotent: run again after a crash or an
+    engine outage, it finishes what is left (blue may already be gone, green may already be
+    renamed). ``ObjectMissing`` when green is gone: nothing is left to promote."""
     current = await engine.inspect_container(blue)
     green_inspect = await engine.inspect_container(green)
     if green_inspect is None:
         if current is not None and current["Name"].lstrip("/") == blue:
             return  # already renamed: green is blue now
-        raise TargetError(f"green container {green} is gone; cannot promote it")
+        raise ObjectMissing(f"green container {green} is gone; cannot promote it")
     if current is not None:
-        await engine.stop(blue, stop_timeout)
-        await engine.remove(blue, force=True)
+        try:
+            await engine.stop(blue, stop_timeout)
+            await engine.remove(blue, force=True)
+        except ObjectMissing:
+            pass  # blue went away by itself meanwhile: retired all the same
     await engine.rename(green, blue)
+
+
+async def through_outage(
+    action: Callable[[], Awaitable[T]],
+    *,
+    patience: float,
+    waiting: Callable[[TargetError], Awaitable[None]],
+) -> T:
+    """``action()``, tried again while the engine does not answer (a ``TargetError`` that is
+    not ``ObjectMissing``) for up to ``patience`` seconds, then its last error. ``action``
+    must be idempotent. ``waiting`` hears the first failure, so the deploy can say why it
+    stands still."""
+    delay, deadline = 0.2, time.monotonic() + patience
+    told = False
+    while True:
+        try:
+            return await action()
+        except ObjectMissing:
+            raise
+        except TargetError as err:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("deploy_engine_retried", error=str(err))
+            if not told:
+                told = True
+                await waiting(err)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 async def blue_container(engine: DockerEngine, target: TargetConfig) -> str:
