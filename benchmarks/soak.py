@@ -12,8 +12,9 @@ latency, failed login, crash loop, unhealthy; the release directory only 500s; b
 also a release that passes its pre-checks and is broken by the soak when its bake starts),
 freeze it for a few seconds, roll it back by hand, unquarantine an image, restart the good
 release by hand (``docker restart``, ``docker-compose restart``: which must not roll it
-back), or send an Alertmanager ``resolved`` before its ``firing`` (which must not roll
-anything back). A bad
+back), stop it by hand for 3 to 15 s and start it again (``docker stop``, ``docker-compose
+stop``: watchdogd must leave it stopped), or send an Alertmanager ``resolved`` before its
+``firing`` (which must not roll anything back). A bad
 deploy is sometimes followed by duplicate and out-of-order deliveries of its alert.
 Meanwhile, at random (each kind once first, so a short run has them all): SIGKILL of the
 daemon and a restart (none in the last 40 % of the run, so that one process lives long enough

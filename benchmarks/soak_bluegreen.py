@@ -178,6 +178,14 @@ class BlueGreenTarget:
         self.client.api.restart(self.container, timeout=2)
         return "docker restart"
 
+    def stop_by_hand(self) -> str | None:
+        """``docker stop`` of what serves: HAProxy finds its server down meanwhile."""
+        self.client.api.stop(self.container, timeout=2)
+        return "docker stop"
+
+    def start_by_hand(self) -> None:
+        self.client.api.start(self.container)
+
     def app_containers(self, *, running_only: bool = True) -> list[str]:
         """Blue's name and every green (``<blue>-green-<random>``)."""
         found = self.client.api.containers(all=not running_only, filters={"name": self.container})

@@ -34,6 +34,7 @@ LANE_ACTIONS = (
     ("unquarantine", 1),
     ("resolved before firing", 1),
     ("docker restart", 1),
+    ("docker stop", 1),
 )
 GLOBAL_ACTIONS = (
     ("sigkill", 3),
@@ -47,7 +48,7 @@ GLOBAL_ACTIONS = (
 @dataclass
 class Lane:
     target: SoakTarget
-    phase: str = "idle"  # idle | settling | frozen
+    phase: str = "idle"  # idle | settling | frozen | stopped
     since: float = 0.0
     next_at: float = 0.0
     bad: bool = False
@@ -89,6 +90,8 @@ class Soak:
             if self._ok(self.daemon.api("POST", f"/api/v1/targets/{lane.target.name}/unfreeze")):
                 self.note("unfreeze", lane.target.name)
                 self._settle(lane, now, "operator")
+        elif lane.phase == "stopped" and now >= lane.next_at:
+            self._start_again(lane, now)
         elif lane.phase == "settling":
             self._check_settled(lane, now)
         elif lane.phase == "idle" and now >= lane.next_at and self.daemon.up:
@@ -192,15 +195,8 @@ class Soak:
                 )
                 self.note("unquarantine", name, image=image[:19], accepted=self._ok(response))
             lane.next_at = now + 1.0
-        elif action == "docker restart":
-            # An operator restarts a good release: the failures while it boots again must
-            # not roll it back (a false rollback is a violation).
-            how = self._restart(lane.target)
-            if how is None:
-                lane.next_at = now + 1.0
-            else:
-                self.note("docker restart", name, how=how, release=lane.target.running())
-                self._settle(lane, now, "restart")
+        elif action in ("docker restart", "docker stop"):
+            self._by_hand_on_release(lane, now, action)
         elif action == "resolved before firing":
             self.serial += 1
             fingerprint, starts = f"soak-rbf-{self.serial}", time.time() - 5
@@ -210,12 +206,46 @@ class Soak:
             # Nothing may start; should something start, the lane waits for it to end.
             self._settle(lane, now, "operator")
 
-    def _restart(self, target: SoakTarget) -> str | None:
+    def _by_hand_on_release(self, lane: Lane, now: float, action: str) -> None:
+        """An operator restarts a good release, or stops it for a while: watchdogd must not
+        roll it back (the failures while it boots again count against nobody, and restoring
+        the previous release would overrule the stop): a false rollback is a violation."""
+        target = lane.target
+        if action == "docker restart":
+            how = self._by_hand(target.name, target.restart)
+            if how is not None:
+                self.note(action, target.name, how=how, release=target.running())
+                self._settle(lane, now, "restart")
+        else:
+            how = self._by_hand(target.name, target.stop_by_hand)
+            if how is not None:
+                self.note(action, target.name, how=how, release=target.running())
+                lane.phase, lane.since = "stopped", now
+                lane.next_at = now + self.rng.uniform(3.0, 15.0)
+        if how is None:
+            lane.next_at = now + 1.0
+
+    def _by_hand(self, target: str, act: Callable[[], str | None]) -> str | None:
+        """An operator's ``docker`` command on ``target``; None when the engine refused it."""
         try:
-            return target.restart()
+            return act()
         except (APIError, DockerException, RequestException, RuntimeError) as err:
-            self.note("restart failed", target.name, error=str(err)[-200:])
+            self.note("by hand failed", target, error=str(err)[-200:])
             return None
+
+    def _start_again(self, lane: Lane, now: float) -> None:
+        """The operator starts the release they stopped; judged again after the grace."""
+
+        def start() -> str:
+            lane.target.start_by_hand()
+            return "start"
+
+        if self._by_hand(lane.target.name, start) is None:
+            lane.next_at = now + 2.0  # the engine is away: try again
+            return
+        stopped_for = round(now - lane.since, 1)
+        self.note("docker start", lane.target.name, stopped_for=stopped_for)
+        self._settle(lane, now, "restart")
 
     def _deploy(self, lane: Lane, now: float, *, bad: bool) -> None:
         self.serial += 1

@@ -54,6 +54,13 @@ class SoakTarget(Protocol):
         """Restart what runs by hand, as an operator does (``docker restart``); returns how, or
         ``None`` where nothing is restarted by hand."""
 
+    def stop_by_hand(self) -> str | None:
+        """Stop what runs by hand (``docker stop``); returns how, or ``None`` where nothing is
+        stopped by hand."""
+
+    def start_by_hand(self) -> None:
+        """Start again what ``stop_by_hand`` stopped."""
+
     def config(self) -> str:
         """The target's YAML block (the part after ``- name: …``'s dash), indented by 4."""
 
@@ -116,6 +123,13 @@ class ContainerTarget:
     def restart(self) -> str | None:
         self.client.api.restart(self.container, timeout=2)
         return "docker restart"
+
+    def stop_by_hand(self) -> str | None:
+        self.client.api.stop(self.container, timeout=2)
+        return "docker stop"
+
+    def start_by_hand(self) -> None:
+        self.client.api.start(self.container)
 
     def config(self) -> str:
         return f"    container: {self.container}\n" + app_checks(
@@ -210,6 +224,13 @@ services:
         self.compose("restart", "-t", "2", COMPOSE_SERVICE)
         return "docker-compose restart"
 
+    def stop_by_hand(self) -> str | None:
+        self.compose("stop", "-t", "2", COMPOSE_SERVICE)
+        return "docker-compose stop"
+
+    def start_by_hand(self) -> None:
+        self.compose("start", COMPOSE_SERVICE)
+
     def config(self) -> str:
         return (
             f"    compose: {{project: {self.project}, service: {COMPOSE_SERVICE}}}\n"
@@ -254,6 +275,12 @@ class ReleaseDirTarget:
 
     def restart(self) -> str | None:
         return None  # the app's restart is the target's own `restart` command
+
+    def stop_by_hand(self) -> str | None:
+        return None  # no container to stop
+
+    def start_by_hand(self) -> None:
+        return None
 
     def config(self) -> str:
         return f"""\

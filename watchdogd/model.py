@@ -71,15 +71,22 @@ NEVER_STARTED = "0001-01-01T00:00:00Z"
 @dataclass(frozen=True)
 class Starts:
     """When the runtime last started each container of what runs, how many starts its restart
-    policy made (Docker's ``RestartCount``, which a ``docker restart`` leaves alone), and which
-    containers wait for the policy to start them again (``State.Restarting``)."""
+    policy made (Docker's ``RestartCount``, which a ``docker restart`` leaves alone), which
+    containers wait for the policy to start them again (``State.Restarting``), and which
+    somebody holds (paused, or stopped on request)."""
 
     started: frozenset[tuple[str, str]]  # (container id, State.StartedAt), one per container
     by_policy: int
     pending: frozenset[str] = frozenset()  # ids the restart policy is about to start
+    # Ids somebody holds: paused, or stopped on request (``docker stop``, ``docker kill``).
+    held: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, inspects: Iterable[Mapping[str, Any]]) -> Starts:
+    def of(
+        cls, inspects: Iterable[Mapping[str, Any]], stopped: frozenset[str] = frozenset()
+    ) -> Starts:
+        """From inspect outputs; ``stopped``: the ids the engine says were stopped on request
+        (the driver asks it, ``DockerEngine.stop_requested``)."""
         found = [
             (str(i.get("Id", "")), i.get("State") or {}, i.get("RestartCount")) for i in inspects
         ]
@@ -89,6 +96,7 @@ class Starts:
             ),
             by_policy=sum(int(count or 0) for _, _, count in found),
             pending=frozenset(cid for cid, state, _ in found if state.get("Restarting")),
+            held=stopped | frozenset(cid for cid, state, _ in found if state.get("Paused")),
         )
 
     def started_again_since(self, before: Starts) -> bool:

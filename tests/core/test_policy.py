@@ -118,17 +118,18 @@ class TestAbsentContainer:
         assert decision.start == BREACH
 
 
-class TestUnreachableDriver:
-    def test_an_engine_away_is_not_judged(self) -> None:
-        """While the driver cannot say what runs, a breach starts nothing and freezes nothing."""
-        decision = tick(S.HEALTHY, 100.0, [BREACH], unreachable=True)
+class TestNotJudged:
+    def test_a_release_not_judged_starts_and_freezes_nothing(self) -> None:
+        """While the engine is away, or somebody restarted, stopped or paused the release, a
+        breach starts nothing and freezes nothing."""
+        decision = tick(S.HEALTHY, 100.0, [BREACH], not_judged=True)
         assert decision.waiting
         assert decision.idle
-        assert tick(S.ROLLED_BACK, 100.0, [BREACH], unreachable=True).freeze is None
+        assert tick(S.ROLLED_BACK, 100.0, [BREACH], not_judged=True).freeze is None
 
-    def test_once_reachable_a_breach_counts_again(self) -> None:
-        """The same breach starts the playbook when the driver answers again."""
-        assert tick(S.HEALTHY, 100.0, [BREACH], unreachable=False).start == BREACH
+    def test_once_judged_again_a_breach_counts(self) -> None:
+        """The same breach starts the playbook once the release is judged again."""
+        assert tick(S.HEALTHY, 100.0, [BREACH], not_judged=False).start == BREACH
 
 
 class TestNewRelease:

@@ -1,8 +1,12 @@
-"""``docker restart`` of a good release, against the real engine and daemon: the app refuses
-connections while it stops and boots again (``APP_BOOT_SECONDS``), and the same release comes
-back. Before, those refusals read as "hard down" and rolled a good release back; now
-somebody's start gets the grace an engine restart gets, and the failures meanwhile count
-against nobody."""
+"""Somebody's hand on a good release's container, against the real engine and daemon.
+
+* ``docker restart``: the app refuses connections while it stops and boots again
+  (``APP_BOOT_SECONDS``), and the same release comes back. Before, those refusals read as
+  "hard down" and rolled a good release back; now somebody's start gets the grace an engine
+  restart gets, and the failures meanwhile count against nobody.
+* ``docker stop``: the release stays stopped. Before, watchdogd restored the previous
+  release and started it, overruling the operator; now it is not judged until it runs again.
+"""
 
 from __future__ import annotations
 
@@ -65,3 +69,35 @@ def test_a_docker_restart_of_a_good_release_is_not_rolled_back(
     assert events(daemon, "incident_started") == [], after_grace
     assert after_grace["current_release"]["image_ref"] == app_images.v1
     assert grace > BOOT_SECONDS
+
+
+def test_a_docker_stop_of_a_good_release_is_left_stopped(
+    app_images: AppImages,
+    app_deployment: AppDeployment,
+    daemons: Daemons,
+    http_sink: HttpSink,
+    tmp_path: Path,
+) -> None:
+    app = app_deployment
+    app.start(app_images.v1)
+    daemon = daemons.start(config(tmp_path, daemons.port, app, http_sink))
+    daemon.wait_state("shop", "healthy", timeout=60)
+    app.redeploy(app_images.v2)  # two known-good releases: a rollback has somewhere to go
+    wait_event(daemon, "new_release", timeout=30)
+    assert daemon.wait_state("shop", "healthy", timeout=60)["current_release"]["image_ref"] == (
+        app_images.v2
+    )
+
+    app.client.api.stop(app.name, timeout=5)
+    wait_event(daemon, "held_by_somebody", timeout=30)
+    time.sleep(5.0)  # about 20 refused probes: "hard down" many times over
+    stopped = daemon.get("/api/v1/targets/shop").json()
+    assert events(daemon, "incident_started") == [], stopped
+    assert events(daemon, "rollback_refused") == [], stopped
+    assert app.client.api.inspect_container(app.name)["State"]["Status"] == "exited"
+
+    app.client.api.start(app.name)
+    wait_event(daemon, "started_again", timeout=30)
+    after = daemon.wait_state("shop", "healthy", timeout=60)
+    assert events(daemon, "incident_started") == [], after
+    assert after["current_release"]["image_ref"] == app_images.v2

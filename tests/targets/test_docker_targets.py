@@ -453,6 +453,65 @@ class TestHealthAndExec:
         assert time.monotonic() - began < 3
 
 
+class TestStoppedBySomebody:
+    """The engine's events tell an operator's stop from a crash; inspect cannot."""
+
+    async def test_docker_stop_and_kill_are_somebodys(
+        self, app_images: AppImages, simple_deploy: Deploy, engine: DockerEngine
+    ) -> None:
+        driver = ContainerDriver("web", simple_deploy.name, engine)
+        simple_deploy.run(app_images.v1)
+        await driver.current()
+        assert _held(driver) == frozenset()  # running
+        docker_cli("stop", "-t", "1", simple_deploy.name)
+        await driver.current()
+        stopped = _held(driver)
+        assert stopped == {inspect(simple_deploy.objects.client, simple_deploy.name)["Id"]}
+        docker_cli("start", simple_deploy.name)
+        await driver.current()
+        assert _held(driver) == frozenset()  # its stop was before this start
+        docker_cli("kill", simple_deploy.name)
+        await driver.current()
+        assert _held(driver) == stopped
+
+    async def test_a_crash_is_nobodys(
+        self, app_images: AppImages, objects: Objects, engine: DockerEngine
+    ) -> None:
+        """A container whose process exits by itself: no stop was asked for."""
+        name = unique_name("wdt-crash")
+        objects.containers.append(name)
+        labels = label_flags(docker_labels())
+        docker_cli(
+            "run", "-d", "--name", name, *labels, "--entrypoint", "/bin/sh", app_images.v1,
+            "-c", "exit 3",
+        )  # fmt: skip
+        driver = ContainerDriver("web", name, engine)
+        deadline = time.monotonic() + 15
+        while inspect(objects.client, name)["State"]["Status"] != "exited":
+            assert time.monotonic() < deadline, "the crashing container did not exit"
+            await asyncio.sleep(0.1)
+        assert await driver.current() is not None
+        assert _held(driver) == frozenset()
+
+    async def test_pause_is_somebodys(
+        self, app_images: AppImages, simple_deploy: Deploy, engine: DockerEngine
+    ) -> None:
+        driver = ContainerDriver("web", simple_deploy.name, engine)
+        simple_deploy.run(app_images.v1)
+        docker_cli("pause", simple_deploy.name)
+        try:
+            await driver.current()
+            assert len(_held(driver)) == 1
+        finally:
+            docker_cli("unpause", simple_deploy.name)
+
+
+def _held(driver: ContainerDriver) -> frozenset[str]:
+    starts = driver.starts()
+    assert starts is not None
+    return starts.held
+
+
 class TestCompose:
     async def test_every_replica_is_recreated_with_its_labels(
         self, app_images: AppImages, objects: Objects, engine: DockerEngine, docker_engine: Any

@@ -57,3 +57,11 @@ def test_one_replica_of_two_restarted_is() -> None:
     before = starts(inspect("a", "2026-12-01T00:00:00Z"), inspect("b", "2026-12-01T00:00:01Z"))
     after = starts(inspect("a", "2026-12-01T00:00:00Z"), inspect("b", "2026-12-01T00:07:00Z"))
     assert after.started_again_since(before)
+
+
+def test_a_paused_or_stopped_container_is_held() -> None:
+    """Paused is read from inspect; a stop on request is the engine's answer, passed in."""
+    paused = {"Id": "a", "State": {"StartedAt": "2026-12-01T00:00:00Z", "Paused": True}}
+    assert Starts.of([paused]).held == {"a"}
+    assert Starts.of([inspect("b", "2026-12-01T00:00:00Z")], frozenset({"b"})).held == {"b"}
+    assert starts(inspect("c", "2026-12-01T00:00:00Z")).held == frozenset()

@@ -487,6 +487,75 @@ class TestStartedAgain:
         assert await restored(target, driver) == [V1]
 
 
+def stopped_by_somebody(at: str = "t0", container: str = "c1") -> Starts:
+    """The container exited after its start at ``at``, and the engine says somebody asked."""
+    return Starts(frozenset({(container, at)}), 0, held=frozenset({container}))
+
+
+class TestHeldBySomebody:
+    """``docker stop`` (or ``kill``, ``pause``) of a good release: Docker's restart policies
+    leave such a container alone, and so does watchdogd: it is not judged until it runs
+    again, and restoring the previous release would overrule the operator."""
+
+    async def test_a_stopped_release_is_not_rolled_back(self, store: Store) -> None:
+        driver, clock, target = await two_good_releases(store)
+        driver.started = stopped_by_somebody()
+        await poll(target, clock, 55.0)
+        clock.now = 200.0
+        for at in (56.0, 80.0, 120.0):  # long after any grace: still somebody's stop
+            await fail(target, at, count=5)
+        assert target.playbook_task is None
+        assert store.incidents("web") == []
+        assert target.machine.state is TargetState.HEALTHY
+        held = [e for e in store.events(target="web") if e.kind == "held_by_somebody"]
+        assert len(held) == 1
+
+    async def test_a_breach_before_the_poll_saw_the_stop_asks_first(self, store: Store) -> None:
+        driver, clock, target = await two_good_releases(store)
+        driver.started = stopped_by_somebody()  # no poll since
+        clock.now = 60.0
+        await fail(target, 55.0, count=5)
+        assert target.playbook_task is None
+        assert target.machine.state is TargetState.HEALTHY
+
+    async def test_an_alert_about_a_stopped_release_is_refused(self, store: Store) -> None:
+        driver, clock, target = await two_good_releases(store)
+        driver.started = stopped_by_somebody()
+        clock.now = 60.0
+        alert = Trigger(TriggerKind.ALERT, "Down", "alert Down firing")
+        with pytest.raises(ControlRefused, match="stopped or paused by somebody"):
+            await target.request(alert)
+        assert store.incidents("web") == []
+
+    async def test_an_operators_rollback_still_runs(self, store: Store) -> None:
+        driver, clock, target = await two_good_releases(store)
+        driver.started = stopped_by_somebody()
+        clock.now = 60.0
+        await target.request(Trigger(TriggerKind.MANUAL, "operator", "back to v1"))
+        assert await restored(target, driver) == [V1]
+
+    async def test_started_again_it_is_judged_after_the_grace(self, store: Store) -> None:
+        """``docker start`` after the stop: the restart's grace, then judged as before."""
+        driver, clock, target = await two_good_releases(store)
+        driver.started = stopped_by_somebody("t0")
+        await poll(target, clock, 55.0)
+        driver.started = started("t60")
+        await poll(target, clock, 60.0)
+        await poll(target, clock, 60.0 + RESTART_GRACE)
+        clock.now = 80.0
+        await fail(target, 75.0, count=3)
+        assert await restored(target, driver) == [V1]
+
+    async def test_a_crash_without_a_stop_is_rolled_back(self, store: Store) -> None:
+        """Exited with no stop on request (the engine's events have none): the release
+        failed."""
+        driver, clock, target = await two_good_releases(store)
+        await poll(target, clock, 55.0)
+        clock.now = 60.0
+        await fail(target, 56.0, count=3)
+        assert await restored(target, driver) == [V1]
+
+
 WARM_CONFIG = CONFIG.replace(
     "defaults: {bake_time: 10s, window: 1m}", "defaults: {bake_time: 60s, window: 1m, warmup: 30s}"
 )

@@ -7,7 +7,9 @@ each rule is tested with plain values and a fake clock (``tests/core/test_policy
 
 * **tick** (once a second, :func:`on_tick`):
   - while no container exists, within ``absent_grace`` of it vanishing, nothing happens:
-    between a deploy's ``rm -f`` and its ``run`` the failures belong to no release;
+    between a deploy's ``rm -f`` and its ``run`` the failures belong to no release; nor
+    while the release is not judged (the engine away, or somebody restarted, stopped or
+    paused it);
   - ``baking``: the bake passes after ``bake_time`` when no gate breaches or waits out its
     ``for:``, and every gated check has seen the release at least once;
   - ``rolled_back``: a breach means the restored release breaches too: **freeze** (rolling
@@ -63,9 +65,10 @@ class TickFacts:
     rolled_back_at: float | None = None
     absent_since: float | None = None
     playbook_running: bool = False
-    # The driver cannot say what runs (the engine is away): the app went with it, so its
-    # failures belong to no release and no rollback could be done.
-    unreachable: bool = False
+    # The release is not judged now (``watch.presence``): the engine is away (the app went
+    # with it, and no rollback could be done) or just restarted it, or somebody restarted,
+    # stopped or paused it. Its failures belong to no release.
+    not_judged: bool = False
 
     @property
     def breached(self) -> list[GateResult]:
@@ -79,7 +82,7 @@ class TickDecision:
     event: Event | None = None
     freeze: GateResult | None = None  # the restored release breaches: freeze, with this gate
     start: GateResult | None = None  # a gate breached: start a playbook for it
-    waiting: bool = False  # absent-container grace or an unreachable driver: nothing is judged
+    waiting: bool = False  # absent-container grace or a release not judged: nothing is
 
     @property
     def idle(self) -> bool:
@@ -96,7 +99,7 @@ def on_tick(facts: TickFacts, timing: Timing) -> TickDecision:
     """The decision of one evaluation tick (see the module docstring)."""
     if facts.absent_since is not None and facts.now - facts.absent_since < timing.absent_grace:
         return TickDecision(waiting=True)
-    if facts.unreachable:
+    if facts.not_judged:
         return TickDecision(waiting=True)
     breached = facts.breached
     state = facts.state

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -31,6 +32,11 @@ T = TypeVar("T")
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 # Exec output kept for the caller; a runaway migration log must not fill the journal.
 EXEC_OUTPUT_LIMIT = 64 * 1024
+# A ``kill`` event's signal that ends the process, by number or name: a SIGHUP or SIGUSR1
+# sent with ``docker kill -s`` asks the app to reload, not to stop.
+ENDING_SIGNALS = frozenset(
+    {"2", "3", "9", "15", "INT", "QUIT", "KILL", "TERM", "SIGINT", "SIGQUIT", "SIGKILL", "SIGTERM"}
+)
 
 
 class DockerEngine:
@@ -143,6 +149,30 @@ class DockerEngine:
         seconds = max(0, math.ceil(timeout))
         await self.call(
             f"stop container {container}", lambda api: api.stop(container, timeout=seconds)
+        )
+
+    async def stop_requested(self, container: str, since: float) -> bool:
+        """Whether somebody asked the engine to stop ``container`` since ``since`` (Unix
+        seconds): a ``stop`` event (``docker stop``, ``docker compose stop``) or a ``kill``
+        with a signal that ends a process (``docker kill``). A crash has neither. Read from
+        the engine's replay buffer (its last 256 events, lost when it restarts), bounded by
+        now so that the call returns at once: an older stop is not found, and reads as a
+        crash."""
+        params = {
+            "since": f"{since:.9f}",
+            "until": f"{time.time():.9f}",
+            "filters": {"container": [container], "event": ["kill", "stop"]},
+        }
+
+        def replay(api: Any) -> list[dict[str, Any]]:
+            return [dict(event) for event in api.events(decode=True, **params)]
+
+        events = await self.call(f"events of container {container}", replay)
+        return any(
+            event.get("status") == "stop"
+            or str((event.get("Actor") or {}).get("Attributes", {}).get("signal", ""))
+            in ENDING_SIGNALS
+            for event in events
         )
 
     async def rename(self, container: str, name: str) -> None:

@@ -31,6 +31,7 @@ from watchdogd.targets.container import (
     put_back,
 )
 from watchdogd.targets.recreate import container_name, is_anonymous_volume, release_of
+from watchdogd.targets.stopped import StopMemory
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,7 @@ class ComposeDriver:
         self.engine = engine
         self._lock = asyncio.Lock()
         self._starts: Starts | None = None
+        self._stops = StopMemory()
 
     def starts(self) -> Starts | None:
         return self._starts
@@ -79,9 +81,12 @@ class ComposeDriver:
 
     async def current(self) -> Release | None:
         replicas = await self._replicas()
-        self._starts = Starts.of(inspect for inspect, _ in replicas) if replicas else None
         if not replicas:
+            self._starts = None
             return None
+        inspects = [inspect for inspect, _ in replicas]
+        stopped = await self._stops.stopped_on_request(self.engine, inspects)
+        self._starts = Starts.of(inspects, stopped)
         releases = [release_of(self.target, spec) for _, spec in replicas]
         # Replicas can differ mid-rollout; the newest is what was deployed last.
         newest = max(releases, key=lambda r: str(r.spec["Created"]))

@@ -34,6 +34,7 @@ from watchdogd.targets.recreate import (
     release_of,
     snapshot,
 )
+from watchdogd.targets.stopped import StopMemory
 
 log = structlog.get_logger(__name__)
 
@@ -325,11 +326,16 @@ class ContainerDriver:
         self.engine = engine
         self._lock = asyncio.Lock()
         self._starts: Starts | None = None
+        self._stops = StopMemory()
 
     async def current(self) -> Release | None:
         found = await inspect_with_spec(self.engine, self.container)
-        self._starts = None if found is None else Starts.of([found[0]])
-        return None if found is None else release_of(self.target, found[1])
+        if found is None:
+            self._starts = None
+            return None
+        stopped = await self._stops.stopped_on_request(self.engine, [found[0]])
+        self._starts = Starts.of([found[0]], stopped)
+        return release_of(self.target, found[1])
 
     def starts(self) -> Starts | None:
         return self._starts

@@ -141,7 +141,7 @@ class TargetController:
                 rolled_back_at=self._rolled_back_at,
                 absent_since=self.presence.absent_since,
                 playbook_running=self._playbook is not None,
-                unreachable=self.presence.engine_outage(now),
+                not_judged=self.presence.holds(now),
             ),
             self._timing,
         )
@@ -196,14 +196,7 @@ class TargetController:
         self.presence.something_runs()
         first = self.current is None
         if not self.running.seen(release):
-            if self.presence.started_again(self._clock(), self.driver.starts()):
-                self._reset_windows()
-                grace = self.presence.restart_grace
-                self.records.audit(
-                    "started_again",
-                    f"{release.label} was started again: its failures count after {grace:g} s",
-                    {"release": release.id, "grace_seconds": grace},
-                )
+            self._same_release_looked_at(release)
             return
         self.presence.record_starts(self.driver.starts())
         recorded = self.records.record(release, self.settings.history)
@@ -229,6 +222,28 @@ class TargetController:
             reason = f"release {release.label} was rolled back before and is quarantined"
             await self._start(Trigger(TriggerKind.QUARANTINE, release.id, reason), now)
 
+    def _same_release_looked_at(self, release: Release) -> None:
+        """The release seen before runs still: did somebody stop, pause or start it again?
+        Either way the windows start afresh (the evidence before belongs to another
+        situation)."""
+        starts = self.driver.starts()
+        if self.presence.held_by_somebody(starts):
+            self._reset_windows()
+            self.records.audit(
+                "held_by_somebody",
+                f"{release.label} was stopped or paused by somebody: it is not judged "
+                "until it runs again",
+                {"release": release.id},
+            )
+        if self.presence.started_again(self._clock(), starts):
+            self._reset_windows()
+            grace = self.presence.restart_grace
+            self.records.audit(
+                "started_again",
+                f"{release.label} was started again: its failures count after {grace:g} s",
+                {"release": release.id, "grace_seconds": grace},
+            )
+
     def _reset_windows(self) -> None:
         for recorder in self.recorders.values():
             recorder.reset()
@@ -246,6 +261,12 @@ class TargetController:
             # Read what runs (an alert may beat the poll to a deploy); a `to` naming no release
             # is refused below without it, so that a refused request changes nothing.
             await self.observe_release(now)
+        if trigger.kind is TriggerKind.ALERT and self.presence.held:
+            # An alert about a release somebody stopped says what they did; restoring the
+            # previous release would overrule them (an operator's rollback still may).
+            reason = "the release was stopped or paused by somebody; it is judged when it runs"
+            self._refuse(trigger, reason, now)
+            raise ControlRefused(409, reason)
         incident = await self._start(trigger, now, to=to)
         if incident is None:
             raise ControlRefused(409, self.last_refusal or "refused")

@@ -4,10 +4,12 @@ These are the states in which a target's failures belong to no release: the Dock
 is away (it took the app with it, and no rollback could be done) or has just come back (the
 containers it restarts need a moment to serve again: ``RESTART_GRACE``); somebody started the
 release's container again (``docker restart``, ``docker stop`` then ``start``), which gets the
-same grace; or the target has no container (a deploy between its ``rm -f`` and its ``run``).
-A start by the restart policy after a crash is not somebody's: the release crashed. The
-controller asks this object before blaming a release; the policy (``core.policy``) decides
-what the answers mean.
+same grace; somebody stopped or paused it (``docker stop``, ``docker kill``, ``docker pause``:
+until it runs again, as Docker's restart policies leave it alone too); or the target has no
+container (a deploy between its ``rm -f`` and its ``run``). A start by the restart policy
+after a crash is not somebody's, nor is a crash a stop: the release failed. The controller
+asks this object before blaming a release; the policy (``core.policy``) decides what the
+answers mean.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class TargetPresence:
         self.back_since: float | None = None
         self.absent_since: float | None = None
         self.starts: Starts | None = None
+        self.held: frozenset[str] = frozenset()  # container ids stopped or paused by somebody
 
     @property
     def unreachable(self) -> bool:
@@ -52,10 +55,15 @@ class TargetPresence:
         restarting = self.back_since is not None and now - self.back_since < self.restart_grace
         return self.unreachable or restarting
 
+    def holds(self, now: float) -> bool:
+        """The release is not judged now: the engine is away, it or somebody restarted the
+        release less than ``restart_grace`` ago, or somebody stopped or paused it."""
+        return self.engine_outage(now) or bool(self.held)
+
     def blames_nobody(self, now: float, grace: float) -> bool:
-        """Failures now belong to no release: the engine is (or just was) away or nothing
-        runs."""
-        return self.engine_outage(now) or self.absent_within(now, grace)
+        """Failures now belong to no release: the release is not judged (``holds``) or
+        nothing runs."""
+        return self.holds(now) or self.absent_within(now, grace)
 
     def cannot_see(self, now: float, error: str) -> bool:
         """The driver failed: the engine is away. True when that starts now."""
@@ -93,10 +101,22 @@ class TargetPresence:
         self.back_since = now
         return True
 
+    def held_by_somebody(self, starts: Starts | None) -> bool:
+        """The containers somebody holds, as the driver's last look found them. True when a
+        hold begins (one more container stopped or paused by somebody)."""
+        held = starts.held if starts is not None else frozenset()
+        began = bool(held - self.held)
+        if held != self.held:
+            log.info("target_held_by_somebody", target=self.target, containers=len(held))
+        self.held = held
+        return began
+
     def record_starts(self, starts: Starts | None) -> None:
         """A playbook (``None``) or a new release changed the containers on purpose: keep
-        their starts as the new reference, with no grace."""
+        their starts as the new reference, with no grace, and whatever of them somebody
+        holds."""
         self.starts = starts
+        self.held = starts.held if starts is not None else frozenset()
 
     def nothing_runs(self, now: float) -> bool:
         """No container. True when that starts now."""
