@@ -167,7 +167,12 @@ class DockerEngine:
         def replay(api: Any) -> list[dict[str, Any]]:
             return [dict(event) for event in api.events(decode=True, **params)]
 
-        events = await self.call(f"events of container {container}", replay)
+        what = f"events of container {container}"
+        try:
+            # The events stream has no read timeout of its own (docker-py streams it with none).
+            events = await asyncio.wait_for(self.call(what, replay), self.timeout)
+        except TimeoutError as err:
+            raise TargetError(f"{what}: no result after {self.timeout:g} s") from err
         return any(
             event.get("status") == "stop"
             or str((event.get("Actor") or {}).get("Attributes", {}).get("signal", ""))
