@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import AppDeployment, Daemons, e2e_config_head, events, wait_event
+from tests.support.daemon import DaemonProcess
 from tests.support.images import AppImages, wait_http
 from tests.support.sink import HttpSink
 
@@ -44,6 +45,16 @@ def config(tmp_path: Path, port: int, app: AppDeployment, sink: HttpSink) -> Pat
     return path
 
 
+def watch_good_release(
+    app: AppDeployment, image: str, daemons: Daemons, config: Path
+) -> DaemonProcess:
+    """``image`` deployed, and a daemon that found it healthy."""
+    app.start(image)
+    daemon = daemons.start(config)
+    daemon.wait_state("shop", "healthy", timeout=60)
+    return daemon
+
+
 def test_a_docker_restart_of_a_good_release_is_not_rolled_back(
     app_images: AppImages,
     app_deployment: AppDeployment,
@@ -53,9 +64,9 @@ def test_a_docker_restart_of_a_good_release_is_not_rolled_back(
 ) -> None:
     app = app_deployment
     app.settings["environment"]["APP_BOOT_SECONDS"] = str(BOOT_SECONDS)
-    app.start(app_images.v1)
-    daemon = daemons.start(config(tmp_path, daemons.port, app, http_sink))
-    daemon.wait_state("shop", "healthy", timeout=60)
+    daemon = watch_good_release(
+        app, app_images.v1, daemons, config(tmp_path, daemons.port, app, http_sink)
+    )
 
     app.client.api.restart(app.name, timeout=5)
     started = wait_event(daemon, "started_again", timeout=30)
@@ -79,9 +90,9 @@ def test_a_docker_stop_of_a_good_release_is_left_stopped(
     tmp_path: Path,
 ) -> None:
     app = app_deployment
-    app.start(app_images.v1)
-    daemon = daemons.start(config(tmp_path, daemons.port, app, http_sink))
-    daemon.wait_state("shop", "healthy", timeout=60)
+    daemon = watch_good_release(
+        app, app_images.v1, daemons, config(tmp_path, daemons.port, app, http_sink)
+    )
     app.redeploy(app_images.v2)  # two known-good releases: a rollback has somewhere to go
     wait_event(daemon, "new_release", timeout=30)
     assert daemon.wait_state("shop", "healthy", timeout=60)["current_release"]["image_ref"] == (

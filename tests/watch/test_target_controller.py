@@ -430,16 +430,6 @@ class TestStartedAgain:
         assert target.machine.state is TargetState.HEALTHY
         assert target.recorders["api"].stats(58.0 + RESTART_GRACE).errors == 0
 
-    async def test_a_breach_before_the_poll_saw_the_restart_asks_first(self, store: Store) -> None:
-        """The probes' breach comes before any poll saw the new start: the breach asks the
-        driver first, as after an engine restart, and starts nothing."""
-        driver, clock, target = await two_good_releases(store)
-        driver.started = started("t56")  # no poll since
-        clock.now = 60.0
-        await fail(target, 55.0, count=5)
-        assert target.playbook_task is None
-        assert target.machine.state is TargetState.HEALTHY
-
     async def test_a_crash_the_restart_policy_answered_is_rolled_back(self, store: Store) -> None:
         driver, clock, target = await two_good_releases(store)
         driver.started = started("t56", by_policy=1)
@@ -510,14 +500,6 @@ class TestHeldBySomebody:
         held = [e for e in store.events(target="web") if e.kind == "held_by_somebody"]
         assert len(held) == 1
 
-    async def test_a_breach_before_the_poll_saw_the_stop_asks_first(self, store: Store) -> None:
-        driver, clock, target = await two_good_releases(store)
-        driver.started = stopped_by_somebody()  # no poll since
-        clock.now = 60.0
-        await fail(target, 55.0, count=5)
-        assert target.playbook_task is None
-        assert target.machine.state is TargetState.HEALTHY
-
     async def test_an_alert_about_a_stopped_release_is_refused(self, store: Store) -> None:
         driver, clock, target = await two_good_releases(store)
         driver.started = stopped_by_somebody()
@@ -554,6 +536,24 @@ class TestHeldBySomebody:
         clock.now = 60.0
         await fail(target, 56.0, count=3)
         assert await restored(target, driver) == [V1]
+
+
+@pytest.mark.parametrize(
+    "hand",
+    [started("t56"), stopped_by_somebody()],
+    ids=["docker restart", "docker stop"],
+)
+async def test_a_breach_before_the_poll_saw_somebodys_hand_asks_first(
+    store: Store, hand: Starts
+) -> None:
+    """The probes' breach comes before any poll saw the restart or the stop: the breach asks
+    the driver first, as after an engine restart, and starts nothing."""
+    driver, clock, target = await two_good_releases(store)
+    driver.started = hand  # no poll since
+    clock.now = 60.0
+    await fail(target, 55.0, count=5)
+    assert target.playbook_task is None
+    assert target.machine.state is TargetState.HEALTHY
 
 
 WARM_CONFIG = CONFIG.replace(
