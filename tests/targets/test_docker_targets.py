@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import random
 import shutil
 import socket
@@ -492,6 +493,15 @@ class TestStoppedBySomebody:
             await asyncio.sleep(0.1)
         assert await driver.current() is not None
         assert _held(driver) == frozenset()
+
+    async def test_asking_leaves_no_socket_open(self, engine: DockerEngine) -> None:
+        """docker-py pools connections by full URL; each replay's URL is new (its times), and
+        its pool is closed after it, not left holding a socket."""
+        await engine.stop_requested("wdt-nothing", time.time() - 60)
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(30):
+            assert await engine.stop_requested("wdt-nothing", time.time() - 60) is False
+        assert len(os.listdir("/proc/self/fd")) <= before + 1
 
     async def test_pause_is_somebodys(
         self, app_images: AppImages, simple_deploy: Deploy, engine: DockerEngine

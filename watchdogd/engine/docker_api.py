@@ -14,6 +14,7 @@ This module is the one place that makes docker-py clients (``DockerEngine`` for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
@@ -165,7 +166,10 @@ class DockerEngine:
         }
 
         def replay(api: Any) -> list[dict[str, Any]]:
-            return [dict(event) for event in api.events(decode=True, **params)]
+            try:
+                return [dict(event) for event in api.events(decode=True, **params)]
+            finally:
+                _forget_pools(api, "/events?")
 
         what = f"events of container {container}"
         try:
@@ -248,6 +252,22 @@ def sdk_client(host: str, timeout: float) -> docker.DockerClient:
     """docker-py's high-level client (``images.build``, ``containers.run``), for the demo's
     stage; connects at once (version negotiation), so ``DockerException`` may come from here."""
     return docker.DockerClient(base_url=host, version="auto", timeout=math.ceil(timeout))
+
+
+def _forget_pools(api: Any, marker: str) -> None:
+    """Close the connection pools of every URL containing ``marker``. docker-py keeps one pool
+    per full URL, query string included, for a Unix socket, and each keeps its connection
+    open until 25 newer URLs push it out: a URL never asked again (the events replay's, with
+    its times) would hold a socket open each (the soak saw the daemon's open files climb by
+    24, and the pools of the targets' own URLs pushed out)."""
+    for adapter in api.adapters.values():
+        pools = getattr(adapter, "pools", None)
+        if pools is None:
+            continue  # a TCP engine's pools are per host: nothing piles up
+        # keys(), not iteration: urllib3's container refuses to iterate, keys() copies them.
+        for url in [url for url in pools.keys() if marker in str(url)]:  # noqa: SIM118
+            with contextlib.suppress(KeyError):
+                del pools[url]  # its dispose function closes the pool
 
 
 def explain(err: BaseException) -> str:
