@@ -18,9 +18,11 @@ watchdogd recorded in its store and what the Docker engine runs at the end), and
   succeeded incident has its succeeded rollback step in the journal and its end in the audit
   log;
 * ``no leaks``: no container, network or volume of watchdogd's is left;
-* ``rss flat`` / ``fds flat``: the daemon's memory and open files, by least squares over the
-  longest-lived daemon process's samples after its warm-up (its first five minutes), judged
-  when at least five more minutes remain.
+* ``rss flat`` / ``fds flat``: the daemon's memory and open files over the longest-lived
+  daemon process's samples after its warm-up (its first five minutes), judged when at least
+  five more minutes remain: memory by its least-squares slope, open files by how far their
+  high-water mark rose (an engine restart empties the Docker connection pools, which then
+  refill to their old mark: a slope reads that as growth).
 """
 
 from __future__ import annotations
@@ -294,32 +296,57 @@ def slope(points: Sequence[tuple[float, float]]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / var
 
 
-def steady_samples(samples: Sequence[Sample]) -> list[Sample]:
-    """The longest-lived daemon process's samples, without its warm-up."""
+def longest_lived(samples: Sequence[Sample]) -> list[Sample]:
+    """The longest-lived daemon process's samples, oldest first."""
     by_pid = Counter(s.pid for s in samples)
     if not by_pid:
         return []
     pid = by_pid.most_common(1)[0][0]
-    mine = sorted((s for s in samples if s.pid == pid), key=lambda s: s.at)
+    return sorted((s for s in samples if s.pid == pid), key=lambda s: s.at)
+
+
+def steady_samples(samples: Sequence[Sample]) -> list[Sample]:
+    """The longest-lived daemon process's samples, without its warm-up."""
+    mine = longest_lived(samples)
     return [s for s in mine if s.at >= mine[0].at + WARM_UP]
 
 
+def high_water_growth(samples: Sequence[Sample]) -> float:
+    """How far the open files' high-water mark rose: the most open in the last third of the
+    judged span, minus the most open before that span (the warm-up's included). A pool of
+    connections that the engine's restart emptied refills to its old mark, which a slope
+    over the span reads as growth (docker-py keeps up to 25 idle sockets); a leak raises the
+    mark, by as much as the slope times the span would say."""
+    mine = longest_lived(samples)
+    kept = steady_samples(samples)
+    if len(kept) < 2:
+        return 0.0
+    judged_from, span = kept[0].at, kept[-1].at - kept[0].at
+    before = [s.fds for s in mine if s.at < judged_from] or [kept[0].fds]
+    last = [s.fds for s in kept if s.at >= kept[-1].at - span / 3]
+    return float(max(last) - max(before))
+
+
 def flat(observed: Observed, what: str, limit: float) -> Verdict:
-    """``what`` is ``rss`` or ``fds``; the slope times the span must stay under ``limit``."""
+    """``what`` is ``rss`` or ``fds``; its growth over the judged span must stay under
+    ``limit``: the slope times the span for memory, the high-water mark's rise for open files
+    (``high_water_growth``). The slope is reported for both."""
     kept = steady_samples(observed.samples)
     points = [(s.at, float(getattr(s, what))) for s in kept]
     per_second = slope(points)
     span = points[-1][0] - points[0][0] if len(points) > 1 else 0.0
-    growth = per_second * span
     unit, scale = ("MB", 1024 * 1024) if what == "rss" else ("fds", 1)
     note = f"slope {per_second * 3600 / scale:+.2f} {unit}/h over {span / 60:.1f} min"
     if span < MIN_SPAN:
         return Verdict(f"daemon {what} flat", len(points), (), note + ", too short to judge")
-    violations = (
-        (f"{what} grew {growth / scale:.1f} {unit} over {span:.0f} s ({note})",)
-        if growth > limit
-        else ()
-    )
+    if what == "fds":
+        growth = high_water_growth(observed.samples)
+        measured = f"its high-water mark rose {growth:.0f} fds"
+        note += f"; high-water mark {growth:+.0f}"
+    else:
+        growth = per_second * span
+        measured = f"{what} grew {growth / scale:.1f} {unit}"
+    violations = (f"{measured} over {span:.0f} s ({note})",) if growth > limit else ()
     return Verdict(f"daemon {what} flat", len(points), violations, note)
 
 

@@ -139,6 +139,26 @@ class TestSoakInvariants:
         assert "+360.00 MB/h" in rss.note
         assert verdict(verdicts, "daemon fds flat").ok
 
+    def test_open_files_refilling_to_their_old_mark_are_flat(self, inv: ModuleType) -> None:
+        """An engine restart empties the Docker pools mid-span; they refill to the old mark
+        (both soak runs of 2026-12-01: 68 fds, down to 44, back to 68)."""
+        history, observed = clean(inv)
+        fds = [68] * 40 + [44 + t for t in range(24)] + [68] * 40
+        observed.samples = [inv.Sample(t * 10.0, 7, 50, n) for t, n in enumerate(fds)]
+        verdicts, _ = inv.check(history, observed)
+        found = verdict(verdicts, "daemon fds flat")
+        assert found.ok, found
+        assert "slope +" in found.note  # the slope alone would have said it grew
+
+    def test_open_files_leaking_are_a_violation(self, inv: ModuleType) -> None:
+        """One more open file a minute: the mark rises as much as the slope says."""
+        history, observed = clean(inv)
+        observed.samples = [inv.Sample(t * 10.0, 7, 50, 30 + t // 6) for t in range(100)]
+        verdicts, _ = inv.check(history, observed)
+        found = verdict(verdicts, "daemon fds flat")
+        assert not found.ok
+        assert "high-water mark rose 12 fds" in found.violations[0]
+
     def test_a_short_run_reports_the_slope_without_judging(self, inv: ModuleType) -> None:
         history, observed = clean(inv)
         observed.samples = [inv.Sample(t * 2.0, 7, t * 1024 * 1024, 20) for t in range(30)]
