@@ -258,8 +258,8 @@ def _forget_pools(api: Any, marker: str) -> None:
     """Close the connection pools of every URL containing ``marker``. docker-py keeps one pool
     per full URL, query string included, for a Unix socket, and each keeps its connection
     open until 25 newer URLs push it out: a URL never asked again (the events replay's, with
-    its times) would hold a socket open each (the soak saw the daemon's open files climb by
-    24, and the pools of the targets' own URLs pushed out)."""
+    its times) would each hold a socket open and push out the pools of the URLs the targets
+    use again and again (30 replays left 24 sockets open)."""
     for adapter in api.adapters.values():
         pools = getattr(adapter, "pools", None)
         if pools is None:
