@@ -43,7 +43,9 @@ def daemon(tmp_path: Path, app: RunningApp) -> Iterator[DaemonProcess]:
         port,
         tmp_path / "state",
         docker="poll_interval: 1s",
-        defaults="bake_time: 2s, window: 1m, auto_rollback: false",
+        # A 30 s window keeps CI's time: the slow answers are caught by the fast path for a
+        # run of slow answers, which does not depend on the window's length.
+        defaults="bake_time: 2s, window: 30s, auto_rollback: false",
     )
     config.write_text(
         head
@@ -69,10 +71,10 @@ class TestSlowRelease:
     ) -> None:
         """50 ms -> 3 s: the latency gate breaches on slow answers, before any timeout."""
         daemon.wait_state("api", "healthy")
-        # A full one-minute window of fast answers first, as in the simulation.
+        # A full window of fast answers first, as in the simulation.
         wait_for(
             "a full window of fast probes",
-            lambda: (check(daemon, "api", "api")["requests"] or 0) >= 60,
+            lambda: (check(daemon, "api", "api")["requests"] or 0) >= 30,
             daemon,
             timeout=120.0,
         )
@@ -90,7 +92,7 @@ class TestSlowRelease:
         assert gate(daemon, "api", "api:failure_rate")["verdict"] == "ok"
         print(
             f"\nreliability figure: latency 50 ms -> 3 s at one probe a second (5 s timeout, "
-            f"window 1 min): latency_p95 > 2 s breached {detected:.1f} s after the switch; "
+            f"window 30 s): latency_p95 > 2 s breached {detected:.1f} s after the switch; "
             f"reason: {breach['reason']}"
         )
         assert "above 2 s" in breach["reason"] or "> 2 s" in breach["reason"]
