@@ -318,11 +318,11 @@ def high_water_growth(samples: Sequence[Sample]) -> float:
     over the span reads as growth (docker-py keeps up to 25 idle sockets); a leak raises the
     mark, by as much as the slope times the span would say."""
     mine = longest_lived(samples)
-    kept = steady_samples(samples)
+    kept = [s for s in mine if s.at >= mine[0].at + WARM_UP]
     if len(kept) < 2:
         return 0.0
-    judged_from, span = kept[0].at, kept[-1].at - kept[0].at
-    before = [s.fds for s in mine if s.at < judged_from] or [kept[0].fds]
+    span = kept[-1].at - kept[0].at
+    before = [s.fds for s in mine if s.at < kept[0].at] or [kept[0].fds]
     last = [s.fds for s in kept if s.at >= kept[-1].at - span / 3]
     return float(max(last) - max(before))
 

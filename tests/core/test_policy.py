@@ -198,6 +198,12 @@ class TestGuards:
         reason = start(S.HEALTHY, TriggerKind.MANUAL, to="abc", restore_refusal=why)
         assert reason == why
 
+    def test_an_alert_about_a_held_release_is_refused_and_an_operator_is_not(self) -> None:
+        """Somebody stopped or paused the release: the alert says what they did."""
+        assert start(S.HEALTHY, TriggerKind.ALERT, held=True) == policy.HELD_REFUSAL
+        assert start(S.HEALTHY, TriggerKind.MANUAL, held=True) is None
+        assert start(S.HEALTHY, TriggerKind.ALERT, held=False) is None
+
     def test_a_refused_gate_still_marks_the_breach_but_an_operator_does_not(self) -> None:
         assert policy.on_refusal(S.HEALTHY, TriggerKind.GATE) == [Event.BREACH]
         assert policy.on_refusal(S.HEALTHY, TriggerKind.MANUAL) == []

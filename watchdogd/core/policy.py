@@ -164,11 +164,19 @@ class StartFacts:
     has_restore_target: bool
     to: str | None = None
     restore_refusal: str | None = None  # why the release ``to`` names may not be restored
+    held: bool = False  # somebody stopped or paused the release (``watch.presence``)
+
+
+HELD_REFUSAL = "the release was stopped or paused by somebody; it is judged when it runs"
 
 
 def refusal(facts: StartFacts, guards: GuardPolicy) -> str | None:
-    """Why a playbook may not start now, or ``None``: the guards first, then the settings, the
-    store and the release to restore."""
+    """Why a playbook may not start now, or ``None``: an alert about a release somebody
+    stopped (it says what they did; restoring the previous release would overrule them, an
+    operator's rollback still may), then the guards, the settings, the store and the release
+    to restore."""
+    if facts.held and facts.kind is TriggerKind.ALERT:
+        return HELD_REFUSAL
     reason = guard_refusal(
         guards,
         facts.kind,

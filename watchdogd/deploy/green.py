@@ -186,21 +186,12 @@ async def remove_quietly(
     """Remove ``name``, trying again for ``patience`` seconds while the engine fails (an engine
     restart): the journal says a green is gone once this returns, and a green left behind
     would run again, unrecorded, when the engine restarts it (found by the soak)."""
-    delay, deadline = 0.2, time.monotonic() + patience
-    while True:
-        try:
-            await engine.remove(name, force=True)
-        except ObjectMissing:
-            return
-        except TargetError as err:
-            if time.monotonic() + delay > deadline:
-                log.error("deploy_remove_failed", container=name, error=str(err))
-                return
-            log.warning("deploy_remove_retried", container=name, error=str(err))
-        else:
-            return
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)
+    try:
+        await through_outage(lambda: engine.remove(name, force=True), patience=patience)
+    except ObjectMissing:
+        return
+    except TargetError as err:
+        log.error("deploy_remove_failed", container=name, error=str(err))
 
 
 async def exists(engine: DockerEngine, name: str) -> bool:
@@ -230,14 +221,13 @@ async def through_outage(
     action: Callable[[], Awaitable[T]],
     *,
     patience: float,
-    waiting: Callable[[TargetError], Awaitable[None]],
+    waiting: Callable[[TargetError], Awaitable[None]] | None = None,
 ) -> T:
     """``action()``, tried again while the engine does not answer (a ``TargetError`` that is
     not ``ObjectMissing``) for up to ``patience`` seconds, then its last error. ``action``
     must be idempotent. ``waiting`` hears the first failure, so the deploy can say why it
     stands still."""
     delay, deadline = 0.2, time.monotonic() + patience
-    told = False
     while True:
         try:
             return await action()
@@ -247,9 +237,9 @@ async def through_outage(
             if time.monotonic() + delay > deadline:
                 raise
             log.warning("deploy_engine_retried", error=str(err))
-            if not told:
-                told = True
+            if waiting is not None:
                 await waiting(err)
+                waiting = None  # said once
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
 

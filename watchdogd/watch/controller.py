@@ -261,12 +261,6 @@ class TargetController:
             # Read what runs (an alert may beat the poll to a deploy); a `to` naming no release
             # is refused below without it, so that a refused request changes nothing.
             await self.observe_release(now)
-        if trigger.kind is TriggerKind.ALERT and self.presence.held:
-            # An alert about a release somebody stopped says what they did; restoring the
-            # previous release would overrule them (an operator's rollback still may).
-            reason = "the release was stopped or paused by somebody; it is judged when it runs"
-            self._refuse(trigger, reason, now)
-            raise ControlRefused(409, reason)
         incident = await self._start(trigger, now, to=to)
         if incident is None:
             raise ControlRefused(409, self.last_refusal or "refused")
@@ -286,6 +280,7 @@ class TargetController:
             has_restore_target=restore is not None,
             to=to,
             restore_refusal=self.records.restore_refusal(restore) if to is not None else None,
+            held=bool(self.presence.held),
         )
         reason = policy.refusal(facts, self.guards)
         if reason is not None or restore is None:
