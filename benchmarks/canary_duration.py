@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from watchdogd.config.traffic import TrafficConfig
+from watchdogd.config.validation import parse
 from watchdogd.core.deploy_plan import Step, step_verdict
 from watchdogd.deploy.windows import (
     ServerTraffic,
@@ -31,7 +32,8 @@ from watchdogd.deploy.windows import (
     pending,
 )
 
-TRAFFIC = TrafficConfig.model_validate(
+TRAFFIC = parse(
+    TrafficConfig,
     {
         "haproxy": {"socket": "/run/haproxy.sock", "backend": "app"},
         "upstream": {"port": 8080},
@@ -47,7 +49,7 @@ TRAFFIC = TrafficConfig.model_validate(
             {"metric": "error_rate", "compare": "baseline", "tolerance": "50%"},
             {"metric": "latency_p95", "compare": "baseline", "tolerance": "20%"},
         ],
-    }
+    },
 )
 RATES = (1.0, 10.0, 100.0)
 LIMIT = 4 * 3600  # a step that has not ended after 4 h is reported as such

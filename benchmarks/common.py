@@ -267,11 +267,12 @@ class CountingSink:
 def http_check(url: str, index: int, interval: float, timeout: float | None = None) -> Any:
     """The ``HttpCheck`` named ``c{index}`` of ``url``, as the benchmarks' bare probes use."""
     from watchdogd.config.schema import HttpCheck  # noqa: PLC0415 - only the probe benches
+    from watchdogd.config.validation import parse  # noqa: PLC0415
 
     spec: dict[str, Any] = {"name": f"c{index}", "type": "http", "url": url, "interval": interval}
     if timeout is not None:
         spec["timeout"] = timeout
-    return HttpCheck.model_validate(spec)
+    return parse(HttpCheck, spec)
 
 
 # --------------------------------------------------------------------------- the daemon

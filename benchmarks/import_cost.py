@@ -41,21 +41,17 @@ STEPS: list[tuple[str, list[str]]] = [
         ["aiohttp"],
     ),
     ("`aiohttp.web` (the API server)", ["aiohttp.web"]),
-    ("`yaml`", ["yaml"]),
     ("`structlog`", ["structlog"]),
     (
         "`prometheus_client` (its exposition module loads `http.server`, `wsgiref`, `ssl`)",
         ["prometheus_client"],
     ),
     ("`sqlite3`", ["sqlite3"]),
-    ("`pydantic`", ["pydantic"]),
-    (
-        "pydantic's model machinery (`pydantic.main`, types, the plugin loader, "
-        "`importlib.metadata`)",
-        ["pydantic.main", "pydantic.types", "pydantic.plugin._loader", "pydantic.type_adapter"],
-    ),
     ("watchdogd's pure decisions (`watchdogd.core`)", ["watchdogd.core.gates", "watchdogd.core"]),
-    ("the config schema: its pydantic models built (`watchdogd.config`)", ["watchdogd.config"]),
+    (
+        "the config classes: plain frozen dataclasses, with `annotated_types` (`watchdogd.config`)",
+        ["watchdogd.config"],
+    ),
     (
         "the rest of watchdogd (store, sources, watch, playbook, deploy, metrics, api, daemon)",
         ["watchdogd.daemon.lifecycle", "watchdogd.cli"],
@@ -73,6 +69,17 @@ OPTIONAL: list[tuple[str, list[str]]] = [
     ("Apprise", ["apprise"]),
     ("`sqlparse`", ["sqlparse"]),
     ("`tenacity` (a playbook step's retries: loaded by the first incident)", ["tenacity"]),
+    (
+        "pydantic and the webhook's payload models (loaded by the first Alertmanager delivery)",
+        ["watchdogd.api.alertmanager"],
+    ),
+]
+
+#: What the config check's child process (``config.check_process``) imports on top of the
+#: interpreter: it exits once the config is handed back, so none of it stays in the daemon.
+CHECK_PROCESS: list[tuple[str, list[str]]] = [
+    ("`yaml`", ["yaml"]),
+    ("`pydantic`, its model machinery and the loader", ["watchdogd.config.loader"]),
 ]
 
 # Runs in the child: imports ``groups`` (JSON argv[1]) in order, prints one JSON line per group.
@@ -148,6 +155,11 @@ def measure(runs: int) -> None:
     for label, modules in OPTIONAL:
         extra = [deltas(run_child([*daemon, modules]))[-1] for _ in range(max(1, runs // 2))]
         mb, ms, count = median_rows([[e] for e in extra])[0]
+        print(f"| {label} | {mb:.1f} MB | {ms:.0f} ms | {count:.0f} |")
+    print("\nThe config check's child process, in its own interpreter:\n")
+    print("| import | memory | CPU | modules |\n|---|---|---|---|")
+    child = [median_rows([deltas(run_child([m for _, m in CHECK_PROCESS])) for _ in range(runs)])]
+    for (label, _), (mb, ms, count) in zip(CHECK_PROCESS, child[0], strict=True):
         print(f"| {label} | {mb:.1f} MB | {ms:.0f} ms | {count:.0f} |")
 
 

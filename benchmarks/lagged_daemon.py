@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from watchdogd.config import Config, load_config
+from watchdogd.config import Config
+from watchdogd.config.out_of_process import PendingConfig
 from watchdogd.daemon import logs
 from watchdogd.daemon.lifecycle import Daemon, read_token
 from watchdogd.daemon.state_lock import StateDirLock
@@ -67,7 +68,7 @@ async def main(config_path: str, config: Config) -> tuple[int, dict[str, object]
 
 def run(config_path: str, out: Path) -> int:
     """As ``watchdogd.daemon.lifecycle.run_daemon``, plus the sampler."""
-    config = load_config(config_path)
+    config = PendingConfig(config_path).result()
     token = read_token(config)
     logs.configure(config.log.level, config.log.format)
     logs.set_secrets(config.secrets | ({token} if token else set()))

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from watchdogd.config.schema import GateConfig, ScrapeCheck
+from watchdogd.config.validation import parse
 from watchdogd.core.gates import Gate, GateResult, Verdict
 from watchdogd.sources.scrape import ScrapeSource
 from watchdogd.watch.recorder import CheckRecorder
@@ -79,8 +80,8 @@ def gates_for(feed: Feed, latency_above: float = 2.0) -> list[GateConfig]:
     and the error gate (the implied ``failure_rate above 1%`` of an http check)."""
     metric = "failure_rate" if feed.kind == "probe" else "error_rate"
     return [
-        GateConfig.model_validate({"check": "c", "metric": metric, "above": 0.01}),
-        GateConfig.model_validate({"check": "c", "metric": "latency_p95", "above": latency_above}),
+        parse(GateConfig, {"check": "c", "metric": metric, "above": 0.01}),
+        parse(GateConfig, {"check": "c", "metric": "latency_p95", "above": latency_above}),
     ]
 
 
@@ -292,7 +293,8 @@ class _Scraper:
     """The app's cumulative counters and histogram, scraped by the real ``ScrapeSource``."""
 
     def __init__(self, feed: Feed) -> None:
-        check = ScrapeCheck.model_validate(
+        check = parse(
+            ScrapeCheck,
             {
                 "name": "c",
                 "type": "scrape",
@@ -300,7 +302,7 @@ class _Scraper:
                 "requests": "http_requests_total",
                 "errors": 'http_requests_total{status="500"}',
                 "latency_histogram": "http_request_duration_seconds",
-            }
+            },
         )
         # ingest() needs no client: only the parsing and the counter arithmetic are used.
         self.source = ScrapeSource(check, cast(Any, None), cast(Any, None))

@@ -29,12 +29,14 @@ from functools import partial
 
 from sim_engine import Feed, Outcome, Service, _judge, _requests
 
+from watchdogd.config.base import config_keys
 from watchdogd.config.traffic import (
     DEFAULT_TRAFFIC_GATES,
     TRAFFIC_LATENCY_METRICS,
     TrafficConfig,
     TrafficGate,
 )
+from watchdogd.config.validation import parse
 from watchdogd.core.gates import GateResult
 from watchdogd.deploy.bake import BAKE_TICK
 from watchdogd.deploy.windows import TrafficJudge, TrafficWindows
@@ -44,13 +46,13 @@ __all__ = ["LogPath", "simulate_log", "traffic_gates"]
 
 BACKEND, SERVER = "app", "green"
 #: Green's window of user traffic as the deploy builds it (``traffic.window``, 30 min).
-WINDOW: float = TrafficConfig.model_fields["window"].default
+WINDOW: float = config_keys(TrafficConfig)["window"].default
 _HEADER = b"<134>Nov 30 13:28:47 haproxy[9675]: " + f"{BACKEND}/{SERVER}".encode() + b" "
 
 
 def traffic_gates(latency_above: float = 2.0) -> list[TrafficGate]:
     """The default traffic gate and the latency gate a user adds beside it."""
-    latency = TrafficGate.model_validate({"metric": "latency_p95", "above": latency_above})
+    latency = parse(TrafficGate, {"metric": "latency_p95", "above": latency_above})
     return [*DEFAULT_TRAFFIC_GATES, latency]
 
 

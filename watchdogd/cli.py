@@ -17,7 +17,7 @@ from typing import Any
 
 from watchdogd import __version__
 from watchdogd.api.client import Endpoint, call, resolve_endpoint
-from watchdogd.config import load_config, summarize
+from watchdogd.config import summarize
 from watchdogd.core.deploy_plan import Stage, outcome_exit_code
 from watchdogd.demo.release import FAULT_DESCRIPTIONS, FAULTS
 from watchdogd.errors import ClientError, ConfigError
@@ -31,6 +31,8 @@ EXIT_UNREACHABLE = 3
 def _check_config(args: argparse.Namespace) -> int:
     # Without --require-env an unset ${VAR} is a placeholder: CI can check a config without
     # its secrets. `run` always requires them.
+    from watchdogd.config.loader import load_config  # noqa: PLC0415 - pydantic: not for `run`
+
     try:
         config = load_config(args.file, placeholders=not args.require_env)
     except ConfigError as err:
@@ -48,10 +50,14 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # The daemon pulls in aiohttp, docker and the rest: load it only for `run`.
+    from watchdogd.config.out_of_process import PendingConfig  # noqa: PLC0415
+
+    # The config is validated in a child process while this one imports the daemon, which
+    # pulls in aiohttp and the rest: load it only for `run`.
+    pending = PendingConfig(args.config)
     from watchdogd.daemon.lifecycle import run_daemon  # noqa: PLC0415
 
-    return run_daemon(args.config)
+    return run_daemon(args.config, pending)
 
 
 def _api(

@@ -30,8 +30,6 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-import aiohttp
-
 __all__ = [
     "CHILD_INHERITS",
     "MIN_SECRET_LENGTH",
@@ -146,6 +144,9 @@ def notifier_secrets(url: str, json_schemes: Iterable[str]) -> list[str]:
 def describe_error(err: BaseException) -> str:
     """A short, secret-free reason for a failed request: never the exception's message, which
     for aiohttp includes the request URL (and with it any token placed in the URL)."""
+    # Here, not at the top: the config check's child process redacts too, and needs no HTTP.
+    import aiohttp  # noqa: PLC0415
+
     if isinstance(err, TimeoutError):
         return "timeout"
     if isinstance(err, aiohttp.ClientConnectorDNSError):

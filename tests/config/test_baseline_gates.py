@@ -8,8 +8,9 @@ import textwrap
 
 import pytest
 
-from watchdogd.config import load_config_text
+from watchdogd.config.loader import load_config_text
 from watchdogd.config.schema import GateConfig
+from watchdogd.config.validation import parse
 from watchdogd.errors import ConfigError
 
 HEAD = textwrap.dedent(
@@ -33,13 +34,12 @@ def problems(gate_line: str) -> list[str]:
 
 
 def test_the_shape_parses_with_units() -> None:
-    gate = GateConfig.model_validate(
-        {"check": "web", "metric": "error_rate", "compare": "baseline", "tolerance": "50%"}
+    gate = parse(
+        GateConfig,
+        {"check": "web", "metric": "error_rate", "compare": "baseline", "tolerance": "50%"},
     )
     assert (gate.compare, gate.tolerance, gate.above) == ("baseline", 0.5, None)
-    assert GateConfig.model_validate({"check": "web", "metric": "error_rate"}).compare == (
-        "absolute"
-    )
+    assert parse(GateConfig, {"check": "web", "metric": "error_rate"}).compare == ("absolute")
 
 
 def test_a_baseline_gate_among_target_gates_is_refused_with_where_it_belongs() -> None:
@@ -182,8 +182,8 @@ def test_a_baseline_gate_defaults_to_the_stricter_confidence() -> None:
     """Tested after every error on a sliding window, a baseline gate defaults to 99.99 %; an
     absolute gate keeps 99.5 %, and a confidence written in the file wins for both."""
     gate = {"check": "web", "metric": "error_rate"}
-    baseline = GateConfig.model_validate({**gate, "compare": "baseline"})
-    assert baseline.effective_confidence == 0.9999
-    assert GateConfig.model_validate({**gate, "above": "1%"}).effective_confidence == 0.995
-    written = GateConfig.model_validate({**gate, "compare": "baseline", "confidence": 0.999})
-    assert written.effective_confidence == 0.999
+    baseline = parse(GateConfig, {**gate, "compare": "baseline"})
+    assert baseline.confidence == 0.9999
+    assert parse(GateConfig, {**gate, "above": "1%"}).confidence == 0.995
+    written = parse(GateConfig, {**gate, "compare": "baseline", "confidence": 0.999})
+    assert written.confidence == 0.999

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from watchdogd.cli import main
-from watchdogd.config import load_config, load_config_text
+from watchdogd.config.loader import load_config, load_config_text
 from watchdogd.config.settings import resolve
 from watchdogd.errors import ConfigError
 

@@ -9,7 +9,7 @@ import pytest
 from test_check_config import BASE, broken
 
 from watchdogd.cli import main
-from watchdogd.config import load_config, load_config_text
+from watchdogd.config.loader import load_config, load_config_text
 from watchdogd.config.yaml_text import MAX_EXPANDED
 from watchdogd.errors import ConfigError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.log_capture import json_logs
-from watchdogd.config import load_config
+from watchdogd.config.loader import load_config
 from watchdogd.config.schema import JSON_SCHEMES
 from watchdogd.redact import notifier_secrets, redact, set_secrets
 

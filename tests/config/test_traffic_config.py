@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from watchdogd.config import load_config_text
+from watchdogd.config.loader import load_config_text
 from watchdogd.core.gates import GateMetric
 from watchdogd.errors import ConfigError
 

@@ -1,7 +1,8 @@
 """A daemon imports what its config uses (issue #16): `watchdogd run` with release directories
 and HTTP checks never loads the Docker SDK (nor watchdogd's Docker and Swarm code), the
 database and cache clients, Apprise, the SQL splitter, the retry library or the CLI's HTTP
-client; a container target still gets the Docker SDK it needs.
+client; a container target still gets the Docker SDK it needs. No daemon loads pydantic or
+PyYAML: its config is validated by a child process (``config.out_of_process``).
 
 Each case runs the real `watchdogd run` in a fresh interpreter, waits for its systemd READY
 message, and lists the modules loaded at that moment.
@@ -39,8 +40,9 @@ PROBE = textwrap.dedent(
 )
 
 HEAVY = ("docker", "requests", "urllib3", "httpx", "psycopg", "redis", "apprise", "sqlparse")
+VALIDATION = ("pydantic", "pydantic_core", "yaml")
 # tenacity: only a playbook step's retries use it, so only the first incident loads it.
-NOT_IDLE = (*HEAVY, "tenacity")
+NOT_IDLE = (*HEAVY, *VALIDATION, "tenacity")
 DOCKER_CODE = (
     "watchdogd.engine.docker_api",
     "watchdogd.engine.swarm_api",
@@ -116,4 +118,4 @@ def test_a_container_target_still_loads_the_docker_sdk(tmp_path: Path) -> None:
     )
     loaded = packages(loaded_at_ready(tmp_path, target))
     assert "docker" in loaded
-    assert loaded.isdisjoint({"httpx", "psycopg", "redis", "apprise", "sqlparse"})
+    assert loaded.isdisjoint({"httpx", "psycopg", "redis", "apprise", "sqlparse", *VALIDATION})

@@ -9,7 +9,8 @@ import gc
 import weakref
 from pathlib import Path
 
-from watchdogd.config import Config, load_config_text
+from watchdogd.config import Config
+from watchdogd.config.loader import load_config_text
 from watchdogd.daemon.supervisor import Supervisor
 from watchdogd.daemon.wiring import Wiring
 from watchdogd.metrics.registry import Metrics

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
-from watchdogd.config import load_config_text
+from watchdogd.config.loader import load_config_text
 from watchdogd.demo import app_ctl, procs, release, scenario
 
 

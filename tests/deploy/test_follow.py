@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from watchdogd.config import load_config_text
+from watchdogd.config.loader import load_config_text
 from watchdogd.config.schema import Config, TargetConfig
 from watchdogd.core.deploy_plan import Stage
 from watchdogd.deploy.deployment import Deployment

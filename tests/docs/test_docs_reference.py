@@ -3,6 +3,7 @@ exactly its model's keys, and every default written there is the schema's defaul
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import types
 import typing
@@ -12,17 +13,17 @@ from typing import Annotated, Any
 
 import pytest
 import yaml
-from pydantic import BaseModel, TypeAdapter
-from pydantic.fields import FieldInfo
+from pydantic import TypeAdapter
 
 from tests.docs.doc_pages import DOCS
 from watchdogd.config import schema, steps, traffic
+from watchdogd.config.base import Strict, config_keys
 from watchdogd.core.gates import GateMetric
 
 REFERENCE = DOCS / "configuration.md"
 
 #: The heading of each model's section (headings are unique on the page).
-SECTIONS: dict[str, type[BaseModel]] = {
+SECTIONS: dict[str, type[Strict]] = {
     "Top level": schema.Config,
     "`docker`": schema.DockerSettings,
     "`log`": schema.LogSettings,
@@ -91,16 +92,22 @@ def documented() -> dict[str, dict[str, str]]:
     return sections
 
 
-def models_in(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
-    """``model`` and every model its fields can hold, however nested."""
+def models_in(model: type[Strict]) -> Iterator[type[Strict]]:
+    """``model`` and every config class its fields can hold, however nested."""
     yield model
-    for field in model.model_fields.values():
-        for inner in _types(field.annotation):
+    for annotation in _annotations(model).values():
+        for inner in _types(annotation):
             yield from models_in(inner)
 
 
-def _types(annotation: Any) -> Iterator[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _annotations(model: type[Strict]) -> dict[str, Any]:
+    """Each key's type, resolved (the config modules write their annotations as text)."""
+    hints = typing.get_type_hints(model, include_extras=True)
+    return {key: hints[field.name] for key, field in config_keys(model).items()}
+
+
+def _types(annotation: Any) -> Iterator[type[Strict]]:
+    if isinstance(annotation, type) and issubclass(annotation, Strict):
         yield annotation
         return
     origin = typing.get_origin(annotation)
@@ -111,20 +118,19 @@ def _types(annotation: Any) -> Iterator[type[BaseModel]]:
             yield from _types(arg)
 
 
-def keys_of(model: type[BaseModel]) -> dict[str, FieldInfo]:
+def keys_of(model: type[Strict]) -> dict[str, dataclasses.Field[Any]]:
     internal = INTERNAL.get(model, set())
-    return {
-        (field.alias or name): field
-        for name, field in model.model_fields.items()
-        if name not in internal
-    }
+    return {key: field for key, field in config_keys(model).items() if field.name not in internal}
 
 
-def adapter(field: FieldInfo) -> TypeAdapter[Any]:
-    annotation: Any = field.annotation
-    if field.metadata:
-        annotation = Annotated.__class_getitem__((annotation, *field.metadata))  # type: ignore[attr-defined]
-    return TypeAdapter(annotation)
+def default_of(field: dataclasses.Field[Any]) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def is_required(field: dataclasses.Field[Any]) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
 class TestEveryModelHasASection:
@@ -146,18 +152,20 @@ class TestSection:
         """`required`, an en dash (unset) or a value that validates to the schema's default."""
         model = SECTIONS[heading]
         cells = documented()[heading]
+        annotations = _annotations(model)
         for key, field in keys_of(model).items():
             cell = cells.get(key)
             if cell is None:
                 continue  # reported by the test above
             where = f"{model.__name__}.{key}: documented {cell!r}"
-            if field.is_required():
+            if is_required(field):
                 assert cell == "required", where
             elif field.default is None:
                 assert cell == UNSET, where
             else:
                 value = yaml.safe_load(cell.strip("`"))
-                assert adapter(field).validate_python(value) == field.default, where
+                parsed = TypeAdapter(annotations[key]).validate_python(value)
+                assert parsed == default_of(field), where
 
 
 class TestNamedValues:

@@ -17,12 +17,13 @@ import yaml
 
 from tests.docs.doc_pages import ROOT, Block, all_blocks, anchors, blocks, links, pages
 from tests.support import require
-from watchdogd.config import load_config_text
+from watchdogd.config.base import config_keys
+from watchdogd.config.loader import load_config_text
 from watchdogd.config.schema import Config, TargetConfig, TargetKind
 from watchdogd.errors import ConfigError
 
-CONFIG_KEYS = {field.alias or name for name, field in Config.model_fields.items()}
-TARGET_KEYS = {field.alias or name for name, field in TargetConfig.model_fields.items()}
+CONFIG_KEYS = set(config_keys(Config))
+TARGET_KEYS = set(config_keys(TargetConfig))
 #: Top-level keys that say which other tool's file a YAML block is.
 FOREIGN = {
     "services": "a Compose file or Swarm stack",

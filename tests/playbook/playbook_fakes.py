@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.support.fakes import FakeDriver
 from watchdogd.config.steps import Step
+from watchdogd.config.validation import parse
 from watchdogd.model import Release, Trigger, TriggerKind
 from watchdogd.playbook import IncidentPlan, PlaybookRunner
 from watchdogd.store import StepStatus, Store
@@ -36,7 +37,7 @@ class RecordingSleep:
 
 
 def step(**data: Any) -> Step:
-    return Step.model_validate(data)
+    return parse(Step, data)
 
 
 def plan(

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from watchdogd.config.schema import TargetConfig
+from watchdogd.config.validation import parse
 from watchdogd.core.gates import Gate, GateMetric, GateSpec, Verdict
 from watchdogd.sources.outcome import path_fault
 from watchdogd.sources.schedule import run_every
@@ -123,7 +124,8 @@ class TestImpliedGates:
     def test_every_http_check_gates_its_failures(self) -> None:
         """An http check without a rate gate gets failure_rate above 1 %; one with its own
         keeps it; other checks get nothing."""
-        target = TargetConfig.model_validate(
+        target = parse(
+            TargetConfig,
             {
                 "name": "api",
                 "container": "api",
@@ -137,7 +139,7 @@ class TestImpliedGates:
                     {"check": "b", "metric": "error_rate", "above": "5%"},
                 ],
                 "warmup": "30s",
-            }
+            },
         )
         assert [(g.check, g.metric.value, g.above) for g in target.gates] == [
             ("a", "latency_p95", 2.0),

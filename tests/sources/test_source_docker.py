@@ -31,6 +31,7 @@ from tests.sources.test_source_http import RecordingSink, Sample
 from tests.support import docker_labels, require, unique_name
 from tests.support.images import AppImages, run_app, set_mode
 from watchdogd.config.schema import DockerSettings
+from watchdogd.config.validation import parse
 from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
@@ -42,7 +43,7 @@ def shared_host() -> str:
 
 
 def settings(host: str) -> DockerSettings:
-    return DockerSettings.model_validate({"host": host, "poll_interval": "1s", "timeout": "5s"})
+    return parse(DockerSettings, {"host": host, "poll_interval": "1s", "timeout": "5s"})
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,8 @@ import pytest
 from aiohttp import web
 
 from tests.support.ports import free_port
-from watchdogd.config.schema import AuthFlowCheck, HttpCheck, ScrapeCheck
+from watchdogd.config.schema import AuthFlowCheck, AuthStep, HttpCheck, ScrapeCheck
+from watchdogd.config.validation import parse
 from watchdogd.sources.auth_flow import AuthFlowProbe
 from watchdogd.sources.http import HttpProbe
 from watchdogd.sources.probe_client import ProbeClient, open_probe_client
@@ -192,7 +194,7 @@ async def client() -> AsyncIterator[ProbeClient]:
 
 
 def http_check(url: str, **fields: Any) -> HttpCheck:
-    return HttpCheck.model_validate({"name": "web", "type": "http", "url": url, **fields})
+    return parse(HttpCheck, {"name": "web", "type": "http", "url": url, **fields})
 
 
 class TestHttpProbe:
@@ -310,8 +312,8 @@ def flow(url: str, **fields: Any) -> AuthFlowCheck:
         {"name": "me", "url": f"{url}/me", "headers": {"Authorization": "Bearer {token}"}},
         {"name": "item", "url": f"{url}/items/{{item}}?token={{token}}"},
     ]
-    return AuthFlowCheck.model_validate(
-        {"name": "login-flow", "type": "auth_flow", "steps": steps, **fields}
+    return parse(
+        AuthFlowCheck, {"name": "login-flow", "type": "auth_flow", "steps": steps, **fields}
     )
 
 
@@ -357,9 +359,8 @@ class TestAuthFlow:
         _, url = app
         dead = f"http://127.0.0.1:{free_port()}"
         check = flow(url)
-        steps = [check.steps[0].model_dump(by_alias=True)]
-        steps.append({"name": "dead", "url": f"{dead}/x?token={{token}}"})
-        check = AuthFlowCheck.model_validate({"name": "f", "type": "auth_flow", "steps": steps})
+        dead_step = parse(AuthStep, {"name": "dead", "url": f"{dead}/x?token={{token}}"})
+        check = dataclasses.replace(check, steps=[check.steps[0], dead_step])
         sink = RecordingSink()
         await AuthFlowProbe(check, sink, client).probe_once()
         assert sink.last.ok is False
@@ -369,9 +370,8 @@ class TestAuthFlow:
         """An extract path that leads nowhere fails the step and names name and path."""
         _, url = app
         check = flow(url)
-        login = check.steps[0].model_dump(by_alias=True)
-        login["extract"] = {"token": "data.nothing.here"}
-        check = AuthFlowCheck.model_validate({"name": "f", "type": "auth_flow", "steps": [login]})
+        login = dataclasses.replace(check.steps[0], extract={"token": "data.nothing.here"})
+        check = dataclasses.replace(check, steps=[login])
         sink = RecordingSink()
         await AuthFlowProbe(check, sink, client).probe_once()
         assert sink.last.ok is False
@@ -402,7 +402,8 @@ http_request_duration_seconds_count{{handler="api"}} {total}
 
 
 def scrape_check(url: str) -> ScrapeCheck:
-    return ScrapeCheck.model_validate(
+    return parse(
+        ScrapeCheck,
         {
             "name": "traffic",
             "type": "scrape",
@@ -410,7 +411,7 @@ def scrape_check(url: str) -> ScrapeCheck:
             "requests": "http_requests_total",
             "errors": 'http_requests_total{status=~"5.."}',
             "latency_histogram": "http_request_duration_seconds",
-        }
+        },
     )
 
 

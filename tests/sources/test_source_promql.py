@@ -13,6 +13,7 @@ from aiohttp import web
 from tests.sources.test_source_http import RecordingSink
 from tests.support.services import PrometheusServer
 from watchdogd.config.schema import PromqlCheck
+from watchdogd.config.validation import parse
 from watchdogd.sources.probe_client import ProbeClient, open_probe_client
 from watchdogd.sources.promql import PromqlSource
 
@@ -61,8 +62,8 @@ async def prometheus(prometheus_factory: Any, exporter: str) -> PrometheusServer
 
 
 def check(url: str, query: str) -> PromqlCheck:
-    return PromqlCheck.model_validate(
-        {"name": "q", "type": "promql", "url": url, "query": query, "timeout": "5s"}
+    return parse(
+        PromqlCheck, {"name": "q", "type": "promql", "url": url, "query": query, "timeout": "5s"}
     )
 
 

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from watchdogd.config.schema import ScrapeCheck, TargetConfig
+from watchdogd.config.validation import parse
 from watchdogd.core.selector import Selector
 from watchdogd.errors import SourceUnavailable
 from watchdogd.redact import describe_error, redact
@@ -139,7 +140,7 @@ def _series(
 
 
 def _scrape_source(**fields: str) -> ScrapeSource:
-    check = ScrapeCheck.model_validate({"name": "s", "type": "scrape", "url": "http://x", **fields})
+    check = parse(ScrapeCheck, {"name": "s", "type": "scrape", "url": "http://x", **fields})
     return ScrapeSource(check, sink=None, client=None)  # type: ignore[arg-type]
 
 
@@ -386,11 +387,9 @@ class TestContainerVerdicts:
 
     def test_selector_for_target(self) -> None:
         """A target's selector follows its kind; a release dir has none."""
-        target = TargetConfig.model_validate(
-            {"name": "t", "compose": {"project": "p", "service": "s"}}
-        )
+        target = parse(TargetConfig, {"name": "t", "compose": {"project": "p", "service": "s"}})
         assert ContainerSelector.for_target(target) == ContainerSelector("compose", "s", "p")
-        target = TargetConfig.model_validate({"name": "t", "release_dir": {"path": "/srv/app"}})
+        target = parse(TargetConfig, {"name": "t", "release_dir": {"path": "/srv/app"}})
         assert ContainerSelector.for_target(target) is None
 
 

@@ -30,7 +30,7 @@ import structlog
 from yarl import URL
 
 from tests.support.ports import free_port
-from watchdogd.config import load_config
+from watchdogd.config.loader import load_config
 from watchdogd.daemon import logs
 from watchdogd.daemon.lifecycle import Daemon
 

@@ -16,7 +16,7 @@ from docker.errors import APIError, NotFound
 
 from tests.support import require, unique_name
 from tests.support.images import AppImages
-from watchdogd.config import load_config
+from watchdogd.config.loader import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "config" / "swarm-stack.yml"

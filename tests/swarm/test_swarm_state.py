@@ -13,6 +13,7 @@ import pytest
 from tests.support.images import AppImages
 from tests.swarm.conftest import Services
 from watchdogd.config.steps import Step
+from watchdogd.config.validation import parse
 from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import ClaimLost
 from watchdogd.model import Release, Trigger, TriggerKind
@@ -23,7 +24,7 @@ from watchdogd.watch.swarm_state import SwarmStateMirror
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
-STEPS = [Step.model_validate({"rollback": {}}), Step.model_validate({"wait_healthy": {}})]
+STEPS = [parse(Step, {"rollback": {}}), parse(Step, {"wait_healthy": {}})]
 MakeMirror = Callable[..., SwarmStateMirror]
 
 

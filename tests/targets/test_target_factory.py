@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from watchdogd.config.schema import DockerSettings, TargetConfig
+from watchdogd.config.validation import parse
 from watchdogd.engine.docker_api import DockerEngine
 from watchdogd.errors import TargetError
 from watchdogd.targets.compose import ComposeDriver
@@ -22,7 +23,7 @@ def no_docker() -> DockerEngine:
 
 
 def target(**fields: Any) -> TargetConfig:
-    return TargetConfig.model_validate({"name": "app", **fields})
+    return parse(TargetConfig, {"name": "app", **fields})
 
 
 class TestMakeDriver:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fakes import FakeDriver
-from watchdogd.config import load_config_text
+from watchdogd.config.loader import load_config_text
 from watchdogd.core.incident import TargetState
 from watchdogd.core.policy import ABSENT_GRACE
 from watchdogd.errors import ControlRefused, TargetError

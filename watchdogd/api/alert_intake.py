@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from watchdogd.api.alertmanager import Alert, matches
+from watchdogd.config.schema import AlertRule
 from watchdogd.errors import ControlRefused, StoreError
 from watchdogd.metrics.registry import Metrics
 from watchdogd.model import Trigger, TriggerKind
 from watchdogd.store import Store
 from watchdogd.store.audit import AlertNews
 from watchdogd.watch.controller import TargetController
+
+if TYPE_CHECKING:
+    from watchdogd.api.alertmanager import Alert
 
 __all__ = ["ALERT_MEMORY", "AlertIntake", "IntakeUnavailable"]
 
@@ -151,3 +154,8 @@ class AlertIntake:
             return
         if forgotten:
             log.info("alerts_pruned", count=forgotten)
+
+
+def matches(rule: AlertRule, labels: Mapping[str, str]) -> bool:
+    """An alert matches a rule when it carries every label pair the rule names."""
+    return all(labels.get(key) == value for key, value in rule.match.items())

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-
-from watchdogd.config.schema import AlertRule
 
 
 class _Lenient(BaseModel):
@@ -110,8 +107,3 @@ async def validate_payload(body: Any) -> WebhookPayload:
         group_key=envelope.group_key,
         alerts=alerts,
     )
-
-
-def matches(rule: AlertRule, labels: Mapping[str, str]) -> bool:
-    """An alert matches a rule when it carries every label pair the rule names."""
-    return all(labels.get(key) == value for key, value in rule.match.items())

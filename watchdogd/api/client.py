@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watchdogd.config import load_config
 from watchdogd.errors import ClientError, ConfigError
 
 DEFAULT_CONFIG = Path("/etc/watchdogd/watchdogd.yaml")
@@ -29,6 +28,8 @@ def resolve_endpoint(url: str | None, token: str | None, config: str | None) -> 
     token = token or os.environ.get("WATCHDOGD_TOKEN")
     path = Path(config) if config else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     if path is not None and (url is None or token is None):
+        from watchdogd.config.loader import load_config  # noqa: PLC0415 - pydantic: not for `run`
+
         try:
             loaded = load_config(path)
         except ConfigError as err:

@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib
 import ipaddress
 import json
 import re
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from watchdogd.api.alertmanager import PayloadError, WebhookPayload, validate_payload
 from watchdogd.api.connections import BUSY, track_busy
 from watchdogd.api.openapi import OPENAPI
 from watchdogd.config.schema import ServerSettings
 from watchdogd.errors import ControlRefused
 from watchdogd.metrics.registry import Metrics
+
+if TYPE_CHECKING:
+    from watchdogd.api.alertmanager import WebhookPayload
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +37,8 @@ CONTENT_TYPE_METRICS = "text/plain; version=0.0.4; charset=utf-8"
 MAX_PAGE = 500
 #: An events page stops at this many bytes of JSON too (one event at least).
 MAX_PAGE_BYTES = 1024 * 1024
+#: The webhook's payload models: pydantic (about 8 MB) is for Alertmanager's deliveries only.
+PAYLOADS = "watchdogd.api.alertmanager"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -269,6 +275,12 @@ class _Handlers:
         if refused is not None:
             return refused
         body = await self._json_body(request)
+        if PAYLOADS not in sys.modules:
+            # The first delivery imports the payload models, in a thread: the event loop
+            # serves other requests meanwhile.
+            await asyncio.to_thread(importlib.import_module, PAYLOADS)
+        from watchdogd.api.alertmanager import PayloadError, validate_payload  # noqa: PLC0415
+
         try:
             payload = await validate_payload(body)
         except PayloadError as err:

@@ -1,7 +1,10 @@
-"""The config users write: YAML validated into typed objects, errors with file, line and field."""
+"""The config users write: YAML validated into typed objects, errors with file, line and field.
 
-from watchdogd.config.loader import load_config, load_config_text
+The classes (``schema``) import no validation library; ``loader`` validates (with pydantic),
+and the daemon has that done in a short-lived process (``out_of_process``).
+"""
+
 from watchdogd.config.schema import Config, TargetConfig
 from watchdogd.config.summary import summarize
 
-__all__ = ["Config", "TargetConfig", "load_config", "load_config_text", "summarize"]
+__all__ = ["Config", "TargetConfig", "summarize"]

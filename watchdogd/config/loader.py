@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-import pydantic
-from pydantic import BaseModel
-
+from watchdogd.config.base import Strict, config_keys
 from watchdogd.config.rules import check_rules, did_you_mean
 from watchdogd.config.schema import JSON_SCHEMES, Config
+from watchdogd.config.validation import ValidationError, parse
 from watchdogd.config.yaml_text import ConfigSource, Path_, parse_config_text, read_config_source
 from watchdogd.errors import ConfigError, ConfigProblem
 from watchdogd.redact import notifier_secrets, redact
@@ -45,8 +44,8 @@ def _validate(source: ConfigSource) -> Config:
             source.file, [ConfigProblem(1, (), "expected a mapping at the top level")]
         )
     try:
-        config = Config.model_validate(source.data)
-    except pydantic.ValidationError as err:
+        config = parse(Config, source.data)
+    except ValidationError as err:
         problems = [_problem(source, error) for error in err.errors()]
         _fail(source, _without_consequences(problems))
     findings = [
@@ -102,7 +101,7 @@ def _problem(source: ConfigSource, error: Any) -> ConfigProblem:
     loc: tuple[str | int, ...] = tuple(error["loc"])
     path = _data_path(source.data, loc)
     kind = error["type"]
-    if kind == "extra_forbidden":
+    if kind in {"extra_forbidden", "unexpected_keyword_argument"}:
         key = str(path[-1])
         hint = did_you_mean(key, sorted(_allowed_keys(loc[:-1])))
         return ConfigProblem(source.line_of(path), path, f"unknown key{hint}")
@@ -157,16 +156,21 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> Path_:
 
 
 def _allowed_keys(loc: tuple[str | int, ...]) -> set[str]:
-    """The keys the model at ``loc`` accepts, for "did you mean"."""
+    """The keys the config class at ``loc`` accepts, for "did you mean"."""
     kinds: list[Any] = [Config]
     for part in loc:
         kinds = [child for kind in kinds for child in _children(kind, part)]
-    keys: set[str] = set()
-    for kind in kinds:
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            for name, field in kind.model_fields.items():
-                keys.add(field.alias or name)
-    return keys
+    return {key for kind in kinds if _is_config_class(kind) for key in config_keys(kind)}
+
+
+def _is_config_class(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, Strict)
+
+
+def _field_types(kind: type[Strict]) -> dict[str, Any]:
+    """Each key's type, resolved (the config modules write their annotations as text)."""
+    hints = typing.get_type_hints(kind, include_extras=True)
+    return {key: hints[field.name] for key, field in config_keys(kind).items()}
 
 
 def _children(kind: Any, part: str | int) -> list[Any]:
@@ -179,10 +183,11 @@ def _children(kind: Any, part: str | int) -> list[Any]:
     origin = typing.get_origin(kind)
     if origin in (list, dict) and (isinstance(part, int) or origin is dict):
         return [typing.get_args(kind)[-1]]
-    if isinstance(kind, type) and issubclass(kind, BaseModel):
-        for name, field in kind.model_fields.items():
-            if part in (name, field.alias):
-                return [field.annotation]
+    if _is_config_class(kind):
+        names = {field.name: key for key, field in config_keys(kind).items()}
+        key = names.get(str(part), part)
+        types_ = _field_types(kind)
+        return [types_[key]] if key in types_ else []
     return []
 
 
@@ -195,7 +200,7 @@ def _unwrap(kind: Any) -> Any:
 
 
 def _literal_tag(kind: Any) -> Any:
-    if isinstance(kind, type) and issubclass(kind, BaseModel) and "type" in kind.model_fields:
-        args = typing.get_args(kind.model_fields["type"].annotation)
+    if _is_config_class(kind) and "type" in config_keys(kind):
+        args = typing.get_args(_field_types(kind)["type"])
         return args[0] if args else None
     return None

@@ -17,6 +17,7 @@ on), ``log``, ``notify`` (the next playbook and notification use the new notifie
 
 from __future__ import annotations
 
+from watchdogd.config.base import config_keys
 from watchdogd.config.schema import Config, ServerSettings
 
 __all__ = ["RESTART_ONLY", "restart_only_changes"]
@@ -24,7 +25,7 @@ __all__ = ["RESTART_ONLY", "restart_only_changes"]
 RESTART_ONLY = (
     "listen",
     "state_dir",
-    *(f"server.{key}" for key in ServerSettings.model_fields if key != "shutdown_timeout"),
+    *(f"server.{key}" for key in config_keys(ServerSettings) if key != "shutdown_timeout"),
     "docker.host",
     "docker.timeout",
 )

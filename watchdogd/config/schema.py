@@ -8,45 +8,59 @@ the playbook's steps in ``steps``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 
-from watchdogd.config.base import Name, StatusList, Strict
+from watchdogd.config.base import Checked, Name, StatusList, Strict, Tagged, alias
 from watchdogd.config.steps import Step
 from watchdogd.config.target_refs import ComposeRef, ReleaseDir, SwarmRef
 from watchdogd.config.traffic import TrafficConfig
-from watchdogd.config.units import ByteSize, Duration, Ratio, parse_duration, parse_ratio
+from watchdogd.config.units import (
+    ByteSize,
+    Duration,
+    Ratio,
+    Threshold,
+    UnitError,
+    in_unit,
+    parse_duration,
+    parse_ratio,
+)
 from watchdogd.core.baseline import DEFAULT_CONFIDENCE as BASELINE_CONFIDENCE
 from watchdogd.core.gates import GateMetric, GateSpec
 
 # --- daemon-wide settings -------------------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
 class DockerSettings(Strict):
     host: str = "unix:///var/run/docker.sock"
     timeout: Duration = 10.0
     poll_interval: Duration = 5.0
 
 
+@dataclass(frozen=True, kw_only=True)
 class LogSettings(Strict):
     format: Literal["json", "console", "auto"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+@dataclass(frozen=True, kw_only=True)
 class ServerSettings(Strict):
     max_body: ByteSize = 1024 * 1024
     shutdown_timeout: Duration = 30.0
     #: From connect (or the previous response) to a request's complete headers.
     header_timeout: Duration = 10.0
     body_timeout: Duration = 30.0
-    max_connections: Annotated[int, Field(ge=1, le=100_000)] = 256
+    max_connections: Annotated[int, Ge(1), Le(100_000)] = 256
     #: Names the server answers to besides IP addresses, ``localhost`` and ``listen``'s host.
-    hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
+    hosts: list[Annotated[str, MinLen(1), MaxLen(253)]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True)
 class Defaults(Strict):
     """Per-target settings a target inherits unless it sets its own."""
 
@@ -54,10 +68,10 @@ class Defaults(Strict):
     bake_time: Duration = 300.0
     warmup: Duration = 0.0
     cooldown: Duration = 600.0
-    max_rollbacks_per_hour: Annotated[int, Field(ge=0)] = 3
+    max_rollbacks_per_hour: Annotated[int, Ge(0)] = 3
     dry_run: bool = False
     auto_rollback: bool = True
-    history: Annotated[int, Field(ge=2, le=1000)] = 20
+    history: Annotated[int, Ge(2), Le(1000)] = 20
     stop_timeout: Duration = 10.0
 
 
@@ -66,6 +80,7 @@ class Defaults(Strict):
 JSON_SCHEMES = {"json": "http", "jsons": "https"}
 
 
+@dataclass(frozen=True, kw_only=True)
 class Notifier(Strict):
     """A destination for messages: ``json://host/path`` (generic JSON webhook, ``jsons://`` for
     TLS) or any Apprise URL."""
@@ -88,47 +103,53 @@ class TargetKind(StrEnum):
 # --- checks: where samples come from --------------------------------------------------------
 
 
+@dataclass(frozen=True, kw_only=True)
 class CheckBase(Strict):
     name: Name
     interval: Duration = 5.0
     timeout: Duration = 3.0
 
 
+@dataclass(frozen=True, kw_only=True)
 class ContainerHealthCheck(CheckBase):
     type: Literal["container_health"]
 
 
+@dataclass(frozen=True, kw_only=True)
 class HttpCheck(CheckBase):
     type: Literal["http"]
     url: str
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
-    json_body: Any = Field(default=None, alias="json")
-    expect_status: StatusList = [200]
+    json_body: Any = field(default=None, metadata=alias("json"))
+    expect_status: StatusList = field(default_factory=lambda: [200])
     body_match: str | None = None
     tls_verify: bool = True
 
 
+@dataclass(frozen=True, kw_only=True)
 class AuthStep(Strict):
     name: Name
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     url: str
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
-    json_body: Any = Field(default=None, alias="json")
-    expect_status: StatusList = [200]
-    extract: dict[Name, str] = {}
+    json_body: Any = field(default=None, metadata=alias("json"))
+    expect_status: StatusList = field(default_factory=lambda: [200])
+    extract: dict[Name, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True)
 class AuthFlowCheck(CheckBase):
     type: Literal["auth_flow"]
     interval: Duration = 10.0
     timeout: Duration = 10.0
     tls_verify: bool = True
-    steps: Annotated[list[AuthStep], Field(min_length=1)]
+    steps: Annotated[list[AuthStep], MinLen(1)]
 
 
+@dataclass(frozen=True, kw_only=True)
 class ScrapeCheck(CheckBase):
     type: Literal["scrape"]
     url: str
@@ -137,6 +158,7 @@ class ScrapeCheck(CheckBase):
     latency_histogram: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
 class PromqlCheck(CheckBase):
     type: Literal["promql"]
     interval: Duration = 15.0
@@ -145,8 +167,7 @@ class PromqlCheck(CheckBase):
 
 
 Check = Annotated[
-    ContainerHealthCheck | HttpCheck | AuthFlowCheck | ScrapeCheck | PromqlCheck,
-    Field(discriminator="type"),
+    ContainerHealthCheck | HttpCheck | AuthFlowCheck | ScrapeCheck | PromqlCheck, Tagged("type")
 ]
 
 
@@ -171,32 +192,37 @@ DEFAULT_FAILURE_RATE = 0.01
 that hard down needs only three failed probes (``core.proportion.scan_run``)."""
 
 
+@dataclass(frozen=True, kw_only=True)
 class GateConfig(Strict):
     """``above``/``below`` take the metric's unit: a ratio for rates, a duration for latency, a
     plain number for PromQL values. ``unhealthy`` takes neither."""
 
     check: Name
     metric: GateMetric
-    above: float | None = None
-    below: float | None = None
-    for_: Duration = Field(default=0.0, alias="for")
+    above: Threshold = None
+    below: Threshold = None
+    for_: Duration = field(default=0.0, metadata=alias("for"))
     # The core's defaults, tuned by benchmarks/decision_sim.py, are the config's defaults.
-    min_samples: Annotated[int, Field(ge=1)] = _CORE.min_samples
-    min_errors: Annotated[int, Field(ge=1)] = _CORE.min_errors
-    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = _CORE.confidence
-    consecutive_failures: Annotated[int, Field(ge=0)] = _CORE.consecutive_failures
-    min_slow: Annotated[int, Field(ge=1)] = _CORE.min_slow
+    min_samples: Annotated[int, Ge(1)] = _CORE.min_samples
+    min_errors: Annotated[int, Ge(1)] = _CORE.min_errors
+    # A baseline gate is tested again after every error on its sliding window, so its default
+    # is stricter (``core.baseline.DEFAULT_CONFIDENCE``): ``_before`` writes it in when the
+    # file does not.
+    confidence: Annotated[float, Gt(0.5), Lt(1.0)] = _CORE.confidence
+    consecutive_failures: Annotated[int, Ge(0)] = _CORE.consecutive_failures
+    min_slow: Annotated[int, Ge(1)] = _CORE.min_slow
     max_staleness: Duration | None = None
     # Baseline gates (issue #15): judge green against blue over the same window. Validated
     # here and in rules; nothing evaluates them until blue-green targets exist.
     compare: Literal["absolute", "baseline"] = "absolute"
     tolerance: Ratio | None = None
 
-    @model_validator(mode="before")
     @classmethod
-    def _thresholds_in_metric_units(cls, data: Any) -> Any:
+    def _before(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        if data.get("compare") == "baseline" and "confidence" not in data:
+            data = dict(data, confidence=BASELINE_CONFIDENCE)
         metric = data.get("metric")
         parser = (
             parse_ratio
@@ -207,38 +233,20 @@ class GateConfig(Strict):
         )
         if metric == GateMetric.UNHEALTHY:
             message = "an unhealthy gate takes no threshold; use for: to wait"
-            return {k: _Invalid(message) if k in ("above", "below") else v for k, v in data.items()}
+            return {
+                k: UnitError(message) if k in ("above", "below") else v for k, v in data.items()
+            }
         if parser is None:
             return data
         converted = dict(data)
         for key in ("above", "below"):
             if converted.get(key) is not None:
-                try:
-                    converted[key] = parser(converted[key])
-                except ValueError as err:
-                    # Re-raised per field below, so the error names ``above``, not the gate.
-                    converted[key] = _Invalid(str(err))
+                converted[key] = in_unit(parser, converted[key])
         return converted
-
-    @field_validator("above", "below", mode="wrap")
-    @classmethod
-    def _report_unit_errors(cls, value: Any, handler: Any) -> Any:
-        if isinstance(value, _Invalid):
-            raise ValueError(value.message)
-        return handler(value)
 
     @property
     def name(self) -> str:
         return f"{self.check}:{self.metric.value}"
-
-    @property
-    def effective_confidence(self) -> float:
-        """``confidence`` as written, else the default of the gate's kind: a baseline gate is
-        tested again after every error on its sliding window, so its default is stricter
-        (``core.baseline.DEFAULT_CONFIDENCE``)."""
-        if self.compare == "baseline" and "confidence" not in self.model_fields_set:
-            return BASELINE_CONFIDENCE
-        return self.confidence
 
     def spec(self) -> GateSpec:
         """The core's gate, with every setting of this one."""
@@ -257,19 +265,14 @@ class GateConfig(Strict):
         )
 
 
-class _Invalid:
-    """A threshold that failed its unit parser; carried to the field validator for the message."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
+@dataclass(frozen=True, kw_only=True)
 class AlertRule(Strict):
     """Alertmanager alerts whose labels equal every pair in ``match`` trigger the playbook."""
 
-    match: Annotated[dict[str, str], Field(min_length=1)]
+    match: Annotated[dict[str, str], MinLen(1)]
 
 
+@dataclass(frozen=True, kw_only=True)
 class TargetConfig(Strict):
     name: Name
     kind: TargetKind | None = None
@@ -281,29 +284,31 @@ class TargetConfig(Strict):
     bake_time: Duration | None = None
     warmup: Duration | None = None
     cooldown: Duration | None = None
-    max_rollbacks_per_hour: Annotated[int, Field(ge=0)] | None = None
+    max_rollbacks_per_hour: Annotated[int, Ge(0)] | None = None
     dry_run: bool | None = None
     auto_rollback: bool | None = None
-    history: Annotated[int, Field(ge=2, le=1000)] | None = None
+    history: Annotated[int, Ge(2), Le(1000)] | None = None
     stop_timeout: Duration | None = None
-    checks: list[Check] = []
-    gates: list[GateConfig] = []
-    alerts: list[AlertRule] = []
-    playbook: list[Step] = []
+    checks: list[Check] = field(default_factory=list)
+    gates: list[GateConfig] = field(default_factory=list)
+    alerts: list[AlertRule] = field(default_factory=list)
+    playbook: list[Step] = field(default_factory=list)
     traffic: TrafficConfig | None = None
 
-    @model_validator(mode="before")
     @classmethod
-    def _infer_kind(cls, data: Any) -> Any:
+    def _before(cls, data: Any) -> Any:
+        return cls._gate_http_failures(cls._infer_kind(data))
+
+    @staticmethod
+    def _infer_kind(data: Any) -> Any:
         if isinstance(data, dict) and "kind" not in data:
             present = [kind.value for kind in TargetKind if kind.value in data]
             if len(present) == 1:
                 return dict(data, kind=present[0])
         return data
 
-    @model_validator(mode="before")
-    @classmethod
-    def _gate_http_failures(cls, data: Any) -> Any:
+    @staticmethod
+    def _gate_http_failures(data: Any) -> Any:
         """Every ``http`` check gates its failures, so that a refused connection or a hang is
         caught by the check that sees it first, whatever the user gated: a check without a
         ``failure_rate`` or ``error_rate`` gate gets ``failure_rate above 1%`` (defaults)."""
@@ -320,7 +325,11 @@ class TargetConfig(Strict):
         implied = [
             {"check": c["name"], "metric": "failure_rate", "above": DEFAULT_FAILURE_RATE}
             for c in checks
-            if isinstance(c, dict) and c.get("type") == "http" and c.get("name") not in rated
+            # A check without a name gets its error from the check's own validation.
+            if isinstance(c, dict)
+            and c.get("type") == "http"
+            and isinstance(c.get("name"), str)
+            and c["name"] not in rated
         ]
         return dict(data, gates=[*gates, *implied]) if implied else data
 
@@ -337,44 +346,37 @@ class TargetConfig(Strict):
         )
 
 
+def _host_and_port(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f'expected "host:port" like "127.0.0.1:9797", got {value!r}')
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config(Strict):
-    listen: str = "127.0.0.1:9797"
+    listen: Annotated[str, Checked(_host_and_port)] = "127.0.0.1:9797"
     api_token_file: Path | None = None
     api_token: str | None = None
     state_dir: Path = Path("/var/lib/watchdogd")
-    docker: DockerSettings = DockerSettings()
-    log: LogSettings = LogSettings()
-    server: ServerSettings = ServerSettings()
-    defaults: Defaults = Defaults()
-    notify: list[Notifier] = []
-    targets: list[TargetConfig] = []
-    # Values that came from ${ENV} expansion; the logger and the API redact them.
-    _secrets: frozenset[str] = PrivateAttr(default=frozenset())
-
-    @property
-    def secrets(self) -> frozenset[str]:
-        return self._secrets
+    docker: DockerSettings = field(default_factory=DockerSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    defaults: Defaults = field(default_factory=Defaults)
+    notify: list[Notifier] = field(default_factory=list)
+    targets: list[TargetConfig] = field(default_factory=list)
+    # Set by the loader, never written in the file (``init=False``), and out of equality so a
+    # reload compares settings only. Values that came from ${ENV} expansion: the logger and
+    # the API redact them.
+    secrets: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    # ${VAR}s that were not set, loaded as placeholders (``check-config`` only).
+    unset_variables: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def remember_secrets(self, values: frozenset[str]) -> None:
-        self._secrets = values
-
-    # ${VAR}s that were not set, loaded as placeholders (``check-config`` only).
-    _unset_variables: tuple[str, ...] = PrivateAttr(default=())
-
-    @property
-    def unset_variables(self) -> tuple[str, ...]:
-        return self._unset_variables
+        object.__setattr__(self, "secrets", values)
 
     def remember_unset_variables(self, names: tuple[str, ...]) -> None:
-        self._unset_variables = names
-
-    @field_validator("listen")
-    @classmethod
-    def _host_and_port(cls, value: str) -> str:
-        host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f'expected "host:port" like "127.0.0.1:9797", got {value!r}')
-        return value
+        object.__setattr__(self, "unset_variables", names)
 
     @property
     def listen_host(self) -> str:

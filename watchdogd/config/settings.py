@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from watchdogd.config.schema import Defaults, TargetConfig
-from watchdogd.config.steps import Step
+from watchdogd.config.steps import RollbackAction, Step, WaitHealthyAction
 
 __all__ = ["DEFAULT_PLAYBOOK", "TargetSettings", "resolve"]
 
 #: A target without a playbook of its own gets this one.
 DEFAULT_PLAYBOOK = (
-    Step.model_validate({"rollback": {}}),
-    Step.model_validate({"wait_healthy": {}}),
+    Step(action="rollback", rollback=RollbackAction()),
+    Step(action="wait_healthy", wait_healthy=WaitHealthyAction()),
 )
 
 

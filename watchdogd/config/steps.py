@@ -6,13 +6,14 @@ See ``schema`` for the rest of the config, and docs/playbook.md for what each st
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from annotated_types import Ge, Le, MinLen
 
-from watchdogd.config.base import Name, StatusList, Strict
+from watchdogd.config.base import Name, StatusList, Strict, alias
 from watchdogd.config.units import Duration
 
 # --- playbook steps -------------------------------------------------------------------------
@@ -23,23 +24,26 @@ class OnFailure(StrEnum):
     CONTINUE = "continue"
 
 
+@dataclass(frozen=True, kw_only=True)
 class ExecAction(Strict):
     """Run a command inside the bad release's container (e.g. a schema downgrade)."""
 
-    command: Annotated[list[str], Field(min_length=1)]
+    command: Annotated[list[str], MinLen(1)]
     user: str | None = None
     workdir: str | None = None
-    env: dict[str, str] = {}
+    env: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True)
 class CommandAction(Strict):
     """Run a local process on the watchdogd host."""
 
-    command: Annotated[list[str], Field(min_length=1)]
+    command: Annotated[list[str], MinLen(1)]
     cwd: Path | None = None
-    env: dict[str, str] = {}
+    env: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True)
 class SqlAction(Strict):
     """Run a SQL file against PostgreSQL in one transaction."""
 
@@ -49,36 +53,39 @@ class SqlAction(Strict):
     statement_timeout: Duration = 60.0
 
 
+@dataclass(frozen=True, kw_only=True)
 class RedisInvalidateAction(Strict):
     url: str
     pattern: str | None = None
     flush: bool = False
 
-    @model_validator(mode="after")
-    def _pattern_or_flush(self) -> RedisInvalidateAction:
+    def __post_init__(self) -> None:
         if (self.pattern is None) == (not self.flush):
             raise ValueError('give exactly one of "pattern" or "flush: true"')
-        return self
 
 
+@dataclass(frozen=True, kw_only=True)
 class HttpAction(Strict):
     url: str
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[str, str] = {}
-    json_body: Any = Field(default=None, alias="json")
-    expect_status: StatusList = [200, 201, 202, 204]
+    headers: dict[str, str] = field(default_factory=dict)
+    json_body: Any = field(default=None, metadata=alias("json"))
+    expect_status: StatusList = field(default_factory=lambda: [200, 201, 202, 204])
 
 
+@dataclass(frozen=True, kw_only=True)
 class RollbackAction(Strict):
     stop_timeout: Duration | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
 class WaitHealthyAction(Strict):
     timeout: Duration = 30.0
     # Samples each probe must take of the restored release, after the restore, newest ok.
-    min_samples: Annotated[int, Field(ge=1, le=20)] = 1
+    min_samples: Annotated[int, Ge(1), Le(20)] = 1
 
 
+@dataclass(frozen=True, kw_only=True)
 class NotifyAction(Strict):
     to: Name
     message: str | None = None
@@ -100,6 +107,7 @@ IDEMPOTENT_ACTIONS = frozenset({"rollback", "wait_healthy", "redis_invalidate", 
 STEP_COMMON_KEYS = ("timeout", "retries", "on_failure", "idempotent")
 
 
+@dataclass(frozen=True, kw_only=True)
 class Step(Strict):
     """One playbook step: exactly one action key (``notify``, ``rollback``, …) plus the common
     ``timeout``, ``retries``, ``on_failure`` and ``idempotent``."""
@@ -114,13 +122,12 @@ class Step(Strict):
     rollback: RollbackAction | None = None
     wait_healthy: WaitHealthyAction | None = None
     timeout: Duration = 60.0
-    retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    retries: Annotated[int, Ge(0), Le(10)] | None = None
     on_failure: OnFailure = OnFailure.ABORT
     idempotent: bool | None = None
 
-    @model_validator(mode="before")
     @classmethod
-    def _one_action(cls, data: Any) -> Any:
+    def _before(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             raise ValueError(
                 "expected a step like {notify: team} or {rollback: {}}, "
@@ -151,7 +158,7 @@ class Step(Strict):
     @property
     def spec(self) -> Strict:
         spec = getattr(self, self.action)
-        assert spec is not None  # noqa: S101 - guaranteed by _one_action
+        assert spec is not None  # noqa: S101 - guaranteed by _before
         return spec  # type: ignore[no-any-return]
 
     @property

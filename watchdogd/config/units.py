@@ -8,9 +8,10 @@ the config loader can put it after the field path unchanged.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from watchdogd.config.base import Parsed
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -83,8 +84,33 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-Duration = Annotated[
-    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
-]
-Ratio = Annotated[float, BeforeValidator(parse_ratio)]
-ByteSize = Annotated[int, BeforeValidator(parse_size)]
+Duration = Annotated[float, Parsed(parse_duration, dump=format_duration)]
+Ratio = Annotated[float, Parsed(parse_ratio)]
+ByteSize = Annotated[int, Parsed(parse_size)]
+
+
+class UnitError:
+    """A threshold its class's ``_before`` could not read in its metric's unit: the field's own
+    validator (``Threshold``) raises the message, so that the error names the field."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def in_unit(parse: Callable[[Any], float], value: Any) -> float | UnitError:
+    """``value`` read by ``parse``, or the reason it cannot be."""
+    try:
+        return parse(value)
+    except ValueError as err:
+        return UnitError(str(err))
+
+
+def _unit_error_raised(value: Any) -> Any:
+    if isinstance(value, UnitError):
+        raise ValueError(value.message)
+    return value
+
+
+#: A gate's ``above``/``below``: the unit depends on the gate's metric, so the gate's
+#: ``_before`` converts it (``in_unit``) and this field reports what did not convert.
+Threshold = Annotated[float | None, Parsed(_unit_error_raised)]

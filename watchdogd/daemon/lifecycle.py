@@ -26,16 +26,16 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
 from watchdogd.api.alert_intake import AlertIntake, IntakeUnavailable
-from watchdogd.api.alertmanager import WebhookPayload
 from watchdogd.api.connections import CappedSite, connection_cap
 from watchdogd.api.server import build_app, make_runner
-from watchdogd.config import Config, load_config, summarize
+from watchdogd.config import Config, summarize
+from watchdogd.config.out_of_process import PendingConfig, reload_config
 from watchdogd.config.reload import restart_only_changes
 from watchdogd.daemon import logs
 from watchdogd.daemon.sdnotify import SystemdNotifier
@@ -54,6 +54,9 @@ from watchdogd.metrics.registry import Metrics
 from watchdogd.model import Trigger, TriggerKind
 from watchdogd.store import Store
 from watchdogd.watch.controller import TargetController
+
+if TYPE_CHECKING:
+    from watchdogd.api.alertmanager import WebhookPayload
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +102,9 @@ class Daemon:
             self.store, self.metrics, lambda: list(self.controllers.values())
         )
         self._stop = asyncio.Event()
+        # One reload at a time, in the order asked: each waits for its config's child process,
+        # and a SIGHUP that came first must not be applied last.
+        self._reloading = asyncio.Lock()
         self._signals = 0
         self._runner: web.AppRunner | None = None
         self._last_tick = time.monotonic()
@@ -208,9 +214,13 @@ class Daemon:
     # --- reload ----------------------------------------------------------------------------
 
     async def reload(self) -> bool:
+        async with self._reloading:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         self.notifier.reloading()
         try:
-            config = load_config(self.config_path)
+            config = await reload_config(self.config_path)
             token = read_token(config)
             refused = restart_only_changes(self.config, config)
         except ConfigError as err:
@@ -363,9 +373,11 @@ def _reason(err: OSError) -> str:
     return os.strerror(err.errno)
 
 
-def run_daemon(config_path: str) -> int:
+def run_daemon(config_path: str, pending: PendingConfig | None = None) -> int:
+    """``watchdogd run``: ``pending`` is the config's validation, started before the daemon's
+    modules were imported (``cli``), so that the two overlap."""
     try:
-        config = load_config(config_path)
+        config = (pending or PendingConfig(config_path)).result()
         token = read_token(config)
     except ConfigError as err:
         print(err, file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 from watchdogd.config.schema import AuthFlowCheck, HttpCheck, TargetConfig
@@ -41,10 +42,10 @@ def green_checks(
         if settings.checks is not None and check.name not in settings.checks:
             continue
         if isinstance(check, HttpCheck):
-            chosen.append(check.model_copy(update={"url": pointed_at(check.url, endpoint)}))
+            chosen.append(replace(check, url=pointed_at(check.url, endpoint)))
         elif isinstance(check, AuthFlowCheck):
-            steps = [s.model_copy(update={"url": pointed_at(s.url, endpoint)}) for s in check.steps]
-            chosen.append(check.model_copy(update={"steps": steps}))
+            steps = [replace(s, url=pointed_at(s.url, endpoint)) for s in check.steps]
+            chosen.append(replace(check, steps=steps))
     return chosen
 
 
