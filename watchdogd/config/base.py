@@ -35,7 +35,7 @@ __all__ = [
 
 class Parsed:
     """A user's spelling turned into the field's value before its type is checked
-    (``"5m"`` into 300.0); ``dump`` writes it back (for ``--dump`` style output)."""
+    (``"5m"`` into 300.0); ``dump``, if given, spells the value back when pydantic dumps it."""
 
     def __init__(self, parse: Callable[[Any], Any], dump: Callable[[Any], Any] | None = None):
         self.parse = parse
