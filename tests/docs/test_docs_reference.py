@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 
 from tests.docs.doc_pages import DOCS
 from watchdogd.config import schema, steps, traffic
-from watchdogd.config.base import Strict, config_keys
+from watchdogd.config.base import Strict, config_keys, config_types
 from watchdogd.core.gates import GateMetric
 
 REFERENCE = DOCS / "configuration.md"
@@ -95,15 +95,9 @@ def documented() -> dict[str, dict[str, str]]:
 def models_in(model: type[Strict]) -> Iterator[type[Strict]]:
     """``model`` and every config class its fields can hold, however nested."""
     yield model
-    for annotation in _annotations(model).values():
+    for annotation in config_types(model).values():
         for inner in _types(annotation):
             yield from models_in(inner)
-
-
-def _annotations(model: type[Strict]) -> dict[str, Any]:
-    """Each key's type, resolved (the config modules write their annotations as text)."""
-    hints = typing.get_type_hints(model, include_extras=True)
-    return {key: hints[field.name] for key, field in config_keys(model).items()}
 
 
 def _types(annotation: Any) -> Iterator[type[Strict]]:
@@ -152,7 +146,7 @@ class TestSection:
         """`required`, an en dash (unset) or a value that validates to the schema's default."""
         model = SECTIONS[heading]
         cells = documented()[heading]
-        annotations = _annotations(model)
+        annotations = config_types(model)
         for key, field in keys_of(model).items():
             cell = cells.get(key)
             if cell is None:

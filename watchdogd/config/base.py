@@ -11,6 +11,7 @@ the short-lived process that validates the daemon's config (``config.out_of_proc
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
@@ -26,6 +27,7 @@ __all__ = [
     "Tagged",
     "alias",
     "config_keys",
+    "config_types",
 ]
 
 
@@ -126,6 +128,13 @@ def config_keys(cls: type[Strict]) -> dict[str, dataclasses.Field[Any]]:
         for field in dataclasses.fields(cls)  # type: ignore[arg-type]
         if field.init
     }
+
+
+def config_types(cls: type[Strict]) -> dict[str, Any]:
+    """Each key's type, resolved (the config modules write their annotations as text), with
+    its markers: for walking the classes nested in a config."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {key: hints[field.name] for key, field in config_keys(cls).items()}
 
 
 Name = Annotated[str, MinLen(1), MaxLen(64), Matches(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]

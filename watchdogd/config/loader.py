@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from watchdogd.config.base import Strict, config_keys
+from watchdogd.config.base import Strict, config_keys, config_types
 from watchdogd.config.rules import check_rules, did_you_mean
 from watchdogd.config.schema import JSON_SCHEMES, Config
 from watchdogd.config.validation import ValidationError, parse
@@ -167,12 +167,6 @@ def _is_config_class(kind: Any) -> bool:
     return isinstance(kind, type) and issubclass(kind, Strict)
 
 
-def _field_types(kind: type[Strict]) -> dict[str, Any]:
-    """Each key's type, resolved (the config modules write their annotations as text)."""
-    hints = typing.get_type_hints(kind, include_extras=True)
-    return {key: hints[field.name] for key, field in config_keys(kind).items()}
-
-
 def _children(kind: Any, part: str | int) -> list[Any]:
     """The types one step below ``kind`` along ``part`` (a field, an index or a union tag)."""
     kind = _unwrap(kind)
@@ -186,7 +180,7 @@ def _children(kind: Any, part: str | int) -> list[Any]:
     if _is_config_class(kind):
         names = {field.name: key for key, field in config_keys(kind).items()}
         key = names.get(str(part), part)
-        types_ = _field_types(kind)
+        types_ = config_types(kind)
         return [types_[key]] if key in types_ else []
     return []
 
@@ -201,6 +195,6 @@ def _unwrap(kind: Any) -> Any:
 
 def _literal_tag(kind: Any) -> Any:
     if _is_config_class(kind) and "type" in config_keys(kind):
-        args = typing.get_args(_field_types(kind)["type"])
+        args = typing.get_args(config_types(kind)["type"])
         return args[0] if args else None
     return None
