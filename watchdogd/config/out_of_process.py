@@ -8,7 +8,7 @@ modules import no validation library) or its problems. The pickle comes from our
 interpreter and package over a pipe, never from a file or the network.
 
 At start the child runs while the daemon imports its own modules (``PendingConfig``); a reload
-waits for it without blocking the event loop, and a reload that fails keeps the old config.
+waits for it in a thread, not on the event loop, and a reload that fails keeps the old config.
 """
 
 from __future__ import annotations
@@ -71,20 +71,7 @@ class PendingConfig:
 
 async def reload_config(path: str | Path) -> Config:
     """The config at ``path``, validated by a child process while the event loop runs on."""
-    child = await asyncio.create_subprocess_exec(
-        *_command(path),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_environment(),
-    )
-    try:
-        out, err = await asyncio.wait_for(child.communicate(), CHECK_TIMEOUT)
-    except TimeoutError:
-        child.kill()
-        await child.wait()
-        raise _timed_out(str(path)) from None
-    return _decode(str(path), child.returncode, out, err)
+    return await asyncio.to_thread(lambda: PendingConfig(path).result())
 
 
 def _timed_out(path: str) -> ConfigError:
