@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import trustme
 from aiohttp import web
 
 from tests.support.ports import free_port
@@ -298,6 +300,38 @@ class TestHttpProbe:
         with pytest.raises(asyncio.CancelledError):
             await task
         assert all(s.ok for s in sink.samples)
+
+
+@pytest.fixture
+async def tls_app() -> AsyncIterator[str]:
+    """The test app over HTTPS, with a certificate from a CA that no system trusts."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_context)
+    runner = web.AppRunner(App().routes())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
+    await site.start()
+    try:
+        yield f"https://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+class TestTls:
+    """The shared client verifies certificates (aiohttp's verifying context), unless a check
+    says ``tls_verify: false``."""
+
+    async def test_untrusted_certificate_fails(self, tls_app: str, client: ProbeClient) -> None:
+        sink = RecordingSink()
+        await HttpProbe(http_check(f"{tls_app}/health"), sink, client).probe_once()
+        assert sink.last.ok is False
+        assert sink.last.detail == "TLS certificate rejected"
+
+    async def test_tls_verify_false_accepts_it(self, tls_app: str, client: ProbeClient) -> None:
+        sink = RecordingSink()
+        check = http_check(f"{tls_app}/health", tls_verify=False)
+        await HttpProbe(check, sink, client).probe_once()
+        assert sink.last.ok is True
 
 
 def flow(url: str, **fields: Any) -> AuthFlowCheck:
