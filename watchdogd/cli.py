@@ -7,10 +7,12 @@ Exit codes: 0 success, 1 the job failed, 2 the config or the command line is wro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,9 +57,27 @@ def _run(args: argparse.Namespace) -> int:
     # The config is validated in a child process while this one imports the daemon, which
     # pulls in aiohttp and the rest: load it only for `run`.
     pending = PendingConfig(args.config)
-    from watchdogd.daemon.lifecycle import run_daemon  # noqa: PLC0415
+    # frozenlist's C extension links libstdc++, 0.9 MB resident for the handful of signal and
+    # middleware lists aiohttp keeps; its pure-Python FrozenList is the same class. Set for the
+    # import only: the daemon's own children (restart commands, hooks) get the environment as
+    # it was.
+    with _environ("FROZENLIST_NO_EXTENSIONS", "1"):
+        from watchdogd.daemon.lifecycle import run_daemon  # noqa: PLC0415
 
     return run_daemon(args.config, pending)
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in the environment within the block, unless the operator set it."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        del os.environ[name]
 
 
 def _api(

@@ -1,7 +1,8 @@
 """A daemon imports what its config uses (issue #16): `watchdogd run` with release directories
 and HTTP checks never loads the Docker SDK (nor watchdogd's Docker and Swarm code), the
-database and cache clients, Apprise, the SQL splitter, the retry library or the CLI's HTTP
-client; a container target still gets the Docker SDK it needs. No daemon loads pydantic or
+database and cache clients, Apprise, the SQL splitter, the retry library, the CLI's HTTP
+client, the deploy manager and its HAProxy code, or frozenlist's C extension; a container
+target still gets the Docker SDK it needs. No daemon loads pydantic or
 PyYAML: its config is validated by a child process (``config.out_of_process``).
 
 Each case runs the real `watchdogd run` in a fresh interpreter, waits for its systemd READY
@@ -31,11 +32,12 @@ PROBE = textwrap.dedent(
         while b"READY=1" not in sock.recv(4096):
             pass
         seen["modules"] = sorted(sys.modules)
+        seen["environ"] = sorted(k for k in os.environ if k.endswith("_NO_EXTENSIONS"))
         os.kill(os.getpid(), signal.SIGTERM)
     threading.Thread(target=wait, daemon=True).start()
     from watchdogd.cli import main
     code = main(["run", "--config", sys.argv[1]])
-    print("\\n" + json.dumps({"code": code, "modules": seen.get("modules")}))
+    print("\\n" + json.dumps({"code": code, **seen}))
     """
 )
 
@@ -51,6 +53,8 @@ DOCKER_CODE = (
     "watchdogd.targets.compose",
     "watchdogd.targets.swarm",
 )
+# Blue-green and canary deploys: only for targets with `traffic:` (daemon.wiring).
+DEPLOY_CODE = ("watchdogd.deploy.manager", "watchdogd.traffic.haproxy", "watchdogd.traffic.split")
 
 
 def loaded_at_ready(tmp_path: Path, target: str) -> set[str]:
@@ -73,7 +77,10 @@ def loaded_at_ready(tmp_path: Path, target: str) -> set[str]:
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["code"] == 0, done.stdout + done.stderr
-    assert result["modules"] is not None, "the daemon never said READY"
+    assert result.get("modules") is not None, "the daemon never said READY"
+    # FROZENLIST_NO_EXTENSIONS is set for the daemon's imports only: its children (restart
+    # commands, hooks) get the environment the operator gave.
+    assert result["environ"] == []
     return set(result["modules"])
 
 
@@ -103,6 +110,10 @@ def test_release_dir_with_http_checks_loads_no_heavy_client(tmp_path: Path) -> N
     assert "aiohttp" in loaded  # the probes and the API do need it
     assert loaded.isdisjoint(NOT_IDLE), sorted(loaded & set(NOT_IDLE))
     assert modules.isdisjoint(DOCKER_CODE), sorted(modules & set(DOCKER_CODE))
+    assert modules.isdisjoint(DEPLOY_CODE), sorted(modules & set(DEPLOY_CODE))
+    # The pure-Python FrozenList: the C one links libstdc++ (cli._run).
+    assert "frozenlist" in modules
+    assert "frozenlist._frozenlist" not in modules
 
 
 def test_a_container_target_still_loads_the_docker_sdk(tmp_path: Path) -> None:

@@ -63,9 +63,9 @@ class Control(Protocol):
 
     async def deploy(self, name: str, image: str) -> dict[str, Any]: ...
 
-    def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]: ...
+    async def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]: ...
 
-    def deploy_order(self, name: str, order: str) -> dict[str, Any]: ...
+    async def deploy_order(self, name: str, order: str) -> dict[str, Any]: ...
 
     def events(
         self, limit: int, before: int | None, target: str | None
@@ -352,22 +352,15 @@ class _Handlers:
         return await self._act(self._control.deploy(request.match_info["name"], image.strip()), 202)
 
     async def deploy_status(self, request: web.Request) -> web.Response:
-        deploy_id = request.query.get("id")
-        try:
-            result = self._control.deploy_status(request.match_info["name"], deploy_id)
-        except ControlRefused as err:
-            return _error(err.status, err.message)
-        return web.json_response(result)
+        name, deploy_id = request.match_info["name"], request.query.get("id")
+        return await self._act(self._control.deploy_status(name, deploy_id), 200)
 
     async def deploy_order(self, request: web.Request) -> web.Response:
         refused = self._refuse_unauthorized(request)
         if refused is not None:
             return refused
         name, order = request.match_info["name"], request.match_info["order"]
-        try:
-            return web.json_response(self._control.deploy_order(name, order))
-        except ControlRefused as err:
-            return _error(err.status, err.message)
+        return await self._act(self._control.deploy_order(name, order), 200)
 
     async def _act(self, action: Any, status: int) -> web.Response:
         try:

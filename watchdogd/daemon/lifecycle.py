@@ -342,13 +342,13 @@ class Daemon:
         return {"target": name, "image": image, "quarantined": False}
 
     async def deploy(self, name: str, image: str) -> dict[str, Any]:
-        return await self.wiring.deploys.deploy(name, image)
+        return await (await self.wiring.deploy_manager()).deploy(name, image)
 
-    def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]:
-        return self.wiring.deploys.status(name, deploy_id)
+    async def deploy_status(self, name: str, deploy_id: str | None) -> dict[str, Any]:
+        return (await self.wiring.deploy_manager()).status(name, deploy_id)
 
-    def deploy_order(self, name: str, order: str) -> dict[str, Any]:
-        return self.wiring.deploys.control(name, order)
+    async def deploy_order(self, name: str, order: str) -> dict[str, Any]:
+        return (await self.wiring.deploy_manager()).control(name, order)
 
     def events(self, limit: int, before: int | None, target: str | None) -> list[dict[str, Any]]:
         try:

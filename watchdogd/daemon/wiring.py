@@ -11,6 +11,7 @@ drops a target frees it at once, without a garbage collection.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,7 @@ from watchdogd.config.schema import Config, TargetConfig, TargetKind
 from watchdogd.config.steps import Step
 from watchdogd.daemon.resumption import restore_mirrors, resume_open
 from watchdogd.daemon.supervisor import Supervisor
-from watchdogd.deploy.manager import DeployManager
-from watchdogd.errors import StepFailed, StoreError
+from watchdogd.errors import StepFailed, StoreError, TrafficError
 from watchdogd.metrics.registry import Metrics
 from watchdogd.model import public_release
 from watchdogd.playbook.crash_points import pause_hook_for_tests
@@ -43,6 +43,7 @@ from watchdogd.watch.mirror import StateMirror
 from watchdogd.watch.recorder import CheckRecorder
 
 if TYPE_CHECKING:
+    from watchdogd.deploy.manager import DeployManager
     from watchdogd.sources.docker_health import ContainerSelector, DockerHealthWatcher
     from watchdogd.targets.base import TargetDriver
     from watchdogd.targets.swarm import SwarmDriver
@@ -50,7 +51,8 @@ if TYPE_CHECKING:
 
 # Docker and Swarm sources are imported when a target needs them (see _swarm_driver,
 # _start_target_sources, _docker_watcher): they bring the Docker SDK, about 18 MB and 100 ms
-# at start that a daemon of release directories and HTTP checks never uses.
+# at start that a daemon of release directories and HTTP checks never uses. The deploy manager
+# and its HAProxy code likewise (deploy_manager): 0.8 MB that only traffic targets need.
 
 log = structlog.get_logger(__name__)
 
@@ -77,17 +79,10 @@ class Wiring:
         self._watcher: DockerHealthWatcher | None = None
         self._subscriptions: dict[str, tuple[ContainerSelector, CheckRecorder]] = {}
         self._reloading = asyncio.Lock()  # one reload at a time: a Swarm restore awaits
-        # Blue-green deploys of targets with traffic: (docs/blue-green.md).
-        self.deploys = DeployManager(
-            config=lambda: self.config,
-            store=store,
-            engine=self._engine,
-            registry=metrics.registry,
-            counters=metrics.traffic,
-            client=self._probe_client,
-            http=lambda: self._http,
-            controllers=self.controllers,
-        )
+        # Blue-green and canary deploys of targets with traffic (docs/blue-green.md): built by
+        # deploy_manager() for the first such target, open deploy or deploy API call.
+        self._deploys: DeployManager | None = None
+        self._deploy_loops = False  # resume_incidents ran: a manager built later starts them
 
     def _probe_client(self) -> ProbeClient:
         assert self._client is not None  # noqa: S101 - open() runs first
@@ -96,14 +91,61 @@ class Wiring:
     async def open(self) -> None:
         self._client = ProbeClient.create()
         self._http = aiohttp.ClientSession(trust_env=False)
-        await self.deploys.open()
+        if self._deploys_needed():
+            await self.deploy_manager()
 
     async def close(self) -> None:
-        await self.deploys.close()
+        if self._deploys is not None:
+            await self._deploys.close()
         if self._client is not None:
             await self._client.close()
         if self._http is not None:
             await self._http.close()
+
+    # --- deploys ---------------------------------------------------------------------------
+
+    def _deploys_needed(self) -> bool:
+        if any(target.traffic for target in self.config.targets):
+            return True
+        try:
+            return bool(self._store.open_deploys())  # resume() reports on them
+        except StoreError:
+            return True  # and resume() on the error
+
+    async def deploy_manager(self) -> DeployManager:
+        """The deploy manager, built at the first need: a target with traffic at start or at a
+        reload, a deploy a crash left open, or a deploy API call."""
+        if self._deploys is None:
+            # In a thread, as the webhook's models: the first build must not stall the loop.
+            module = await asyncio.to_thread(importlib.import_module, "watchdogd.deploy.manager")
+            if self._deploys is None:  # nobody built it while this one imported
+                self._deploys = module.DeployManager(
+                    config=lambda: self.config,
+                    store=self._store,
+                    engine=self._engine,
+                    registry=self._metrics.registry,
+                    counters=self._metrics.traffic,
+                    client=self._probe_client,
+                    http=lambda: self._http,
+                    controllers=self.controllers,
+                )
+                await self._deploys.open()
+                if self._deploy_loops:
+                    self._start_deploy_loops(self._deploys)
+        return self._deploys
+
+    async def _open_added_receivers(self, deploys: DeployManager) -> None:
+        """HAProxy log receivers for the traffic targets a reload added. The reload stands
+        without one: those targets' traffic windows stay empty (unknown), as the log says."""
+        try:
+            await deploys.open()
+        except TrafficError as err:
+            log.error("haproxy_log_receiver_failed", error=str(err))
+
+    def _start_deploy_loops(self, deploys: DeployManager) -> None:
+        deploys.plumbing.want_serving()
+        self._supervisor.start("traffic-keeper", deploys.plumbing.keep)
+        self._supervisor.start("endpoint-follower", deploys.plumbing.follow)
 
     # --- targets ---------------------------------------------------------------------------
 
@@ -115,7 +157,10 @@ class Wiring:
     def controller(
         self, target: TargetConfig, keep: dict[str, CheckRecorder] | None = None
     ) -> TargetController:
-        driver = self.deploys.wrap(target, make_driver(target, self._engine))
+        driver = make_driver(target, self._engine)
+        if target.traffic is not None:
+            assert self._deploys is not None  # noqa: S101 - open() and reload() built it
+            driver = self._deploys.wrap(target, driver)
         swarm_driver = _swarm_driver(target, driver)
         mirror: SwarmStateMirror | None = None
         if swarm_driver is not None:
@@ -146,10 +191,10 @@ class Wiring:
     async def resume_incidents(self) -> None:
         """Finish incidents a crash left running, before any new decision is made."""
         # Deploys first: an incident's rollback step may be the switch back of one.
-        await self.deploys.resume()
-        self.deploys.plumbing.want_serving()
-        self._supervisor.start("traffic-keeper", self.deploys.plumbing.keep)
-        self._supervisor.start("endpoint-follower", self.deploys.plumbing.follow)
+        self._deploy_loops = True
+        if self._deploys is not None:
+            await self._deploys.resume()
+            self._start_deploy_loops(self._deploys)
         # An empty state_dir is filled from the mirror, whose incidents are taken over first.
         await restore_mirrors(self.controllers)
         await resume_open(self._store, self.controllers, every_target=True)
@@ -248,6 +293,8 @@ class Wiring:
         starts as at start-up, from the state kept in Swarm, restored before the release loop
         sees it (a release recorded first would stop the import); then its incident resumes."""
         async with self._reloading:
+            if any(target.traffic for target in new.targets):
+                await self.deploy_manager()
             old = {t.name: t for t in self.config.targets}
             fresh = {
                 t.name: self.controller(t)
@@ -256,6 +303,8 @@ class Wiring:
             }
             await restore_mirrors(fresh)
             self.apply(new, fresh)
+            if self._deploys is not None:
+                await self._open_added_receivers(self._deploys)
             await resume_open(self._store, fresh, every_target=False)
 
     def apply(self, new: Config, built: dict[str, TargetController] | None = None) -> None:
@@ -299,7 +348,7 @@ class Wiring:
             "state": view.state,
             # A new release in its `warmup`: samples shown, only the fast paths judge them.
             "warming_up": controller.warming_up(now),
-            "deploy": self.deploys.progress(controller.name),
+            "deploy": self._deploys.progress(controller.name) if self._deploys else None,
             "since": round(time.time() - (now - controller.machine.since), 3),
             "current_release": public_release(controller.current),
             "known_good_release": public_release(known_good.release) if known_good else None,
