@@ -5,7 +5,8 @@ one after the other and reads its resident memory (``/proc/self/statm``) and its
 (``time.process_time``) before and after each: a row is what that group adds given the rows
 above it (a module two groups share counts for the first). watchdogd's bytecode is written
 first, as an install does. The run is repeated ``--runs`` times (default 5), each in a new
-interpreter, and every figure is the median. Memory is exact to a page and does not move
+interpreter, and every figure is the median. The child imports aiohttp with frozenlist's
+pure-Python FrozenList, as ``watchdogd run`` does. Memory is exact to a page and does not move
 with the machine's load; CPU time does, a little (the machine is shared), hence the median.
 
 ``OPTIONAL`` groups are what a daemon loads only when its config uses them; each is measured
@@ -24,6 +25,7 @@ import argparse
 import compileall
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -53,15 +55,25 @@ STEPS: list[tuple[str, list[str]]] = [
         ["watchdogd.config"],
     ),
     (
-        "the rest of watchdogd (store, sources, watch, playbook, deploy, metrics, api, daemon)",
-        ["watchdogd.daemon.lifecycle", "watchdogd.cli"],
+        "the rest of watchdogd (store, the HTTP probe, watch, playbook, metrics, api, daemon)",
+        ["watchdogd.daemon.lifecycle", "watchdogd.cli", "watchdogd.sources.http"],
     ),
 ]
 
 
-DAEMON_MODULES = ("watchdogd.daemon.lifecycle", "watchdogd.cli")
+DAEMON_MODULES = ("watchdogd.daemon.lifecycle", "watchdogd.cli", "watchdogd.sources.http")
+# As `watchdogd run` imports aiohttp (watchdogd/cli.py): with the pure-Python FrozenList.
+DAEMON_ENV = os.environ | {"FROZENLIST_NO_EXTENSIONS": "1"}
 
 OPTIONAL: list[tuple[str, list[str]]] = [
+    (
+        "the deploy manager and its HAProxy code (a target with `traffic:`)",
+        ["watchdogd.deploy.manager"],
+    ),
+    (
+        "the `scrape`, `auth_flow` and `promql` checks' sources",
+        ["watchdogd.sources.scrape", "watchdogd.sources.auth_flow", "watchdogd.sources.promql"],
+    ),
     ("Docker SDK (with `requests`, `urllib3`)", ["docker"]),
     ("`httpx` (the command line's client)", ["httpx"]),
     ("`redis`", ["redis"]),
@@ -104,6 +116,7 @@ def run_child(groups: list[list[str]]) -> list[dict[str, float]]:
         capture_output=True,
         text=True,
         check=True,
+        env=DAEMON_ENV,
     )
     points: list[dict[str, float]] = json.loads(done.stdout.splitlines()[-1])
     return points
@@ -172,6 +185,7 @@ def importtime(runs: int) -> None:
             capture_output=True,
             text=True,
             check=True,
+            env=DAEMON_ENV,
         )
         totals: dict[str, int] = defaultdict(int)
         for line in done.stderr.splitlines():

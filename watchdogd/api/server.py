@@ -23,7 +23,6 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from watchdogd.api.connections import BUSY, track_busy
-from watchdogd.api.openapi import OPENAPI
 from watchdogd.config.schema import ServerSettings
 from watchdogd.errors import ControlRefused
 from watchdogd.metrics.registry import Metrics
@@ -266,6 +265,9 @@ class _Handlers:
         return web.json_response({"status": "ready"})
 
     async def openapi(self, _request: web.Request) -> web.Response:
+        # The document is built when first asked for: a daemon nobody asks keeps no copy.
+        from watchdogd.api.openapi import OPENAPI  # noqa: PLC0415
+
         return web.json_response(OPENAPI)
 
     # --- Alertmanager ----------------------------------------------------------------------

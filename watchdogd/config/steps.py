@@ -5,7 +5,6 @@ See ``schema`` for the rest of the config, and docs/playbook.md for what each st
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -137,8 +136,10 @@ class Step(Strict):
         unknown = [key for key in data if key not in STEP_ACTIONS and key not in STEP_COMMON_KEYS]
         if not actions and unknown:
             # Most likely a misspelt action: name it, as unknown keys elsewhere are named.
-            close = difflib.get_close_matches(str(unknown[0]), list(STEP_ACTIONS), n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            # Only a config with an error needs it, and only the process that checks configs.
+            from watchdogd.config.rules import did_you_mean  # noqa: PLC0415
+
+            hint = did_you_mean(str(unknown[0]), list(STEP_ACTIONS))
             raise ValueError(
                 f'unknown step "{unknown[0]}"{hint}; a step is one of {", ".join(STEP_ACTIONS)}'
             )

@@ -29,12 +29,8 @@ from watchdogd.model import public_release
 from watchdogd.playbook.crash_points import pause_hook_for_tests
 from watchdogd.playbook.notify import send
 from watchdogd.playbook.runner import BeforeStep, PlaybookRunner
-from watchdogd.sources.auth_flow import AuthFlowProbe
-from watchdogd.sources.http import HttpProbe
 from watchdogd.sources.poller import Poller
 from watchdogd.sources.probe_client import ProbeClient
-from watchdogd.sources.promql import PromqlSource
-from watchdogd.sources.scrape import ScrapeSource
 from watchdogd.store import Store
 from watchdogd.targets.factory import engine_factory, make_driver
 from watchdogd.watch.controller import TargetController
@@ -52,16 +48,24 @@ if TYPE_CHECKING:
 # Docker and Swarm sources are imported when a target needs them (see _swarm_driver,
 # _start_target_sources, _docker_watcher): they bring the Docker SDK, about 18 MB and 100 ms
 # at start that a daemon of release directories and HTTP checks never uses. The deploy manager
-# and its HAProxy code likewise (deploy_manager): 0.8 MB that only traffic targets need.
+# and its HAProxy code likewise (deploy_manager): 0.8 MB that only traffic targets need; and
+# each check type's source (source_class).
 
 log = structlog.get_logger(__name__)
 
-SOURCES: dict[str, type[Poller[Any]]] = {
-    "http": HttpProbe,
-    "auth_flow": AuthFlowProbe,
-    "scrape": ScrapeSource,
-    "promql": PromqlSource,
+# Each check type's source class, imported for the first check of that type.
+SOURCES: dict[str, tuple[str, str]] = {
+    "http": ("watchdogd.sources.http", "HttpProbe"),
+    "auth_flow": ("watchdogd.sources.auth_flow", "AuthFlowProbe"),
+    "scrape": ("watchdogd.sources.scrape", "ScrapeSource"),
+    "promql": ("watchdogd.sources.promql", "PromqlSource"),
 }
+
+
+def source_class(check_type: str) -> type[Poller[Any]]:
+    module, name = SOURCES[check_type]
+    found: type[Poller[Any]] = getattr(importlib.import_module(module), name)
+    return found
 
 
 class Wiring:
@@ -249,9 +253,14 @@ class Wiring:
                     self._docker_watcher().subscribe(selector, recorder)
                     self._subscriptions[task] = (selector, recorder)
                 continue
-            source = SOURCES[check.type](check, recorder, self._client, secrets=self.config.secrets)
-            if isinstance(source, ScrapeSource):
+            source = source_class(check.type)(
+                check, recorder, self._client, secrets=self.config.secrets
+            )
+            if check.type == "scrape":
+                from watchdogd.sources.scrape import ScrapeSource  # noqa: PLC0415 - loaded now
+
                 # Checked once against the histogram's buckets at the first scrape.
+                assert isinstance(source, ScrapeSource)  # noqa: S101 - SOURCES["scrape"]
                 source.latency_thresholds = target.latency_thresholds(check.name)
             self._supervisor.start(task, source.run)
 
