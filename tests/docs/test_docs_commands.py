@@ -350,6 +350,10 @@ class TestDocumentedCommands:
 class TestDocumentedMetrics:
     def test_metric_names_exist(self, docs_daemon: DocsDaemon) -> None:
         """Every watchdogd_* name the docs mention is one the daemon exports."""
+        # The deploy series come with the deploy manager: built by the first deploy API call
+        # (the docs daemon has no target with traffic).
+        first = httpx.get(docs_daemon.url + "/api/v1/targets").json()["targets"][0]["name"]
+        httpx.get(f"{docs_daemon.url}/api/v1/targets/{first}/deploy")
         exported = set(re.findall(r"watchdogd_\w+", httpx.get(docs_daemon.url + "/metrics").text))
         mentioned = {
             name for page in pages() for name in re.findall(r"`(watchdogd_\w+)", page.read_text())
