@@ -5,8 +5,10 @@ keeps it alive until a garbage collection, which the daemon no longer runs on re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from watchdogd.config import Config
@@ -91,10 +93,9 @@ targets:
 DEPLOY_LOOPS = {"traffic-keeper", "endpoint-follower"}
 
 
-async def test_the_deploy_manager_is_built_at_the_first_need(tmp_path: Path) -> None:
-    """Without a target with traffic nor an open deploy, the daemon builds no deploy manager
-    (issue #16: its HAProxy code stays out of memory); a deploy API call builds it, with
-    its loops, and it is built once."""
+@contextlib.asynccontextmanager
+async def started(tmp_path: Path) -> AsyncIterator[tuple[Wiring, Supervisor, Metrics]]:
+    """A wiring of target ``a`` as the daemon starts it: built, incidents resumed."""
     metrics = Metrics()
     supervisor = Supervisor(metrics)
     with Store.in_state_dir(tmp_path) as store:
@@ -103,36 +104,34 @@ async def test_the_deploy_manager_is_built_at_the_first_need(tmp_path: Path) -> 
         try:
             wiring.build()
             await wiring.resume_incidents()
-            assert not DEPLOY_LOOPS & set(supervisor.names())
-            assert "watchdogd_deploys" not in metrics.render().decode()
-            assert wiring.status(wiring.controllers["a"])["deploy"] is None
-
-            manager = await wiring.deploy_manager()
-            assert await wiring.deploy_manager() is manager
-            assert set(supervisor.names()) >= DEPLOY_LOOPS
-            assert "watchdogd_deploys" in metrics.render().decode()
-            assert manager.status("a", None) == {"deploy": None}
+            yield wiring, supervisor, metrics
         finally:
+            await wiring.stop_sources()
             await supervisor.stop_all()
             await wiring.close()
+
+
+async def test_the_deploy_manager_is_built_at_the_first_need(tmp_path: Path) -> None:
+    """Without a target with traffic nor an open deploy, the daemon builds no deploy manager
+    (issue #16: its HAProxy code stays out of memory); a deploy API call builds it, with
+    its loops, and it is built once."""
+    async with started(tmp_path) as (wiring, supervisor, metrics):
+        assert not DEPLOY_LOOPS & set(supervisor.names())
+        assert "watchdogd_deploys" not in metrics.render().decode()
+        assert wiring.status(wiring.controllers["a"])["deploy"] is None
+
+        manager = await wiring.deploy_manager()
+        assert await wiring.deploy_manager() is manager
+        assert set(supervisor.names()) >= DEPLOY_LOOPS
+        assert "watchdogd_deploys" in metrics.render().decode()
+        assert manager.status("a", None) == {"deploy": None}
 
 
 async def test_a_reload_that_adds_traffic_builds_it(tmp_path: Path) -> None:
     """A reload that adds a target with traffic builds the manager: the target's driver
     switches HAProxy after a rollback, the loops run and its log socket is bound."""
-    metrics = Metrics()
-    supervisor = Supervisor(metrics)
-    with Store.in_state_dir(tmp_path) as store:
-        wiring = Wiring(config(tmp_path, "a"), store=store, metrics=metrics, supervisor=supervisor)
-        await wiring.open()
-        try:
-            wiring.build()
-            await wiring.resume_incidents()
-            await wiring.reload(traffic_config(tmp_path))
-            assert type(wiring.controllers["shop"].driver).__name__ == "TrafficDriver"
-            assert set(supervisor.names()) >= DEPLOY_LOOPS
-            assert (tmp_path / "haproxy-log.sock").is_socket()
-        finally:
-            await wiring.stop_sources()
-            await supervisor.stop_all()
-            await wiring.close()
+    async with started(tmp_path) as (wiring, supervisor, _):
+        await wiring.reload(traffic_config(tmp_path))
+        assert type(wiring.controllers["shop"].driver).__name__ == "TrafficDriver"
+        assert set(supervisor.names()) >= DEPLOY_LOOPS
+        assert (tmp_path / "haproxy-log.sock").is_socket()
