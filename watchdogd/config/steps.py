@@ -136,10 +136,11 @@ class Step(Strict):
         unknown = [key for key in data if key not in STEP_ACTIONS and key not in STEP_COMMON_KEYS]
         if not actions and unknown:
             # Most likely a misspelt action: name it, as unknown keys elsewhere are named.
-            # Only a config with an error needs it, and only the process that checks configs.
-            from watchdogd.config.rules import did_you_mean  # noqa: PLC0415
+            # Only a config with an error needs difflib, and only the process that checks it.
+            import difflib  # noqa: PLC0415
 
-            hint = did_you_mean(str(unknown[0]), list(STEP_ACTIONS))
+            close = difflib.get_close_matches(str(unknown[0]), list(STEP_ACTIONS), n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
             raise ValueError(
                 f'unknown step "{unknown[0]}"{hint}; a step is one of {", ".join(STEP_ACTIONS)}'
             )
