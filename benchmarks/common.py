@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from shipped_env import daemon_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -298,7 +299,8 @@ class DaemonProc:
             command,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
-            env=dict(os.environ) | (env or {}),
+            # As the shipped unit runs it (PYTHONOPTIMIZE=2 and the rest of its Environment=).
+            env=daemon_environment(os.environ) | (env or {}),
             start_new_session=True,
             cwd=ROOT,
         )

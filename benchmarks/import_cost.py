@@ -3,11 +3,13 @@
 Method. A fresh interpreter (this venv's, as the daemon runs) imports the groups of ``STEPS``
 one after the other and reads its resident memory (``/proc/self/statm``) and its CPU time
 (``time.process_time``) before and after each: a row is what that group adds given the rows
-above it (a module two groups share counts for the first). watchdogd's bytecode is written
-first, as an install does. The run is repeated ``--runs`` times (default 5), each in a new
-interpreter, and every figure is the median. The child imports aiohttp with frozenlist's
-pure-Python FrozenList, as ``watchdogd run`` does. Memory is exact to a page and does not move
-with the machine's load; CPU time does, a little (the machine is shared), hence the median.
+above it (a module two groups share counts for the first). The child runs in the shipped
+unit's environment (``PYTHONOPTIMIZE=2``, ``shipped_env.py``), and one unmeasured child first
+writes the bytecode, as the unit's first start does. The run is repeated ``--runs`` times
+(default 5), each in a new interpreter, and every figure is the median. The child imports
+aiohttp with frozenlist's pure-Python FrozenList, as ``watchdogd run`` does. Memory is exact
+to a page and does not move with the machine's load; CPU time does, a little (the machine is
+shared), hence the median.
 
 ``OPTIONAL`` groups are what a daemon loads only when its config uses them; each is measured
 on top of the whole daemon, in its own interpreter.
@@ -22,7 +24,6 @@ seen from the import system's side.
 from __future__ import annotations
 
 import argparse
-import compileall
 import itertools
 import json
 import os
@@ -30,7 +31,8 @@ import statistics
 import subprocess
 import sys
 from collections import defaultdict
-from pathlib import Path
+
+from shipped_env import daemon_environment
 
 # (label, modules): the daemon's own order at start-up (``watchdogd run``, idle config).
 STEPS: list[tuple[str, list[str]]] = [
@@ -62,8 +64,9 @@ STEPS: list[tuple[str, list[str]]] = [
 
 
 DAEMON_MODULES = ("watchdogd.daemon.lifecycle", "watchdogd.cli", "watchdogd.sources.http")
-# As `watchdogd run` imports aiohttp (watchdogd/cli.py): with the pure-Python FrozenList.
-DAEMON_ENV = os.environ | {"FROZENLIST_NO_EXTENSIONS": "1"}
+# As the shipped unit runs the daemon (PYTHONOPTIMIZE=2, benchmarks/shipped_env.py), and as
+# `watchdogd run` imports aiohttp (watchdogd/cli.py): with the pure-Python FrozenList.
+DAEMON_ENV = daemon_environment(os.environ) | {"FROZENLIST_NO_EXTENSIONS": "1"}
 
 OPTIONAL: list[tuple[str, list[str]]] = [
     (
@@ -142,9 +145,9 @@ def median_rows(runs: list[list[tuple[float, float, float]]]) -> list[tuple[floa
 
 
 def measure(runs: int) -> None:
-    # As installed (pip writes bytecode at install), not compiled again at every start.
-    compileall.compile_dir(Path(__file__).resolve().parent.parent / "watchdogd", quiet=1)
     daemon = [modules for _, modules in STEPS]
+    # As installed: the unit's first start writes the bytecode that later starts read.
+    run_child([*daemon, *(m for _, m in OPTIONAL), *(m for _, m in CHECK_PROCESS)])
     start: list[float] = []
     total: list[float] = []
     per_run = []

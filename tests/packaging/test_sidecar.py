@@ -35,6 +35,16 @@ TOKEN = "sidecar-token-5f1c2a9e"
 # Repositories named like the app images' (watchdogd-test/app-<session>…), so the sweeps in
 # tests/support/images.py and .ci/services.sh know them as a session's, dead or alive.
 REPOSITORY = f"watchdogd-test/app-{SESSION_ID}"
+# Imports what `watchdogd run` imports and names each module whose bytecode, at the
+# interpreter's optimization level, is not on disk.
+MISSING_BYTECODE = """
+import importlib.util, os, sys
+import watchdogd.daemon.lifecycle
+missing = [name for name, module in list(sys.modules.items())
+           if (path := getattr(module, "__file__", None)) and path.endswith(".py")
+           and not os.path.exists(importlib.util.cache_from_source(path))]
+print(f"optimize={sys.flags.optimize} missing={sorted(missing)}")
+"""
 
 
 def _pip_wheels(destination: Path, workdir: Path) -> None:
@@ -313,6 +323,16 @@ class TestSidecarImage:
         top = watchdog.container.top(ps_args="-o pid,uid,args")
         assert any(row[1] == "10001" and "watchdogd" in row[2] for row in top["Processes"])
         assert httpx.get(f"{watchdog.url}/readyz", timeout=5, trust_env=False).status_code == 200
+
+    def test_ships_the_bytecode_its_optimize_level_reads(
+        self, sidecar: tuple[Sidecar, str]
+    ) -> None:
+        """PYTHONOPTIMIZE=2, and every module the daemon imports has its .opt-2.pyc in the
+        image: a container that writes no bytecode compiles nothing at start."""
+        watchdog, _ = sidecar
+        code, output = watchdog.container.exec_run(["python3", "-c", MISSING_BYTECODE])
+        assert code == 0, output.decode()
+        assert output.decode().strip() == "optimize=2 missing=[]"
 
 
 class TestComposeExample:

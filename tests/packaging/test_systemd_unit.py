@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import require
+from tests.support.scripts import benchmark_modules
 
-UNIT = Path(__file__).resolve().parents[2] / "systemd" / "watchdogd.service"
+ROOT = Path(__file__).resolve().parents[2]
+UNIT = ROOT / "systemd" / "watchdogd.service"
 
 
 def analyze() -> str:
@@ -63,3 +65,28 @@ class TestSystemdUnit:
     def test_no_setting_that_cuts_the_docker_socket(self, forbidden: str) -> None:
         """PrivateUsers would unmap the docker group."""
         assert not any(line.startswith(forbidden) for line in UNIT.read_text().splitlines())
+
+
+class TestOptimizedBytecode:
+    def test_the_bytecode_cache_is_the_units_own_cache_directory(self) -> None:
+        """PYTHONOPTIMIZE=2 reads .opt-2.pyc, which the unit cannot write beside the sources
+        (ProtectSystem=strict): its prefix is the CacheDirectory= systemd makes writable."""
+        with benchmark_modules("shipped_env") as shipped_env:
+            env = shipped_env.unit_environment(UNIT.read_text(), Path("/var/cache"))
+        assert env["PYTHONOPTIMIZE"] == "2"
+        assert env["PYTHONPYCACHEPREFIX"] == "/var/cache/watchdogd"
+        assert "CacheDirectory=watchdogd" in UNIT.read_text().splitlines()
+
+    def test_the_image_sets_what_the_unit_sets(self) -> None:
+        """The Dockerfile's ENV carries the unit's settings, bar the cache (the image compiles
+        its bytecode at build time)."""
+        with benchmark_modules("shipped_env") as shipped_env:
+            env = shipped_env.unit_environment(UNIT.read_text())
+        env.pop("PYTHONPYCACHEPREFIX")
+        image_env = {
+            assignment
+            for line in (ROOT / "Dockerfile").read_text().splitlines()
+            if line.startswith("ENV ")
+            for assignment in line.removeprefix("ENV ").split()
+        }
+        assert {f"{name}={value}" for name, value in env.items()} <= image_env

@@ -16,9 +16,14 @@ from typing import Any
 
 import httpx
 
+from tests.support.scripts import benchmark_modules
 from tests.support.waiting import wait_for
 
 TOKEN = "test-token-0123456789"
+
+with benchmark_modules("shipped_env") as shipped_env:
+    # The environment the shipped systemd unit gives the daemon (benchmarks/shipped_env.py).
+    shipped_environment = shipped_env.daemon_environment
 
 
 def daemon_yaml(
@@ -186,7 +191,8 @@ def start_daemon(
     config: Path, port: int, tmp_path: Path, env: dict[str, str] | None = None
 ) -> DaemonProcess:
     log = tmp_path / "daemon.log"
-    environment = dict(os.environ) | (env or {})
+    # As the shipped unit runs it (PYTHONOPTIMIZE=2 and the rest of its Environment= lines).
+    environment = shipped_environment(os.environ) | (env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "watchdogd", "run", "--config", str(config)],
         stdout=log.open("wb"),
