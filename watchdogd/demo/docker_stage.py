@@ -21,7 +21,6 @@ import secrets
 import shutil
 import struct
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from docker.errors import BuildError, DockerException, ImageNotFound, NotFound
 
 from watchdogd.demo import scenario
 from watchdogd.demo.release import BAD, GOOD
-from watchdogd.demo.stage import answers_as
+from watchdogd.demo.stage import RESTORED_GRACE, answers_within
 from watchdogd.engine.docker_api import DEFAULT_HOST, explain, sdk_client
 from watchdogd.errors import DemoError
 
@@ -149,7 +148,7 @@ class DockerStage:
             return False, f"cannot inspect {self.name}: {explain(err)}"
         if container.image.id != good.id:
             return False, f"{self.name} runs {container.image.tags or container.image.id}"
-        ok, seen = await answers_as(f"{self.app_url}/cgi-bin/health", GOOD)
+        ok, seen = await answers_within(f"{self.app_url}/cgi-bin/health", GOOD, RESTORED_GRACE)
         return ok, f"{self.name} runs {self.images[GOOD]}; {seen}"
 
     async def close(self) -> None:
@@ -194,13 +193,10 @@ class DockerStage:
         self._run(version)
 
     async def _wait_answering(self, version: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            ok, _seen = await answers_as(f"{self.app_url}/cgi-bin/health", version)
-            if ok:
-                return
-            await asyncio.sleep(0.2)
-        raise DemoError(f"{self.name} did not answer on {self.app_url} in {START_TIMEOUT:g} s")
+        url = f"{self.app_url}/cgi-bin/health"
+        ok, seen = await answers_within(url, version, START_TIMEOUT)
+        if not ok:
+            raise DemoError(f"{self.name} did not answer in {START_TIMEOUT:g} s: {seen}")
 
     def _remove_all(self) -> None:
         try:
