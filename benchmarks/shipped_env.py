@@ -9,6 +9,7 @@ it is started without it: the first start writes the bytecode, later starts read
 
 from __future__ import annotations
 
+import functools
 import shlex
 import sys
 from collections.abc import Mapping
@@ -33,7 +34,13 @@ def unit_environment(text: str, cache_root: Path = CACHE_ROOT) -> dict[str, str]
     return env
 
 
+@functools.cache
+def _shipped() -> dict[str, str]:
+    # Read once: every daemon a test or benchmark starts asks for it.
+    return unit_environment(UNIT.read_text())
+
+
 def daemon_environment(base: Mapping[str, str]) -> dict[str, str]:
     """``base`` as the shipped unit would run the daemon in it."""
     env = {name: value for name, value in base.items() if name != "PYTHONDONTWRITEBYTECODE"}
-    return env | unit_environment(UNIT.read_text())
+    return env | _shipped()
