@@ -16,6 +16,7 @@ import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -420,6 +421,55 @@ class TestCancellation:
         assert leftovers(docker_engine, simple_deploy.name) == []
         await driver.restore(good, stop_timeout=10)
         assert served_version(inspect(docker_engine, simple_deploy.name)) == "v1"
+
+    async def test_a_restore_cancelled_while_the_engine_creates_leaves_nothing(
+        self,
+        app_images: AppImages,
+        simple_deploy: Deploy,
+        docker_engine: Any,
+    ) -> None:
+        """The engine goes on creating the temporary container after its caller is cancelled
+        (the call runs in a thread): once it exists it is removed, and the deployed release
+        runs on untouched (the CI saw a ``-wd-new-`` container left behind)."""
+        creating = asyncio.Event()
+        engine = CreatesSlowly(client=docker_engine.api, creating=creating)
+        driver = ContainerDriver("web", simple_deploy.name, engine)
+        simple_deploy.run(app_images.v1)
+        good = await driver.current()
+        assert good is not None
+        simple_deploy.run(app_images.v2)
+        task = asyncio.create_task(driver.restore(good, stop_timeout=10))
+        await creating.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert await asyncio.to_thread(engine.created.wait, 30)
+        await asyncio.gather(*container_module._in_flight, return_exceptions=True)
+        assert leftovers(docker_engine, simple_deploy.name) == []
+        now = inspect(docker_engine, simple_deploy.name)
+        assert now["State"]["Running"]
+        assert served_version(now) == "v2"
+
+
+class CreatesSlowly(DockerEngine):
+    """The real engine, whose create is asked for a moment after the caller awaits it;
+    ``created`` is set once the engine has created the container."""
+
+    def __init__(self, *, client: Any, creating: asyncio.Event) -> None:
+        super().__init__(client=client)
+        self._creating = creating
+        self.created = threading.Event()
+
+    async def create(self, body: dict[str, Any], name: str) -> str:
+        def late(api: Any) -> Any:
+            time.sleep(0.5)
+            try:
+                return api.create_container_from_config(body, name=name)
+            finally:
+                self.created.set()
+
+        self._creating.set()
+        return str((await self.call(f"create container {name}", late))["Id"])
 
 
 class TestHealthAndExec:

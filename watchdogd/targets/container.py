@@ -162,7 +162,7 @@ async def put_back(
 
     began = time.monotonic()
     plan = create_plan(spec, await _create_ref(engine, spec, image_id), await engine.api_version())
-    new_id = await engine.create(plan.body, f"{name}{NEW_MARK}{secrets.token_hex(4)}")
+    new_id = await _create_temporary(engine, plan.body, f"{name}{NEW_MARK}{secrets.token_hex(4)}")
     try:
         for network, endpoint in plan.connect:
             await engine.connect(new_id, network, endpoint)
@@ -273,14 +273,36 @@ async def _remove_orphaned_volumes(engine: DockerEngine, old: dict[str, Any], ne
 _in_flight: set[asyncio.Task[None]] = set()
 
 
+def _keep_in_flight(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    task = asyncio.ensure_future(work)
+    _in_flight.add(task)
+    task.add_done_callback(_finished)
+    return task
+
+
 async def _uncancellable(work: Coroutine[Any, Any, None]) -> None:
     """Run ``work`` to its end even if the caller is cancelled: the docker calls already made
     run on in their threads, and a swap cut in half (old stopped, new not started) is worse
     than one that finishes after the caller has gone."""
-    task = asyncio.ensure_future(work)
-    _in_flight.add(task)
-    task.add_done_callback(_finished)
-    await asyncio.shield(task)
+    await asyncio.shield(_keep_in_flight(work))
+
+
+async def _create_temporary(engine: DockerEngine, body: dict[str, Any], name: str) -> str:
+    """Create the new container under its temporary name. A caller cancelled meanwhile
+    leaves nothing behind: the engine creates the container all the same (the call runs on
+    in its thread), so it is removed once it exists."""
+    creating = asyncio.ensure_future(engine.create(body, name))
+    try:
+        return await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        _keep_in_flight(_remove_once_created(engine, creating))
+        raise
+
+
+async def _remove_once_created(engine: DockerEngine, creating: asyncio.Future[str]) -> None:
+    with contextlib.suppress(TargetError):
+        await engine.remove(await creating, force=True)
+        log.info("target_swap_cancelled_new_removed", container=creating.result()[:12])
 
 
 def _finished(task: asyncio.Task[None]) -> None:
