@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from watchdogd.errors import TargetError
 from watchdogd.targets.stopped import StopMemory, unix_seconds
 
@@ -63,12 +65,25 @@ async def test_one_stop_is_asked_about_once_and_the_next_stop_again() -> None:
     assert len(engine.asked) == 2
 
 
-async def test_an_engine_that_could_not_answer_is_asked_again() -> None:
+async def test_an_engine_that_could_not_answer_fails_the_look_and_is_asked_again() -> None:
+    """An exit nobody can explain is not taken for a crash (a stopping engine stops the
+    containers and may no longer say so)."""
     engine: Any = Engine({"a"}, failures=1)
     memory = StopMemory()
-    assert await memory.stopped_on_request(engine, [exited("a")]) == frozenset()
-    assert await memory.stopped_on_request(engine, [exited("a")]) == {"a"}
+    with pytest.raises(TargetError, match="cannot say why a stopped"):
+        await memory.stopped_on_request(engine, [exited("a"), running("b")])
+    assert await memory.stopped_on_request(engine, [exited("a"), running("b")]) == {"a"}
     assert len(engine.asked) == 2
+
+
+async def test_the_answers_given_are_kept_when_another_could_not_be() -> None:
+    engine: Any = Engine({"a"}, failures=0)
+    memory = StopMemory()
+    assert await memory.stopped_on_request(engine, [exited("a")]) == {"a"}
+    engine.failures = 1
+    with pytest.raises(TargetError, match="cannot say why b stopped"):
+        await memory.stopped_on_request(engine, [exited("a"), exited("b")])
+    assert [cid for cid, _ in engine.asked] == ["a", "b"]
 
 
 async def test_a_container_never_started_is_not_asked_about() -> None:

@@ -19,6 +19,7 @@ from watchdogd.deploy.deployment import Deployment
 from watchdogd.errors import TargetError, WatchdogError
 from watchdogd.model import Release, Starts
 from watchdogd.targets.base import ExecResult, TargetDriver
+from watchdogd.targets.stopped import StopMemory
 
 if TYPE_CHECKING:
     # Types only: the Docker SDK loads when a deploy touches Docker, not at start (issue #16).
@@ -38,6 +39,8 @@ class TrafficDriver:
         self._engine = engine
         self._active = active
         self._repoint = repoint
+        self._stops = StopMemory()
+        self._green_held: frozenset[str] = frozenset()
 
     def _serving_green(self) -> Deployment | None:
         deployment = self._active()
@@ -57,15 +60,27 @@ class TrafficDriver:
     async def current(self) -> Release | None:
         deployment = self._green_involved()
         if deployment is not None and deployment.green.release is not None:
-            # Asked of the engine all the same: an engine away (TargetError) took green with
-            # it, and the controller must not blame green for that (found by the soak).
-            await self._engine.inspect_container(deployment.green.container)
+            self._green_held = await self._held(deployment.green.container)
             return deployment.green.release
         return await self.inner.current()
 
+    async def _held(self, container: str) -> frozenset[str]:
+        """Green's container when somebody stopped or paused it: a stopping engine stops it
+        too, and the controller must not blame green for that (found by the soak, seed 16).
+        An engine away, or one that cannot say why green stopped, fails the look
+        (``TargetError``): it took green with it."""
+        inspect = await self._engine.inspect_container(container)
+        if inspect is None:
+            return frozenset()
+        stopped = await self._stops.stopped_on_request(self._engine, [inspect])
+        return Starts.of([inspect], stopped).held
+
     def starts(self) -> Starts | None:
-        # While green is involved its containers come and go by the deploy's own hand.
-        return None if self._green_involved() is not None else self.inner.starts()
+        if self._green_involved() is None:
+            return self.inner.starts()
+        # Green's containers come and go by the deploy's own hand: only what somebody holds
+        # is said, never a start (which would read as somebody's restart).
+        return Starts(started=frozenset(), by_policy=0, held=self._green_held)
 
     async def restore(self, release: Release, stop_timeout: float) -> None:
         deployment = self._green_involved()

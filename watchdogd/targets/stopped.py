@@ -8,7 +8,10 @@ engine's events can: a stop on request leaves a ``stop`` event (or a ``kill`` wi
 signal) after the container's last start, a crash leaves neither.
 
 The engine is asked once per stop (by container id and ``State.FinishedAt``), on the first look
-that finds the container exited; an answer it could not give is asked again next look.
+that finds the container exited. An answer it could not give fails the look (``TargetError``,
+as an engine away does) and is asked again next look: a stopping engine stops the containers
+and may still answer inspect but no longer this question, and an exit nobody can explain is
+no evidence against the release (the soak rolled a good one back for it, seed 16).
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ class StopMemory:
         self, engine: DockerEngine, inspects: Iterable[Mapping[str, Any]]
     ) -> frozenset[str]:
         """The ids among ``inspects`` that exited because somebody asked the engine to stop
-        them since their last start."""
+        them since their last start; ``TargetError`` when the engine could not say for one."""
         answers: dict[tuple[str, str], bool] = {}
+        unanswered: list[str] = []
         for inspect in inspects:
             state = inspect.get("State") or {}
             if state.get("Status") != "exited":
@@ -60,7 +64,11 @@ class StopMemory:
                 answer = await self._ask(engine, key[0], str(state.get("StartedAt", "")))
             if answer is not None:
                 answers[key] = answer
+            else:
+                unanswered.append(key[0][:12])
         self._answers = answers
+        if unanswered:
+            raise TargetError(f"the engine cannot say why {', '.join(unanswered)} stopped")
         return frozenset(cid for (cid, _), stopped in answers.items() if stopped)
 
     @staticmethod
