@@ -35,14 +35,21 @@ call_number() {
     echo "$v"
 }
 
-# Count the request and observe its duration, in milliseconds, per bucket.
+# The histogram's bucket bounds, in milliseconds.
+BUCKETS="5 10 25 50 100 250 500 1000 2000 3000 5000 10000"
+
+# Count the request and observe its duration, in milliseconds: one file per bucket, which
+# /metrics adds up into Prometheus' cumulative buckets. Four writes under the lock, not
+# fourteen: on a loaded host every request waits for it.
 record() {
     ms=$((($(uptime_cs) - START_CS) * 10))
+    bucket=inf
+    for b in $BUCKETS; do
+        if [ "$ms" -le "$b" ]; then bucket=$b; break; fi
+    done
     lock
     incr "/tmp/metrics/req__${HANDLER}__$1"
-    for b in 5 10 25 50 100 250 500 1000 2000 3000 5000 10000; do
-        [ "$ms" -le "$b" ] && incr "/tmp/metrics/hist__${HANDLER}__$b"
-    done
+    incr "/tmp/metrics/hist__${HANDLER}__$bucket"
     incr "/tmp/metrics/hist__${HANDLER}__count"
     incr "/tmp/metrics/hist__${HANDLER}__sum" "$ms"
     unlock
