@@ -404,15 +404,9 @@ class TestCancellation:
     ) -> None:
         """Cancelled mid-way, the swap either never began or runs to its end; never half."""
         driver = ContainerDriver("web", simple_deploy.name, engine)
-        simple_deploy.run(app_images.v1)
-        good = await driver.current()
-        assert good is not None
-        simple_deploy.run(app_images.v2)
-        task = asyncio.create_task(driver.restore(good, stop_timeout=10))
+        good, task = await restore_v1_over_v2(driver, simple_deploy, app_images)
         await asyncio.sleep(delay)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         # A swap already under way finishes on its own; wait for it.
         await asyncio.gather(*container_module._in_flight, return_exceptions=True)
         now = inspect(docker_engine, simple_deploy.name)
@@ -434,21 +428,32 @@ class TestCancellation:
         creating = asyncio.Event()
         engine = CreatesSlowly(client=docker_engine.api, creating=creating)
         driver = ContainerDriver("web", simple_deploy.name, engine)
-        simple_deploy.run(app_images.v1)
-        good = await driver.current()
-        assert good is not None
-        simple_deploy.run(app_images.v2)
-        task = asyncio.create_task(driver.restore(good, stop_timeout=10))
+        _, task = await restore_v1_over_v2(driver, simple_deploy, app_images)
         await creating.wait()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         assert await asyncio.to_thread(engine.created.wait, 30)
         await asyncio.gather(*container_module._in_flight, return_exceptions=True)
         assert leftovers(docker_engine, simple_deploy.name) == []
         now = inspect(docker_engine, simple_deploy.name)
         assert now["State"]["Running"]
         assert served_version(now) == "v2"
+
+
+async def restore_v1_over_v2(
+    driver: ContainerDriver, deploy: Deploy, images: AppImages
+) -> tuple[Release, asyncio.Task[None]]:
+    """v1 deployed and seen by the driver, v2 deployed over it, and a restore of v1 begun."""
+    deploy.run(images.v1)
+    good = await driver.current()
+    assert good is not None
+    deploy.run(images.v2)
+    return good, asyncio.create_task(driver.restore(good, stop_timeout=10))
+
+
+async def cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class CreatesSlowly(DockerEngine):
