@@ -68,6 +68,7 @@ from soak_world import (  # noqa: E402
     engine_objects,
     leaks,
     read_store,
+    remove_new_volumes,
 )
 
 
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if bg is not None:
             bg.close()
         remove_images(client, refs)
+        remove_new_volumes(client, before)
     with (workdir / "soak.pickle").open("wb") as kept:  # to check the invariants again
         pickle.dump((seed, soak.history, observed, soak.attempts, bg_seen), kept)
     extra = check_bluegreen(soak.attempts, soak.history.outages, bg_seen) if bg else []

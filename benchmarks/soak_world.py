@@ -297,6 +297,16 @@ def engine_objects(client: docker.DockerClient) -> dict[str, set[str]]:
     }
 
 
+def remove_new_volumes(client: docker.DockerClient, before: dict[str, set[str]]) -> None:
+    """At teardown, the unused volumes that appeared during the run. A container watchdogd
+    restored mounts its predecessor's anonymous volume by name, which the engine then treats
+    as named: ``docker rm -v`` and ``docker-compose down -v`` keep it (the user's data, which
+    the restore kept on purpose), so the soak removes it itself."""
+    for volume in sorted(engine_objects(client)["volumes"] - before["volumes"]):
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_volume(volume)
+
+
 def leaks(
     client: docker.DockerClient, before: dict[str, set[str]], own_networks: set[str]
 ) -> list[str]:
