@@ -38,6 +38,15 @@ call_number() {
 # The histogram's bucket bounds, in milliseconds.
 BUCKETS="5 10 25 50 100 250 500 1000 2000 3000 5000 10000"
 
+# seconds MS: sets $secs to MS milliseconds as seconds (1500 -> 1.5, 5 -> 0.005); a variable,
+# not output, so that /metrics forks nothing per bucket.
+seconds() {
+    frac=$(($1 % 1000))
+    case ${#frac} in 1) frac="00$frac" ;; 2) frac="0$frac" ;; esac
+    while [ "${frac%0}" != "$frac" ]; do frac="${frac%0}"; done
+    secs="$(($1 / 1000))${frac:+.$frac}"
+}
+
 # Count the request and observe its duration, in milliseconds: one file per bucket, which
 # /metrics adds up into Prometheus' cumulative buckets. Four writes under the lock, not
 # fourteen: on a loaded host every request waits for it.
